@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# ./run.sh              serve the app on 127.0.0.1:8080 (embedded PostgreSQL unless DATABASE_URL)
+# ./run.sh test [ARGS]  the whole test suite (pytest ARGS pass through)
+# ./run.sh bench [ROWS] side-by-side benchmark against psql \copy
+# ./run.sh WORDS...     python -m server WORDS... (import, generate, serve --port ...)
+set -euo pipefail
+cd "$(dirname "$0")"
+
+VENV=.venv
+PYTHON=${PYTHON:-python3}
+
+# Install into .venv when it is missing or setup.py changed since the last install.
+ensure_venv() {
+  local extras=$1 stamp want
+  want="$(sha256sum setup.py | cut -d' ' -f1)-$extras"
+  stamp="$VENV/.installed"
+  if [ ! -x "$VENV/bin/python" ]; then
+    "$PYTHON" -m venv "$VENV"
+  fi
+  if [ ! -f "$stamp" ] || ! grep -qx -- "$want" "$stamp"; then
+    # A test install also satisfies a plain one, so never downgrade it.
+    if [ "$extras" = "" ] && [ -f "$stamp" ] && grep -qx -- "${want}test" "$stamp"; then
+      return
+    fi
+    "$VENV/bin/python" -m pip install --quiet --upgrade pip
+    "$VENV/bin/python" -m pip install --quiet -e ".${extras:+[$extras]}"
+    echo "$want" > "$stamp"
+  fi
+}
+
+ensure_chromium() {
+  if ! command -v chromium >/dev/null 2>&1; then
+    echo "installing Debian's chromium for the browser tests" >&2
+    if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+  fi
+}
+
+case "${1:-serve}" in
+  test)
+    shift
+    ensure_venv test
+    ensure_chromium
+    exec "$VENV/bin/python" -m pytest "$@"
+    ;;
+  bench)
+    shift
+    ensure_venv ""
+    exec "$VENV/bin/python" -m server bench "$@"
+    ;;
+  serve)
+    [ $# -gt 0 ] && shift
+    ensure_venv ""
+    exec "$VENV/bin/python" -m server serve "$@"
+    ;;
+  *)
+    ensure_venv ""
+    exec "$VENV/bin/python" -m server "$@"
+    ;;
+esac

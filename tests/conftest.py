@@ -1,0 +1,123 @@
+"""A real PostgreSQL for every test: the embedded one (or DATABASE_URL), and a
+fresh database per test copied from a migrated template, which is cheap."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import aiopg
+import psycopg2
+import pytest
+from aiohttp import web
+from psycopg2 import sql
+
+from server.app import create_app
+from server.config import Config
+from server.db import migrate, with_database
+from server.embedded import start_embedded
+from server.keys import pool_key
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def server_url() -> str:
+    """An admin URL of the PostgreSQL server the tests use."""
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        return url
+    return start_embedded(ROOT / "var" / "test-pgdata")
+
+
+@contextlib.contextmanager
+def _admin(url: str):
+    conn = psycopg2.connect(url)
+    conn.autocommit = True
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+@pytest.fixture(scope="session")
+def template_db(server_url: str) -> Iterator[str]:
+    name = f"csvimp_template_{os.getpid()}"
+    with _admin(server_url) as conn, conn.cursor() as cur:
+        cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+    async def run_migrations() -> None:
+        async with aiopg.create_pool(with_database(server_url, name), minsize=1, maxsize=1) as pool:
+            await migrate(pool)
+
+    asyncio.run(run_migrations())
+    yield name
+    with _admin(server_url) as conn, conn.cursor() as cur:
+        cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def db_url(server_url: str, template_db: str) -> Iterator[str]:
+    """A fresh, migrated database for one test."""
+    name = f"csvimp_test_{uuid.uuid4().hex[:12]}"
+    with _admin(server_url) as conn, conn.cursor() as cur:
+        cur.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+            sql.Identifier(name), sql.Identifier(template_db)))
+    yield with_database(server_url, name)
+    with _admin(server_url) as conn, conn.cursor() as cur:
+        cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def config(db_url: str, tmp_path: Path) -> Config:
+    import_dir = tmp_path / "imports"
+    import_dir.mkdir()
+    return Config(
+        database_url=db_url,
+        data_dir=tmp_path / "var",
+        import_dir=import_dir,
+        batch_bytes=64 * 1024,
+        worker_poll_seconds=0.5,
+    )
+
+
+@pytest.fixture
+def app(config: Config) -> web.Application:
+    return create_app(config)
+
+
+@pytest.fixture
+async def client(aiohttp_client, app: web.Application):
+    return await aiohttp_client(app)
+
+
+@pytest.fixture
+async def db(db_url: str) -> AsyncIterator["Db"]:
+    """Direct SQL on the test's database, to check what a user of psql would see."""
+    async with aiopg.create_pool(db_url, minsize=1, maxsize=2) as pool:
+        yield Db(pool)
+
+
+class Db:
+    def __init__(self, pool: aiopg.Pool) -> None:
+        self.pool = pool
+
+    async def all(self, query: str, params=None) -> list[tuple]:
+        async with self.pool.acquire() as conn, conn.cursor() as cur:
+            await cur.execute(query, params)
+            return await cur.fetchall() if cur.description else []
+
+    async def one(self, query: str, params=None) -> tuple | None:
+        rows = await self.all(query, params)
+        return rows[0] if rows else None
+
+    async def value(self, query: str, params=None):
+        row = await self.one(query, params)
+        return None if row is None else row[0]
+
+
+__all__ = ["Db", "pool_key"]

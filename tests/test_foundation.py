@@ -1,0 +1,65 @@
+"""The skeleton: configuration, migrations, health and the page."""
+from pathlib import Path
+
+import pytest
+
+from server.config import Config, ConfigError
+
+
+async def test_healthz_answers_when_the_database_does(client):
+    resp = await client.get("/healthz")
+    assert resp.status == 200
+    assert (await resp.json()) == {"status": "ok"}
+
+
+async def test_the_page_renders(client):
+    resp = await client.get("/")
+    assert resp.status == 200
+    assert "text/html" in resp.headers["Content-Type"]
+    assert "Customer import" in await resp.text()
+
+
+async def test_migrations_created_the_tables_with_the_contract_names(client, db):
+    columns = {row[0] for row in await db.all(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = 'customers'")}
+    assert {"id", "customer_id", "first_name", "last_name", "company", "city", "country",
+            "phone_1", "phone_2", "email", "subscription_date", "website", "about",
+            "created_at", "updated_at", "updated_manually_at"} <= columns
+    versions = [row[0] for row in await db.all("SELECT version FROM schema_migrations ORDER BY 1")]
+    assert versions[0] == "001_initial"
+
+
+async def test_migrating_again_applies_nothing(client, db):
+    from server.db import migrate
+    from server.keys import pool_key
+
+    assert await migrate(client.app[pool_key]) == []
+
+
+def test_config_defaults_work_on_a_laptop():
+    config = Config.from_env({})
+    assert config.database_url is None
+    assert (config.host, config.port) == ("127.0.0.1", 8080)
+    assert config.data_dir == Path("var").absolute()
+    assert config.import_dir == Path("var/imports").absolute()
+
+
+def test_import_dir_follows_data_dir():
+    config = Config.from_env({"DATA_DIR": "/srv/csv"})
+    assert config.import_dir == Path("/srv/csv/imports")
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"PORT": "eighty"}, "PORT"),
+        ({"PORT": "70000"}, "PORT"),
+        ({"DATABASE_URL": "mysql://x"}, "DATABASE_URL"),
+        ({"REJECT_LIMIT": "-1"}, "REJECT_LIMIT"),
+        ({"UPLOAD_MAX_BYTES": "lots"}, "UPLOAD_MAX_BYTES"),
+        ({"WORKER_POLL_SECONDS": "0"}, "WORKER_POLL_SECONDS"),
+    ],
+)
+def test_a_bad_value_names_the_variable(env, named):
+    with pytest.raises(ConfigError, match=named):
+        Config.from_env(env)
