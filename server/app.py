@@ -9,6 +9,7 @@ from aiohttp import web
 
 from .config import Config
 from .db import database_ctx
+from .importer.runner import runner_ctx
 from .keys import config_key
 from .views import health, pages
 
@@ -25,6 +26,7 @@ def create_app(config: Config) -> web.Application:
     )
     # Torn down in reverse: the importer stops before the pool closes.
     app.cleanup_ctx.append(database_ctx)
+    app.cleanup_ctx.append(runner_ctx)
     app.add_routes(health.routes)
     app.add_routes(pages.routes)
     app.router.add_static("/static", STATIC_DIR)

@@ -1,0 +1,184 @@
+"""Runs one import job: parse in a worker process, write in a thread, both at once.
+
+While batch N commits (a thread, on the job's own connection) the worker
+process already parses batch N+1, so neither the database nor Python waits
+for the other, and the event loop only passes results along.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+from collections.abc import Callable
+from concurrent.futures import Executor, ThreadPoolExecutor
+from pathlib import Path
+
+from psycopg2.extras import Json
+
+from ..config import Config
+from ..sqlfiles import queries
+from .parse import FileRejected, Header, fingerprint, parse_batch, read_header
+from .writer import open_connection, write_batch
+
+log = logging.getLogger(__name__)
+SQL = queries("jobs")
+# What must match for a file to count as unchanged when a job resumes.
+FINGERPRINT_KEYS = ("size", "mtime_ns", "head", "tail")
+
+
+class JobFailed(Exception):
+    """The job cannot go on; the message is for the user."""
+
+
+@dataclasses.dataclass
+class Claim:
+    path: Path
+    data_offset: int | None
+    bytes_done: int
+    line_no: int
+    fingerprint: dict | None
+
+
+async def run_job(job_id: int, *, config: Config, database_url: str, worker: str,
+                  processes: Executor, on_progress: Callable[[dict], None] | None = None) -> str | None:
+    """Run a job until it completes, fails, is paused or cancelled; return its status.
+
+    None means another process holds the job (or it is no longer runnable).
+    Database connection errors propagate: the job stays 'running' and whoever
+    claims it next resumes from the last commit.
+    """
+    thread = ThreadPoolExecutor(1, thread_name_prefix=f"import-job-{job_id}")
+    call = _ThreadCaller(thread)
+    conn = await call(open_connection, database_url, f"csv-import job {job_id} {worker}")
+    try:
+        claim = await call(_claim, conn, job_id, worker)
+        if claim is None:
+            return None
+        try:
+            header = await _prepare(job_id, claim, config, processes, call, conn)
+            return await _pump(job_id, claim, header, config, processes, call, conn, on_progress)
+        except JobFailed as exc:
+            log.info("import job %s failed: %s", job_id, exc)
+            job = await call(_fail, conn, job_id, str(exc))
+            if on_progress and job:
+                on_progress(job)
+            return "failed"
+        finally:
+            with contextlib.suppress(Exception):
+                await call(_release, conn, job_id, worker)
+    finally:
+        await call(conn.close)
+        thread.shutdown(wait=False)
+
+
+async def _prepare(job_id, claim: Claim, config: Config, processes, call, conn) -> Header:
+    loop = asyncio.get_running_loop()
+    try:
+        header = await loop.run_in_executor(processes, read_header, claim.path, config.max_record_bytes)
+        found = await loop.run_in_executor(processes, fingerprint, claim.path)
+    except FileNotFoundError:
+        raise JobFailed(f"the file {claim.path.name} is no longer there") from None
+    except FileRejected as exc:
+        raise JobFailed(str(exc)) from None
+    if claim.data_offset is None:
+        await call(_set_header, conn, job_id, header, found)
+        claim.bytes_done, claim.line_no = header.data_offset, header.data_line
+    elif any(found.get(k) != (claim.fingerprint or {}).get(k) for k in FINGERPRINT_KEYS):
+        raise JobFailed(f"the file {claim.path.name} changed since the import started "
+                        f"(at byte {claim.bytes_done}); start a new import for the new file")
+    return header
+
+
+async def _pump(job_id, claim: Claim, header: Header, config: Config, processes, call, conn,
+                on_progress) -> str:
+    loop = asyncio.get_running_loop()
+
+    def parse(offset: int, line: int):
+        return loop.run_in_executor(processes, _parse, claim.path, header, offset, line,
+                                    config.batch_bytes, config.max_record_bytes, job_id)
+
+    upcoming = parse(claim.bytes_done, claim.line_no)
+    try:
+        while True:
+            batch = await upcoming
+            upcoming = None if batch.eof else parse(batch.end_offset, batch.end_line)
+            written = await call(write_batch, conn, job_id, batch, header.present, config.reject_limit)
+            if on_progress:
+                on_progress(written.job)
+            if written.status != "running" or batch.eof:
+                return written.status
+    finally:
+        if upcoming is not None:
+            upcoming.cancel()
+
+
+def _parse(path, header, offset, line, batch_bytes, max_record_bytes, job_id):
+    try:
+        return parse_batch(path, header, offset, line, batch_bytes=batch_bytes,
+                           max_record_bytes=max_record_bytes, job_id=job_id)
+    except FileRejected as exc:
+        # Crosses the process boundary as a plain message.
+        raise JobFailed(str(exc)) from None
+
+
+class _ThreadCaller:
+    """Runs blocking calls on the job's own thread, one at a time.
+
+    A cancelled caller still waits for the call in flight: a COPY or a commit
+    cannot be cut off halfway, and the connection must not be closed under it.
+    """
+
+    def __init__(self, thread: ThreadPoolExecutor):
+        self.thread = thread
+
+    async def __call__(self, fn, *args):
+        future = asyncio.get_running_loop().run_in_executor(self.thread, fn, *args)
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            with contextlib.suppress(BaseException):
+                await future
+            raise
+
+
+def _claim(conn, job_id: int, worker: str) -> Claim | None:
+    with conn.cursor() as cur:
+        cur.execute(SQL["try_lock"], {"id": job_id})
+        if not cur.fetchone()[0]:
+            conn.commit()
+            return None
+        cur.execute(SQL["start_run"], {"id": job_id, "worker": worker})
+        row = cur.fetchone()
+    conn.commit()
+    if row is None:
+        return None
+    path, data_offset, bytes_done, line_no, fp = row
+    return Claim(Path(path), data_offset, bytes_done, line_no, fp)
+
+
+def _set_header(conn, job_id: int, header: Header, found: dict) -> None:
+    with conn.cursor() as cur:
+        cur.execute(SQL["set_header"], {
+            "id": job_id, "data_offset": header.data_offset, "data_line": header.data_line,
+            "bytes_total": found["size"], "columns": list(header.columns),
+            "unknown": list(header.unknown[:50]), "fingerprint": Json(found),
+        })
+    conn.commit()
+
+
+def _fail(conn, job_id: int, error: str) -> dict | None:
+    with conn.cursor() as cur:
+        cur.execute(SQL["fail"], {"id": job_id, "error": error})
+        row = cur.fetchone()
+    conn.commit()
+    return None if row is None else row[0]
+
+
+def _release(conn, job_id: int, worker: str) -> None:
+    with conn.cursor() as cur:
+        cur.execute(SQL["release"], {"id": job_id, "worker": worker})
+    conn.commit()
+
+
+__all__ = ["JobFailed", "run_job"]

@@ -1,0 +1,125 @@
+"""Import jobs as the API and the CLI see them (aiopg). Domain errors, not HTTP ones."""
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiopg
+import psycopg2.errors
+
+from ..sqlfiles import queries
+
+SQL = queries("jobs")
+ACTIVE = ("queued", "running", "paused")
+# Which statuses each control may leave from, and where it goes.
+TRANSITIONS = {
+    "pause": (("queued", "running"), "paused"),
+    "resume": (("paused",), "running"),
+    "cancel": (ACTIVE, "cancelled"),
+}
+
+
+class JobNotFound(LookupError):
+    def __init__(self, job_id: int):
+        super().__init__(f"there is no import job {job_id}")
+        self.job_id = job_id
+
+
+class JobActive(Exception):
+    """Another job is queued, running or paused."""
+
+    def __init__(self, job: dict):
+        super().__init__(f"import job {job['id']} is {job['status']}; one job at a time")
+        self.job = job
+
+
+class TransitionNotAllowed(Exception):
+    def __init__(self, job: dict, action: str):
+        super().__init__(f"cannot {action} job {job['id']}: it is {job['status']}")
+        self.job = job
+
+
+async def create(pool: aiopg.Pool, *, filename: str, path: Path, bytes_total: int) -> dict:
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        try:
+            await cur.execute(SQL["create"], {"filename": filename, "path": str(path),
+                                              "bytes_total": bytes_total})
+        except psycopg2.errors.UniqueViolation:
+            active = await _active(cur)
+            if active is None:  # it ended in between: let the caller try again
+                raise
+            raise JobActive(active[4]) from None
+        return (await cur.fetchone())[0]
+
+
+async def active(pool: aiopg.Pool) -> tuple[int, str, str, str | None, dict] | None:
+    """(id, path, status, worker, job) of the active job, if any."""
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        return await _active(cur)
+
+
+async def _active(cur):
+    await cur.execute(SQL["active"])
+    return await cur.fetchone()
+
+
+async def current(pool: aiopg.Pool) -> dict | None:
+    return await _one(pool, SQL["current"], {})
+
+
+async def get(pool: aiopg.Pool, job_id: int) -> dict:
+    job = await _one(pool, SQL["by_id"], {"id": job_id})
+    if job is None:
+        raise JobNotFound(job_id)
+    return job
+
+
+async def page(pool: aiopg.Pool, *, limit: int, before: int | None) -> list[dict]:
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute(SQL["page"], {"limit": limit, "before": before})
+        return [row[0] for row in await cur.fetchall()]
+
+
+async def control(pool: aiopg.Pool, job_id: int, action: str) -> dict:
+    allowed_from, to = TRANSITIONS[action]
+    job = await _one(pool, SQL["transition"], {"id": job_id, "to": to, "from": list(allowed_from)})
+    if job is None:
+        raise TransitionNotAllowed(await get(pool, job_id), action)
+    return job
+
+
+async def recent(pool: aiopg.Pool, job_id: int) -> list[dict]:
+    rows = await _one(pool, SQL["recent"], {"id": job_id})
+    if rows is None:
+        raise JobNotFound(job_id)
+    return rows
+
+
+async def rejects(pool: aiopg.Pool, job_id: int, page_size: int = 1000) -> AsyncIterator[tuple]:
+    """Every reject of a job, in line order, a page at a time (constant memory)."""
+    await get(pool, job_id)
+    after = 0
+    while True:
+        async with pool.acquire() as conn, conn.cursor() as cur:
+            await cur.execute(SQL["rejects_page"], {"id": job_id, "after": after, "limit": page_size})
+            rows = await cur.fetchall()
+        for row in rows:
+            yield row[0], row[1], row[2], bytes(row[3])
+        if len(rows) < page_size:
+            return
+        after = rows[-1][0]
+
+
+async def next_claimable(pool: aiopg.Pool) -> int | None:
+    return await _one(pool, SQL["next_claimable"], {})
+
+
+async def fail(pool: aiopg.Pool, job_id: int, error: str) -> dict | None:
+    return await _one(pool, SQL["fail"], {"id": job_id, "error": error})
+
+
+async def _one(pool: aiopg.Pool, query: str, params: dict):
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute(query, params)
+        row = await cur.fetchone()
+        return None if row is None else row[0]

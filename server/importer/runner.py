@@ -1,0 +1,116 @@
+"""Who runs which job: one runner per process, owned by the app.
+
+Any number of processes may share one database. Each runner looks for a job
+that is queued, or running without a live runner (its advisory lock is free),
+when woken (a new job, a resume) and every few seconds, so a job whose process
+died is taken over by another within WORKER_POLL_SECONDS plus one batch.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import os
+import socket
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+
+import aiopg
+import psycopg2
+from aiohttp import web
+
+from ..config import Config
+from ..keys import config_key, database_url_key, pool_key, runner_key
+from . import jobs
+from .engine import run_job
+from .writer import CheckpointMoved
+
+log = logging.getLogger(__name__)
+
+# Lost connections and lost races end a run, not the job: it resumes from its checkpoint.
+TRANSIENT = (psycopg2.OperationalError, psycopg2.InterfaceError, CheckpointMoved)
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class JobRunner:
+    def __init__(self, config: Config, pool: aiopg.Pool, database_url: str):
+        self.config = config
+        self.pool = pool
+        self.database_url = database_url
+        self.worker = worker_name()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._processes: ProcessPoolExecutor | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._supervise(), name="import-runner")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._processes is not None:
+            self._processes.shutdown(wait=False, cancel_futures=True)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self, job_id: int, on_progress: Callable[[dict], None] | None = None) -> str | None:
+        """Run one job here and now; its final status, or None when another process has it."""
+        try:
+            return await run_job(job_id, config=self.config, database_url=self.database_url,
+                                 worker=self.worker, processes=self._worker_processes(),
+                                 on_progress=on_progress)
+        except BrokenProcessPool:
+            self._processes = None
+            raise
+
+    async def _supervise(self) -> None:
+        while True:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.config.worker_poll_seconds)
+            self._wake.clear()
+            try:
+                job_id = await jobs.next_claimable(self.pool)
+                if job_id is not None:
+                    await self._run_guarded(job_id)
+            except asyncio.CancelledError:
+                raise
+            except TRANSIENT as exc:
+                log.warning("import runner: %s; trying again shortly", exc)
+            except Exception:
+                log.exception("import runner: unexpected error")
+
+    async def _run_guarded(self, job_id: int) -> None:
+        try:
+            status = await self.run(job_id)
+        except TRANSIENT as exc:
+            log.warning("import job %s stopped (%s); it resumes from its checkpoint", job_id, exc)
+            return
+        except Exception as exc:
+            log.exception("import job %s failed unexpectedly", job_id)
+            await jobs.fail(self.pool, job_id, f"internal error: {type(exc).__name__}: {exc}")
+            return
+        if status is not None:
+            log.info("import job %s is %s", job_id, status)
+            self.wake()  # maybe there is more to do
+
+    def _worker_processes(self) -> ProcessPoolExecutor:
+        # Spawned, not forked: a fork of a process with threads and an event loop is unsafe.
+        if self._processes is None:
+            self._processes = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        return self._processes
+
+
+async def runner_ctx(app: web.Application) -> AsyncIterator[None]:
+    runner = JobRunner(app[config_key], app[pool_key], app[database_url_key])
+    app[runner_key] = runner
+    runner.start()
+    yield
+    await runner.stop()

@@ -1,0 +1,101 @@
+"""One batch, one transaction: rows, rejects, checkpoint and NOTIFY commit together.
+
+Runs in a thread on a plain psycopg2 connection, because aiopg cannot run COPY.
+New customers go straight into the table by COPY (the cheap path a first import
+takes); customers that exist already go through a temporary stage and one
+INSERT ... ON CONFLICT, which skips rows edited by hand.
+"""
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+
+import psycopg2
+import psycopg2.errors
+from psycopg2.extras import execute_values
+
+from ..sqlfiles import queries
+from .parse import Batch
+
+SQL = queries("import_writer")
+COPY_BUFFER = 1024 * 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class Written:
+    status: str          # the job's status after the commit
+    job: dict            # the job as the API shows it
+
+
+class CheckpointMoved(Exception):
+    """The job's checkpoint is not where this batch started: someone else wrote it."""
+
+
+def open_connection(database_url: str, application_name: str):
+    conn = psycopg2.connect(database_url, application_name=application_name)
+    with conn.cursor() as cur:
+        cur.execute(SQL["create_stage"])
+    conn.commit()
+    return conn
+
+
+def write_batch(conn, job_id: int, batch: Batch, present: tuple[str, ...], reject_limit: int) -> Written:
+    """Write one batch and its checkpoint in one transaction. Blocking: call from a thread."""
+    try:
+        return _write(conn, job_id, batch, present, reject_limit, direct=True)
+    except psycopg2.errors.UniqueViolation:
+        # A customer created by someone else between our look-up and our COPY:
+        # do the whole batch again through the stage, which takes conflicts in stride.
+        conn.rollback()
+        return _write(conn, job_id, batch, present, reject_limit, direct=False)
+    except BaseException:
+        if not conn.closed:
+            conn.rollback()
+        raise
+
+
+def _write(conn, job_id: int, batch: Batch, present, reject_limit: int, *, direct: bool) -> Written:
+    counts = {"inserted": 0, "updated": 0, "skipped_manual": 0}
+    skipped_ids: set[str] = set()
+    with conn.cursor() as cur:
+        existing: set[str] = set()
+        if not direct:
+            existing = set(batch.ids)
+        elif batch.ids:
+            cur.execute(SQL["existing_ids"], {"ids": batch.ids})
+            existing = {row[0] for row in cur.fetchall()}
+        new_lines = [line for cid, line in zip(batch.ids, batch.lines) if cid not in existing]
+        old_lines = [line for cid, line in zip(batch.ids, batch.lines) if cid in existing]
+        if new_lines:
+            cur.copy_expert(SQL["copy_customers"], _payload(new_lines), size=COPY_BUFFER)
+            counts["inserted"] += len(new_lines)
+        if old_lines:
+            cur.copy_expert(SQL["copy_stage"], _payload(old_lines), size=COPY_BUFFER)
+            cur.execute(SQL["upsert_from_stage"], {"present": list(present)})
+            written = cur.fetchall()
+            for _, inserted in written:
+                counts["inserted" if inserted else "updated"] += 1
+            counts["skipped_manual"] += len(old_lines) - len(written)
+            if len(written) < len(old_lines):
+                skipped_ids = existing - {cid for cid, _ in written}
+        # A Customer Id repeated within the batch: the repeats found it existing.
+        for cid, extra in batch.repeats.items():
+            counts["skipped_manual" if cid in skipped_ids else "updated"] += extra
+        if batch.rejects:
+            execute_values(cur, SQL["insert_rejects"],
+                           [(job_id, line, offset, reason, raw) for line, offset, reason, raw in batch.rejects])
+        cur.execute(SQL["checkpoint"], {
+            "job_id": job_id, "start_offset": batch.start_offset, "end_offset": batch.end_offset,
+            "end_line": batch.end_line, "rejected": len(batch.rejects), "recent": json.dumps(batch.recent),
+            "reject_limit": reject_limit, "eof": batch.eof, **counts,
+        })
+        row = cur.fetchone()
+        if row is None:
+            raise CheckpointMoved(f"job {job_id} is no longer at byte {batch.start_offset}")
+    conn.commit()
+    return Written(status=row[0], job=row[1])
+
+
+def _payload(lines: list[str]) -> io.BytesIO:
+    return io.BytesIO("".join(lines).encode("utf-8"))

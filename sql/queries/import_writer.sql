@@ -1,0 +1,77 @@
+-- The batch transaction of the import engine, on the connection that runs COPY.
+
+-- name: existing_ids
+SELECT customer_id FROM customers WHERE customer_id = ANY(%(ids)s)
+
+-- name: copy_customers
+COPY customers (customer_id, first_name, last_name, company, city, country,
+                phone_1, phone_2, email, subscription_date, website, about, import_job_id)
+FROM STDIN
+
+-- name: create_stage
+CREATE TEMP TABLE IF NOT EXISTS import_stage (
+    customer_id text, first_name text, last_name text, company text, city text, country text,
+    phone_1 text, phone_2 text, email text, subscription_date date, website text, about text,
+    import_job_id bigint
+) ON COMMIT DELETE ROWS
+
+-- name: copy_stage
+COPY import_stage FROM STDIN
+
+-- name: upsert_from_stage
+-- A column the file does not have keeps its value; a hand-edited customer keeps all.
+WITH written AS (
+    INSERT INTO customers AS c (customer_id, first_name, last_name, company, city, country,
+                                phone_1, phone_2, email, subscription_date, website, about,
+                                import_job_id)
+    SELECT * FROM import_stage
+    ON CONFLICT (customer_id) DO UPDATE SET
+        first_name = CASE WHEN 'first_name' = ANY(%(present)s) THEN excluded.first_name ELSE c.first_name END,
+        last_name = CASE WHEN 'last_name' = ANY(%(present)s) THEN excluded.last_name ELSE c.last_name END,
+        company = CASE WHEN 'company' = ANY(%(present)s) THEN excluded.company ELSE c.company END,
+        city = CASE WHEN 'city' = ANY(%(present)s) THEN excluded.city ELSE c.city END,
+        country = CASE WHEN 'country' = ANY(%(present)s) THEN excluded.country ELSE c.country END,
+        phone_1 = CASE WHEN 'phone_1' = ANY(%(present)s) THEN excluded.phone_1 ELSE c.phone_1 END,
+        phone_2 = CASE WHEN 'phone_2' = ANY(%(present)s) THEN excluded.phone_2 ELSE c.phone_2 END,
+        email = CASE WHEN 'email' = ANY(%(present)s) THEN excluded.email ELSE c.email END,
+        subscription_date = CASE WHEN 'subscription_date' = ANY(%(present)s)
+                                 THEN excluded.subscription_date ELSE c.subscription_date END,
+        website = CASE WHEN 'website' = ANY(%(present)s) THEN excluded.website ELSE c.website END,
+        about = CASE WHEN 'about' = ANY(%(present)s) THEN excluded.about ELSE c.about END,
+        import_job_id = excluded.import_job_id,
+        updated_at = now()
+    WHERE c.updated_manually_at IS NULL
+    RETURNING customer_id, xmax = 0 AS inserted
+)
+SELECT customer_id, inserted FROM written
+
+-- name: insert_rejects
+INSERT INTO import_rejects (job_id, line_no, byte_offset, reason, raw)
+VALUES %s
+ON CONFLICT (job_id, line_no) DO NOTHING
+
+-- name: checkpoint
+-- Only from the checkpoint this batch started at: a second writer can never count twice.
+UPDATE import_jobs SET
+    bytes_done = %(end_offset)s,
+    line_no = %(end_line)s,
+    inserted = inserted + %(inserted)s,
+    updated = updated + %(updated)s,
+    skipped_manual = skipped_manual + %(skipped_manual)s,
+    rejected = rejected + %(rejected)s,
+    recent = (SELECT coalesce(jsonb_agg(row ORDER BY n), '[]')
+              FROM (SELECT row, n FROM jsonb_array_elements(recent || %(recent)s::jsonb)
+                                       WITH ORDINALITY AS r (row, n)
+                    ORDER BY n DESC LIMIT 20) AS latest),
+    status = CASE WHEN status <> 'running' THEN status
+                  WHEN rejected + %(rejected)s > %(reject_limit)s THEN 'failed'
+                  WHEN %(eof)s THEN 'completed'
+                  ELSE status END,
+    error = CASE WHEN status = 'running' AND rejected + %(rejected)s > %(reject_limit)s
+                 THEN 'stopped after ' || (rejected + %(rejected)s) || ' rejected rows, more than the limit of '
+                      || %(reject_limit)s || '; see the rejects file'
+                 ELSE error END,
+    finished_at = CASE WHEN status = 'running' AND (%(eof)s OR rejected + %(rejected)s > %(reject_limit)s)
+                       THEN now() ELSE finished_at END
+WHERE id = %(job_id)s AND bytes_done = %(start_offset)s
+RETURNING status, import_job_json(import_jobs.*)

@@ -1,0 +1,81 @@
+-- Import jobs: their life cycle and what the API shows of them.
+
+-- name: create
+INSERT INTO import_jobs (filename, path, bytes_total)
+VALUES (%(filename)s, %(path)s, %(bytes_total)s)
+RETURNING import_job_json(import_jobs.*)
+
+-- name: active
+SELECT id, path, status, worker, import_job_json(j) FROM import_jobs j
+WHERE status IN ('queued', 'running', 'paused')
+
+-- name: current
+-- The active job, or else the latest one.
+SELECT import_job_json(j) FROM import_jobs j
+ORDER BY status IN ('queued', 'running', 'paused') DESC, id DESC
+LIMIT 1
+
+-- name: by_id
+SELECT import_job_json(j) FROM import_jobs j WHERE id = %(id)s
+
+-- name: page
+SELECT import_job_json(j) FROM import_jobs j
+WHERE %(before)s::bigint IS NULL OR id < %(before)s
+ORDER BY id DESC
+LIMIT %(limit)s
+
+-- name: transition
+-- Pause, resume and cancel: one atomic step from the allowed statuses.
+UPDATE import_jobs SET
+    status = %(to)s,
+    finished_at = CASE WHEN %(to)s = 'cancelled' THEN now() ELSE finished_at END,
+    worker = CASE WHEN %(to)s = 'running' THEN NULL ELSE worker END
+WHERE id = %(id)s AND status = ANY(%(from)s)
+RETURNING import_job_json(import_jobs.*)
+
+-- name: recent
+SELECT recent FROM import_jobs WHERE id = %(id)s
+
+-- name: rejects_page
+SELECT line_no, byte_offset, reason, raw FROM import_rejects
+WHERE job_id = %(id)s AND line_no > %(after)s
+ORDER BY line_no
+LIMIT %(limit)s
+
+-- name: next_claimable
+-- A job nobody runs yet, or one whose runner may have died (the advisory lock decides).
+SELECT id FROM import_jobs WHERE status IN ('queued', 'running') ORDER BY id LIMIT 1
+
+-- name: try_lock
+SELECT pg_try_advisory_lock(7342, %(id)s::int)
+
+-- name: start_run
+UPDATE import_jobs SET
+    status = 'running',
+    worker = %(worker)s,
+    started_at = coalesce(started_at, now()),
+    run_started_at = clock_timestamp(),
+    run_started_bytes = bytes_done,
+    run_started_rows = rows_done
+WHERE id = %(id)s AND status IN ('queued', 'running')
+RETURNING path, data_offset, bytes_done, line_no, fingerprint
+
+-- name: set_header
+UPDATE import_jobs SET
+    data_offset = %(data_offset)s,
+    bytes_done = %(data_offset)s,
+    run_started_bytes = %(data_offset)s,
+    line_no = %(data_line)s,
+    bytes_total = %(bytes_total)s,
+    columns = %(columns)s,
+    unknown_columns = %(unknown)s,
+    fingerprint = %(fingerprint)s
+WHERE id = %(id)s AND data_offset IS NULL
+
+-- name: fail
+UPDATE import_jobs SET status = 'failed', error = %(error)s, finished_at = now(), worker = NULL
+WHERE id = %(id)s AND status IN ('queued', 'running', 'paused')
+RETURNING import_job_json(import_jobs.*)
+
+-- name: release
+UPDATE import_jobs SET worker = NULL WHERE id = %(id)s AND worker = %(worker)s

@@ -1,0 +1,43 @@
+"""Helpers for tests that import files through the real engine."""
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from aiohttp import web
+
+from server.importer import jobs
+from server.keys import pool_key, runner_key
+
+HEADER = "Index,Customer Id,First Name,Last Name,Company,City,Country,Phone 1,Phone 2,Email,Subscription Date,Website,About Customer"
+TERMINAL = ("completed", "failed", "cancelled")
+
+
+def row(index: int, customer_id: str, first: str = "Ann", *, company: str = "Acme",
+        date: str = "2021-05-06", about: str = "Likes tea") -> str:
+    return (f"{index},{customer_id},{first},Lee,{company},Oslo,Norway,+47 1234,,"
+            f"{first.lower()}@example.com,{date},https://example.com,{about}")
+
+
+def write_csv(path: Path, lines: list[str], *, newline: str = "\n", bom: bool = False) -> Path:
+    data = newline.join(lines) + newline
+    path.write_bytes((b"\xef\xbb\xbf" if bom else b"") + data.encode("utf-8"))
+    return path
+
+
+async def import_file(app: web.Application, path: Path, timeout: float = 60) -> dict:
+    """Queue a job for `path`, let the app's runner run it, return the finished job."""
+    job = await jobs.create(app[pool_key], filename=path.name, path=path, bytes_total=path.stat().st_size)
+    app[runner_key].wake()
+    return await wait_for_status(app, job["id"], TERMINAL, timeout)
+
+
+async def wait_for_status(app: web.Application, job_id: int, statuses, timeout: float = 60) -> dict:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        job = await jobs.get(app[pool_key], job_id)
+        if job["status"] in statuses:
+            return job
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"job {job_id} is still {job['status']} after {timeout}s: {job}")
+        await asyncio.sleep(0.05)
