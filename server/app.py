@@ -7,27 +7,33 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
+from . import openapi
 from .config import Config
 from .db import database_ctx
+from .errors import error_middleware
+from .events import events_ctx
 from .importer.runner import runner_ctx
 from .keys import config_key
-from .views import health, pages
+from .security import same_origin_middleware
+from .views import customers, health, imports, pages
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "web_static"
 
 
 def create_app(config: Config) -> web.Application:
-    app = web.Application()
+    app = web.Application(middlewares=[same_origin_middleware, error_middleware],
+                          client_max_size=1024**2)
     app[config_key] = config
     aiohttp_jinja2.setup(
         app,
         loader=jinja2.PackageLoader("server", "templates"),
         autoescape=jinja2.select_autoescape(default=True),
     )
-    # Torn down in reverse: the importer stops before the pool closes.
+    # Torn down in reverse: the runner stops, then the event fan-out, then the pool.
     app.cleanup_ctx.append(database_ctx)
+    app.cleanup_ctx.append(events_ctx)
     app.cleanup_ctx.append(runner_ctx)
-    app.add_routes(health.routes)
-    app.add_routes(pages.routes)
+    for module in (health, pages, imports, customers, openapi):
+        app.add_routes(module.routes)
     app.router.add_static("/static", STATIC_DIR)
     return app

@@ -7,6 +7,7 @@ from pathlib import Path
 import aiopg
 import psycopg2.errors
 
+from ..errors import Conflict, NotFound
 from ..sqlfiles import queries
 
 SQL = queries("jobs")
@@ -19,24 +20,30 @@ TRANSITIONS = {
 }
 
 
-class JobNotFound(LookupError):
+class JobNotFound(NotFound):
     def __init__(self, job_id: int):
         super().__init__(f"there is no import job {job_id}")
         self.job_id = job_id
 
 
-class JobActive(Exception):
+class JobActive(Conflict):
     """Another job is queued, running or paused."""
 
     def __init__(self, job: dict):
-        super().__init__(f"import job {job['id']} is {job['status']}; one job at a time")
+        super().__init__(f"import job {job['id']} is {job['status']}; one import at a time")
         self.job = job
 
+    def body(self) -> dict:
+        return {"error": str(self), "job": self.job}
 
-class TransitionNotAllowed(Exception):
+
+class TransitionNotAllowed(Conflict):
     def __init__(self, job: dict, action: str):
-        super().__init__(f"cannot {action} job {job['id']}: it is {job['status']}")
+        super().__init__(f"cannot {action} import job {job['id']}: it is {job['status']}")
         self.job = job
+
+    def body(self) -> dict:
+        return {"error": str(self), "job": self.job}
 
 
 async def create(pool: aiopg.Pool, *, filename: str, path: Path, bytes_total: int) -> dict:

@@ -2,11 +2,13 @@ from aiohttp import web
 
 from ..db import ping
 from ..keys import pool_key
+from ..openapi import describe
 
 routes = web.RouteTableDef()
 
 
 @routes.get("/healthz")
+@describe("200 when the database answers", responses={200: "healthy", 503: "the database does not answer"})
 async def healthz(request: web.Request) -> web.Response:
     if await ping(request.app[pool_key]):
         return web.json_response({"status": "ok"})

@@ -1,0 +1,1 @@
+"""./run.sh bench: measured side by side in one run, printed as one table."""

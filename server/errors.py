@@ -1,0 +1,55 @@
+"""Domain errors and the one place that turns them into HTTP answers."""
+from __future__ import annotations
+
+import logging
+
+import pydantic
+from aiohttp import web
+
+log = logging.getLogger(__name__)
+
+
+class DomainError(Exception):
+    """An error a client can act on. Subclasses say which status it maps to."""
+
+    status = 400
+
+    def body(self) -> dict:
+        return {"error": str(self)}
+
+
+class NotFound(DomainError):
+    status = 404
+
+
+class Conflict(DomainError):
+    status = 409
+
+
+def validation_body(exc: pydantic.ValidationError, where: str = "body") -> dict:
+    """A 422 body that names every field that is wrong."""
+    fields = []
+    for error in exc.errors(include_url=False):
+        name = ".".join(str(part) for part in error["loc"]) or where
+        fields.append({"field": name, "message": error["msg"]})
+    names = ", ".join(f["field"] for f in fields)
+    return {"error": f"invalid {where}: {names}", "fields": fields}
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except DomainError as exc:
+        return web.json_response(exc.body(), status=exc.status)
+    except pydantic.ValidationError as exc:
+        return web.json_response(validation_body(exc), status=422)
+    except web.HTTPException as exc:
+        if exc.status < 400 or exc.content_type == "application/json":
+            raise
+        return web.json_response({"error": exc.reason if exc.text is None else exc.text},
+                                 status=exc.status, headers=_kept_headers(exc))
+
+
+def _kept_headers(exc: web.HTTPException) -> dict:
+    return {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "etag", "retry-after")}
