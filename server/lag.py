@@ -1,0 +1,37 @@
+"""Event-loop lag: how late a 10 ms sleep wakes up, as p50/p99 over recent samples."""
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import statistics
+
+INTERVAL = 0.01
+
+
+class LoopLag:
+    def __init__(self, window: int = 6000):
+        self.samples: collections.deque[float] = collections.deque(maxlen=window)
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._sample(), name="loop-lag")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def percentiles(self) -> dict[str, float | None]:
+        if len(self.samples) < 2:
+            return {"p50": None, "p99": None}
+        cuts = statistics.quantiles(self.samples, n=100, method="inclusive")
+        return {"p50": round(cuts[49] * 1000, 2), "p99": round(cuts[98] * 1000, 2)}
+
+    async def _sample(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            start = loop.time()
+            await asyncio.sleep(INTERVAL)
+            self.samples.append(max(loop.time() - start - INTERVAL, 0.0))
