@@ -73,7 +73,7 @@ class Batch:
     end_line: int                  # physical line number at end_offset
     eof: bool
     ids: list[str]                 # one per distinct Customer Id, last occurrence wins
-    lines: list[str]               # COPY (FORMAT csv) lines, parallel to ids
+    lines: list[bytes]             # COPY text-format lines (UTF-8), parallel to ids
     repeats: dict[str, int]        # Customer Id -> occurrences beyond the first, in this batch
     rejects: list[tuple[int, int, str, bytes]]  # line_no, byte_offset, reason, raw
     recent: list[dict]
@@ -218,7 +218,7 @@ class _BatchBuilder:
         self.start_offset = offset
         # An absent column reads the empty field appended to every row, which becomes NULL.
         self.positions = [header.width if p is None else p for p in header.positions]
-        self.by_id: dict[str, str] = {}
+        self.by_id: dict[str, bytes] = {}
         self.repeats: dict[str, int] = {}
         self.rejects: list[tuple[int, int, str, bytes]] = []
         self.recent: deque[tuple[int, list[str]]] = deque(maxlen=RECENT_ROWS)
@@ -303,10 +303,11 @@ class _BatchBuilder:
             del self.by_id[customer_id]  # re-insert: the dict keeps file order of last occurrences
         values.append(self.job_id)
         if _needs_escapes(raw):
-            self.by_id[customer_id] = "\t".join([v if v is NULL else v.translate(_COPY_ESCAPES)
-                                                  for v in values]) + "\n"
+            line = "\t".join([v if v is NULL else v.translate(_COPY_ESCAPES) for v in values])
         else:
-            self.by_id[customer_id] = "\t".join(values) + "\n"
+            line = "\t".join(values)
+        # Encoded here, in the worker process, so the server's threads only join bytes.
+        self.by_id[customer_id] = (line + "\n").encode("utf-8")
         self.recent.append((line, values))
 
     def _invalid(self, values: list[str]) -> str | None:

@@ -97,5 +97,5 @@ def _write(conn, job_id: int, batch: Batch, present, reject_limit: int, *, direc
     return Written(status=row[0], job=row[1])
 
 
-def _payload(lines: list[str]) -> io.BytesIO:
-    return io.BytesIO("".join(lines).encode("utf-8"))
+def _payload(lines: list[bytes]) -> io.BytesIO:
+    return io.BytesIO(b"".join(lines))

