@@ -1,0 +1,75 @@
+// The HTTP API of CONTRACT.md, as small promise-returning functions.
+
+export class ApiError extends Error {
+  constructor(status, body) {
+    super((body && body.error) || `request failed with status ${status}`);
+    this.status = status;
+    this.body = body || {};
+  }
+}
+
+async function request(method, url, { json, headers = {}, signal } = {}) {
+  const init = { method, headers: { Accept: "application/json", ...headers }, signal };
+  if (json !== undefined) {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(json);
+  }
+  const response = await fetch(url, init);
+  const body = response.status === 204 ? null : await readJson(response);
+  if (!response.ok) throw new ApiError(response.status, body);
+  return { body, response };
+}
+
+async function readJson(response) {
+  const text = await response.text();
+  if (!text) return null;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return { error: text.slice(0, 300) };
+  }
+}
+
+export async function currentJob() {
+  return (await request("GET", "/import")).body;
+}
+
+export async function controlJob(id, action) {
+  return (await request("POST", `/import/jobs/${encodeURIComponent(id)}/${action}`)).body;
+}
+
+export async function recentRows(id, signal) {
+  const { body } = await request("GET", `/import/jobs/${encodeURIComponent(id)}/recent`, { signal });
+  // Accept a bare list or a wrapped one, newest first either way on screen.
+  return Array.isArray(body) ? body : (body && (body.items || body.rows)) || [];
+}
+
+export function rejectsUrl(id) {
+  return `/import/jobs/${encodeURIComponent(id)}/rejects.csv`;
+}
+
+export async function customersPage({ limit, after, q }, signal) {
+  const params = new URLSearchParams({ limit: String(limit) });
+  if (after != null) params.set("after", after);
+  if (q) params.set("q", q);
+  return (await request("GET", `/customers?${params}`, { signal })).body;
+}
+
+export async function getCustomer(id) {
+  const { body, response } = await request("GET", `/customers/${encodeURIComponent(id)}`);
+  return { customer: body, etag: response.headers.get("ETag") };
+}
+
+export async function createCustomer(fields) {
+  return (await request("POST", "/customers", { json: fields })).body;
+}
+
+export async function updateCustomer(id, fields, etag) {
+  const headers = etag ? { "If-Match": etag } : {};
+  const { body, response } = await request("PATCH", `/customers/${encodeURIComponent(id)}`, { json: fields, headers });
+  return { customer: body, etag: response.headers.get("ETag") };
+}
+
+export async function deleteCustomer(id) {
+  await request("DELETE", `/customers/${encodeURIComponent(id)}`);
+}

@@ -1,0 +1,188 @@
+// Create, edit and delete one customer in a modal dialog.
+//
+// Edits are optimistic-locked: the ETag from GET /customers/{id} goes back as
+// If-Match, so a change someone else (or an import) made in between is
+// reported (412) instead of silently overwritten.
+
+import { ApiError, createCustomer, deleteCustomer, getCustomer, updateCustomer } from "./api.js";
+import { $, setText } from "./dom.js";
+
+export const FIELDS = ["customer_id", "first_name", "last_name", "company", "city", "country",
+  "phone_1", "phone_2", "email", "subscription_date", "website", "about"];
+
+export class CustomerForm {
+  constructor({ onSaved, onCreated, onDeleted, onGone }) {
+    Object.assign(this, { onSaved, onCreated, onDeleted, onGone });
+    this.dialog = $("customer-dialog");
+    this.form = $("customer-form");
+    this.customer = null; // null while creating
+    this.etag = null;
+    this.busy = false;
+    this.form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      this.save();
+    });
+    $("close-dialog-button").addEventListener("click", () => this.dialog.close());
+    $("delete-customer-button").addEventListener("click", () => this.remove());
+  }
+
+  input(name) {
+    return this.form.elements.namedItem(name);
+  }
+
+  openNew() {
+    this.customer = null;
+    this.etag = null;
+    this.fill({});
+    this.clearErrors();
+    setText($("customer-dialog-title"), "New customer");
+    this.input("customer_id").readOnly = false;
+    $("delete-customer-button").hidden = true;
+    this.dialog.showModal();
+    this.input("customer_id").focus();
+  }
+
+  async openEdit(id) {
+    this.clearErrors();
+    try {
+      await this.load(id);
+    } catch (error) {
+      if (error instanceof ApiError && error.status === 404) this.onGone(id);
+      setText($("list-message"), `Could not open the customer: ${error.message}`);
+      return;
+    }
+    setText($("customer-dialog-title"), "Edit customer");
+    // The Customer Id is what imports match on; changing it would detach the row from its source.
+    this.input("customer_id").readOnly = true;
+    $("delete-customer-button").hidden = false;
+    if (!this.dialog.open) this.dialog.showModal();
+    this.input("first_name").focus();
+  }
+
+  async load(id) {
+    const { customer, etag } = await getCustomer(id);
+    this.customer = customer;
+    this.etag = etag;
+    this.fill(customer);
+    this.onSaved(customer);
+  }
+
+  fill(customer) {
+    for (const name of FIELDS) this.input(name).value = customer[name] ?? "";
+  }
+
+  values() {
+    const values = {};
+    for (const name of FIELDS) {
+      const text = this.input(name).value.trim();
+      values[name] = text === "" ? null : text;
+    }
+    return values;
+  }
+
+  clearErrors() {
+    setText($("form-message"), "");
+    for (const node of this.form.querySelectorAll(".field-error")) setText(node, "");
+    for (const name of FIELDS) this.input(name).removeAttribute("aria-invalid");
+  }
+
+  // A 422 names fields as pydantic locations ("email" or "body.email"); each
+  // message goes under its input, anything unplaceable into the form message.
+  showErrors(body) {
+    const general = [];
+    for (const { field, message } of body.fields || []) {
+      const name = String(field ?? "").split(".").reverse().find((part) => FIELDS.includes(part));
+      if (name) {
+        setText($(`e-${name}`), message);
+        this.input(name).setAttribute("aria-invalid", "true");
+      } else {
+        general.push(message);
+      }
+    }
+    setText($("form-message"), [body.error, ...general].filter(Boolean).join(" — "));
+    const first = this.form.querySelector("[aria-invalid=true]");
+    if (first) first.focus();
+  }
+
+  async save() {
+    if (this.busy) return;
+    this.busy = true;
+    this.clearErrors();
+    try {
+      if (this.customer) await this.saveEdit();
+      else await this.saveNew();
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  async saveNew() {
+    const fields = Object.fromEntries(Object.entries(this.values()).filter(([, v]) => v !== null));
+    try {
+      const customer = await createCustomer(fields);
+      this.dialog.close();
+      this.onCreated(customer);
+    } catch (error) {
+      this.fail(error);
+    }
+  }
+
+  async saveEdit() {
+    const values = this.values();
+    const changed = {};
+    for (const name of FIELDS) {
+      if (name !== "customer_id" && values[name] !== (this.customer[name] ?? null)) changed[name] = values[name];
+    }
+    if (Object.keys(changed).length === 0) {
+      this.dialog.close();
+      return;
+    }
+    try {
+      const { customer, etag } = await updateCustomer(this.customer.id, changed, this.etag);
+      this.customer = customer;
+      this.etag = etag;
+      this.dialog.close();
+      this.onSaved(customer);
+    } catch (error) {
+      if (error instanceof ApiError && error.status === 412) {
+        await this.reloadAfterConflict();
+      } else {
+        this.fail(error);
+      }
+    }
+  }
+
+  async reloadAfterConflict() {
+    try {
+      await this.load(this.customer.id);
+      setText($("form-message"), "Someone else changed this customer after you opened it. "
+        + "The form now shows the current values; make your change again and save.");
+    } catch (error) {
+      this.fail(error);
+    }
+  }
+
+  fail(error) {
+    if (error instanceof ApiError && error.status === 404 && this.customer) {
+      setText($("form-message"), "This customer no longer exists.");
+      this.onGone(this.customer.id);
+    } else if (error instanceof ApiError && (error.body.fields || []).length) {
+      this.showErrors(error.body);
+    } else {
+      setText($("form-message"), error.message);
+    }
+  }
+
+  async remove() {
+    if (!this.customer) return;
+    const who = [this.customer.first_name, this.customer.last_name].filter(Boolean).join(" ") || this.customer.customer_id;
+    if (!window.confirm(`Delete ${who} (${this.customer.customer_id})? This cannot be undone.`)) return;
+    try {
+      await deleteCustomer(this.customer.id);
+      this.dialog.close();
+      this.onDeleted(this.customer.id);
+    } catch (error) {
+      this.fail(error);
+    }
+  }
+}

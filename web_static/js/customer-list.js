@@ -1,0 +1,183 @@
+// The customer list, windowed: only the rows in view (plus a few) exist in
+// the DOM, each at a fixed height, however many customers are loaded.
+//
+// The total is unknown (keyset paging has no count), so the scroll height is
+// what is loaded plus one "loading" row, and grows as pages arrive. Pages can
+// only be fetched forwards by cursor, and every loaded item stays cached, so
+// scrolling back never asks the server again.
+
+import { ApiError, customersPage } from "./api.js";
+import { $, el, setText } from "./dom.js";
+
+export const ROW_HEIGHT = 40;
+const OVERSCAN = 6;          // rows drawn above and below the viewport
+const PREFETCH_ROWS = 60;    // fetch the next page when this close to the end
+const FIRST_PAGE_SIZE = 500;
+const MIN_PAGE_SIZE = 50;
+
+export class CustomerList {
+  constructor({ onEdit }) {
+    this.onEdit = onEdit;
+    this.viewport = $("list-viewport");
+    this.spacer = $("list-spacer");
+    this.rows = new Map(); // item index -> row element
+    this.pageSize = FIRST_PAGE_SIZE;
+    this.q = "";
+    this.generation = 0;
+    this.frame = 0;
+    this.clear();
+    this.viewport.addEventListener("scroll", () => this.schedule(), { passive: true });
+    new ResizeObserver(() => this.schedule()).observe(this.viewport);
+  }
+
+  clear() {
+    this.items = [];
+    this.next = null;
+    this.done = false;
+    this.loading = false;
+    this.failed = false;
+    if (this.controller) this.controller.abort();
+    this.controller = null;
+  }
+
+  // A new search (or a reload after a create or an import) starts from the top.
+  reset(q = this.q) {
+    this.q = q;
+    this.generation += 1;
+    this.clear();
+    for (const row of this.rows.values()) row.remove();
+    this.rows.clear();
+    this.viewport.scrollTop = 0;
+    this.render();
+  }
+
+  schedule() {
+    if (this.frame) return;
+    this.frame = requestAnimationFrame(() => {
+      this.frame = 0;
+      this.render();
+    });
+  }
+
+  async loadMore() {
+    if (this.loading || this.done || this.failed) return;
+    const generation = this.generation;
+    this.loading = true;
+    this.controller = new AbortController();
+    try {
+      const page = await customersPage({ limit: this.pageSize, after: this.next, q: this.q }, this.controller.signal);
+      if (generation !== this.generation) return;
+      this.items.push(...(page.items || []));
+      this.next = page.next ?? null;
+      this.done = this.next == null;
+      setText($("list-message"), this.done && this.items.length === 0
+        ? (this.q ? `No customer matches “${this.q}”.` : "No customers yet.") : "");
+    } catch (error) {
+      if (generation !== this.generation || error.name === "AbortError") return;
+      if (error instanceof ApiError && error.status === 422 && this.pageSize > MIN_PAGE_SIZE) {
+        this.pageSize = Math.max(MIN_PAGE_SIZE, Math.floor(this.pageSize / 2)); // the server caps limit lower
+      } else {
+        this.failed = true;
+        setText($("list-message"), `Could not load customers: ${error.message}`);
+        setTimeout(() => { if (generation === this.generation) { this.failed = false; this.schedule(); } }, 3000);
+      }
+    } finally {
+      if (generation === this.generation) {
+        this.loading = false;
+        this.controller = null;
+        this.schedule();
+      }
+    }
+  }
+
+  render() {
+    const count = this.items.length;
+    const pending = this.done ? 0 : 1; // room for the "loading" row at the end
+    const height = `${(count + pending) * ROW_HEIGHT}px`;
+    if (this.spacer.style.height !== height) this.spacer.style.height = height;
+
+    const top = this.viewport.scrollTop;
+    const first = Math.max(0, Math.floor(top / ROW_HEIGHT) - OVERSCAN);
+    const last = Math.min(count + pending, Math.ceil((top + this.viewport.clientHeight) / ROW_HEIGHT) + OVERSCAN);
+
+    for (const [index, row] of this.rows) {
+      if (index < first || index >= last || (index >= count && this.done) || row.dataset.stale) {
+        row.remove();
+        this.rows.delete(index);
+      }
+    }
+    for (let index = first; index < last; index += 1) {
+      const existing = this.rows.get(index);
+      if (existing && !(existing.dataset.placeholder && index < count)) continue;
+      if (existing) existing.remove();
+      const row = index < count ? this.buildRow(this.items[index], index) : this.placeholderRow(index);
+      this.rows.set(index, row);
+      this.spacer.append(row);
+    }
+    if (!this.done && last + PREFETCH_ROWS >= count) this.loadMore();
+  }
+
+  placeholderRow(index) {
+    const row = el("div", { className: "list-row placeholder", role: "row", "aria-rowindex": String(index + 2) },
+      el("span", { role: "cell", className: "c-name", text: this.failed ? "Could not load more" : "Loading…" }));
+    row.dataset.placeholder = "1";
+    return this.position(row, index);
+  }
+
+  buildRow(customer, index) {
+    const name = [customer.first_name, customer.last_name].filter(Boolean).join(" ") || customer.customer_id;
+    const nameCell = el("span", { role: "cell", className: "c-name" }, el("span", { className: "name", text: name }));
+    if (customer.updated_manually_at) {
+      // The mark says imports will leave this row alone from now on.
+      nameCell.append(el("span", {
+        className: "mark-manual", text: "edited",
+        title: `Edited by hand on ${new Date(customer.updated_manually_at).toLocaleString()}; imports skip this customer`,
+      }));
+    }
+    const edit = el("button", { type: "button", className: "small", text: "Edit", "aria-label": `Edit ${name}` });
+    edit.addEventListener("click", () => this.onEdit(customer.id));
+    const place = [customer.city, customer.country].filter(Boolean).join(", ");
+    const row = el("div", { className: "list-row", role: "row", "aria-rowindex": String(index + 2) },
+      nameCell,
+      el("span", { role: "cell", className: "c-company", text: customer.company ?? "" }),
+      el("span", { role: "cell", className: "c-email", text: customer.email ?? "" }),
+      el("span", { role: "cell", className: "c-place", text: place }),
+      el("span", { role: "cell", className: "c-date num", text: customer.subscription_date ?? "" }),
+      el("span", { role: "cell", className: "c-actions" }, edit));
+    row.dataset.id = String(customer.id);
+    if (customer.updated_manually_at) row.classList.add("manual");
+    return this.position(row, index);
+  }
+
+  position(row, index) {
+    row.dataset.index = String(index);
+    row.style.transform = `translateY(${index * ROW_HEIGHT}px)`;
+    return row;
+  }
+
+  indexOf(id) {
+    return this.items.findIndex((item) => item.id === id);
+  }
+
+  // An edit changes one cached item; its row is redrawn in place.
+  replace(customer) {
+    const index = this.indexOf(customer.id);
+    if (index < 0) return;
+    this.items[index] = customer;
+    this.markStale(index);
+  }
+
+  remove(id) {
+    const index = this.indexOf(id);
+    if (index < 0) return;
+    this.items.splice(index, 1);
+    // Every row from here down now shows a different item.
+    for (const i of this.rows.keys()) if (i >= index) this.markStale(i);
+  }
+
+  markStale(index) {
+    const row = this.rows.get(index);
+    if (row) row.dataset.stale = "1";
+    this.schedule();
+  }
+}
