@@ -56,8 +56,8 @@ async def run_job(job_id: int, *, config: Config, database_url: str, worker: str
         if claim is None:
             return None
         try:
-            header = await _prepare(job_id, claim, config, processes, call, conn)
-            return await _pump(job_id, claim, header, config, processes, call, conn, on_progress)
+            header, file_size = await _prepare(job_id, claim, config, processes, call, conn)
+            return await _pump(job_id, claim, header, file_size, config, processes, call, conn, on_progress)
         except JobFailed as exc:
             log.info("import job %s failed: %s", job_id, exc)
             job = await call(_fail, conn, job_id, str(exc))
@@ -72,7 +72,7 @@ async def run_job(job_id: int, *, config: Config, database_url: str, worker: str
         thread.shutdown(wait=False)
 
 
-async def _prepare(job_id, claim: Claim, config: Config, processes, call, conn) -> Header:
+async def _prepare(job_id, claim: Claim, config: Config, processes, call, conn) -> tuple[Header, int]:
     loop = asyncio.get_running_loop()
     try:
         header = await loop.run_in_executor(processes, read_header, claim.path, config.max_record_bytes)
@@ -87,16 +87,16 @@ async def _prepare(job_id, claim: Claim, config: Config, processes, call, conn) 
     elif any(found.get(k) != (claim.fingerprint or {}).get(k) for k in FINGERPRINT_KEYS):
         raise JobFailed(f"the file {claim.path.name} changed since the import started "
                         f"(at byte {claim.bytes_done}); start a new import for the new file")
-    return header
+    return header, found["size"]
 
 
-async def _pump(job_id, claim: Claim, header: Header, config: Config, processes, call, conn,
-                on_progress) -> str:
+async def _pump(job_id, claim: Claim, header: Header, file_size: int, config: Config, processes, call,
+                conn, on_progress) -> str:
     loop = asyncio.get_running_loop()
 
     def parse(offset: int, line: int):
         return loop.run_in_executor(processes, _parse, claim.path, header, offset, line,
-                                    config.batch_bytes, config.max_record_bytes, job_id)
+                                    config.batch_bytes, config.max_record_bytes, job_id, file_size)
 
     upcoming = parse(claim.bytes_done, claim.line_no)
     try:
@@ -113,10 +113,10 @@ async def _pump(job_id, claim: Claim, header: Header, config: Config, processes,
             upcoming.cancel()
 
 
-def _parse(path, header, offset, line, batch_bytes, max_record_bytes, job_id):
+def _parse(path, header, offset, line, batch_bytes, max_record_bytes, job_id, file_size):
     try:
         return parse_batch(path, header, offset, line, batch_bytes=batch_bytes,
-                           max_record_bytes=max_record_bytes, job_id=job_id)
+                           max_record_bytes=max_record_bytes, job_id=job_id, file_size=file_size)
     except FileRejected as exc:
         # Crosses the process boundary as a plain message.
         raise JobFailed(str(exc)) from None

@@ -162,11 +162,14 @@ def _map_header(columns: tuple[str, ...], data_offset: int) -> Header:
 
 
 def parse_batch(path: Path, header: Header, start_offset: int, start_line: int, *,
-                batch_bytes: int, max_record_bytes: int, job_id: int) -> Batch:
+                batch_bytes: int, max_record_bytes: int, job_id: int, file_size: int) -> Batch:
     """Parse the complete records that start in [start_offset, start_offset + batch_bytes)."""
     csv.field_size_limit(max_record_bytes)
     size = batch_bytes
     with open(path, "rb") as f:
+        if os.fstat(f.fileno()).st_size != file_size:
+            raise FileRejected(f"the file changed while it was being imported (it was {file_size} bytes, "
+                               f"now {os.fstat(f.fileno()).st_size}); start a new import for the new file")
         while True:
             f.seek(start_offset)
             data = f.read(size)
@@ -205,6 +208,7 @@ class _Lines:
     def start_record(self) -> int:
         self.taken = []
         self.bad_utf8 = False
+        self.exhausted = False
         return self.index
 
     def __iter__(self) -> _Lines:
@@ -285,6 +289,14 @@ class _BatchBuilder:
             self._take(None, first[:self.max_record_bytes],
                        f"record longer than {self.max_record_bytes} bytes (an unbalanced quote?)",
                        length=len(first))
+            lines.index = first_index + 1
+            return True
+        if len(taken) > 1 and (error is not None or len(row) != self.header.width):
+            # A record over several lines that does not parse is most likely a stray
+            # quote: reject its first line and read on from the next, as lines.
+            self._take(None, taken[0], "malformed CSV: a quote on this line does not close where the "
+                       f"record should end (the quoted record would have "
+                       f"{'?' if row is None else len(row)} fields, not {self.header.width})")
             lines.index = first_index + 1
             return True
         raw = taken[0] if len(taken) == 1 else b"".join(taken)
