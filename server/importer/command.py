@@ -51,13 +51,12 @@ async def _import(config: Config, path: Path, *, progress: bool, as_json: bool, 
         bar = _Bar(job, enabled=progress)
         lag = LoopLag()
         lag.start()
-        loop = asyncio.get_running_loop()
-        pause = lambda: asyncio.ensure_future(jobs.control(pool, job["id"], "pause"))  # noqa: E731
-        loop.add_signal_handler(signal.SIGINT, pause)
+        pause_on_ctrl_c = asyncio.create_task(_pause_on_sigint(pool, job["id"]))
         try:
             status = await runner.run(job["id"], on_progress=bar.update)
         finally:
-            loop.remove_signal_handler(signal.SIGINT)
+            pause_on_ctrl_c.cancel()
+            await asyncio.gather(pause_on_ctrl_c, return_exceptions=True)
             await lag.stop()
             await runner.stop()
             bar.close()
@@ -72,12 +71,25 @@ async def _import(config: Config, path: Path, *, progress: bool, as_json: bool, 
     return _report(final)
 
 
+async def _pause_on_sigint(pool: aiopg.Pool, job_id: int) -> None:
+    """Ctrl-C asks the job to pause; the engine stops after the batch in flight commits."""
+    interrupted = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGINT, interrupted.set)
+    try:
+        await interrupted.wait()
+        with contextlib.suppress(jobs.TransitionNotAllowed):
+            await jobs.control(pool, job_id, "pause")
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+
+
 async def _start_or_resume(pool: aiopg.Pool, path: Path) -> dict:
     """A new job for the file, or the paused or orphaned job of the same file."""
     try:
         return await jobs.create(pool, filename=path.name, path=path, bytes_total=path.stat().st_size)
     except jobs.JobActive as exc:
-        if exc.job.get("id") is None or not await _same_file(pool, exc.job["id"], path):
+        if not await _same_file(pool, exc.job["id"], path):
             raise
         if exc.job["status"] == "paused":
             return await jobs.control(pool, exc.job["id"], "resume")
