@@ -70,6 +70,8 @@ export async function updateCustomer(id, fields, etag) {
   return { customer: body, etag: response.headers.get("ETag") };
 }
 
-export async function deleteCustomer(id) {
-  await request("DELETE", `/customers/${encodeURIComponent(id)}`);
+export async function deleteCustomer(id, etag) {
+  // If-Match here too: deleting a version someone changed meanwhile should be a decision, not an accident.
+  const headers = etag ? { "If-Match": etag } : {};
+  await request("DELETE", `/customers/${encodeURIComponent(id)}`, { headers });
 }

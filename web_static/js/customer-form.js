@@ -178,11 +178,12 @@ export class CustomerForm {
     const who = [this.customer.first_name, this.customer.last_name].filter(Boolean).join(" ") || this.customer.customer_id;
     if (!window.confirm(`Delete ${who} (${this.customer.customer_id})? This cannot be undone.`)) return;
     try {
-      await deleteCustomer(this.customer.id);
+      await deleteCustomer(this.customer.id, this.etag);
       this.dialog.close();
       this.onDeleted(this.customer.id);
     } catch (error) {
-      this.fail(error);
+      if (error instanceof ApiError && error.status === 412) await this.reloadAfterConflict();
+      else this.fail(error);
     }
   }
 }

@@ -95,6 +95,9 @@ export class CustomerList {
     const pending = this.done ? 0 : 1; // room for the "loading" row at the end
     const height = `${(count + pending) * ROW_HEIGHT}px`;
     if (this.spacer.style.height !== height) this.spacer.style.height = height;
+    // What is loaded, for people reading the DOM (and the browser tests).
+    this.viewport.dataset.loaded = String(count);
+    this.viewport.dataset.done = String(this.done);
 
     const top = this.viewport.scrollTop;
     const first = Math.max(0, Math.floor(top / ROW_HEIGHT) - OVERSCAN);

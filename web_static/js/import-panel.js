@@ -165,11 +165,13 @@ export class ImportPanel {
   }
 
   renderRecent(rows) {
-    const ordered = [...rows].sort((a, b) => (b.line_no ?? 0) - (a.line_no ?? 0));
+    // Newest first. The API keeps file order; line numbers, when they are numbers, decide.
+    const numbered = rows.every((row) => Number.isFinite(row.line_no));
+    const ordered = numbered ? [...rows].sort((a, b) => b.line_no - a.line_no) : [...rows].reverse();
     const body = $("recent-body");
     const name = (row) => [row.first_name, row.last_name].filter(Boolean).join(" ");
     body.replaceChildren(...ordered.map((row) => el("tr", {},
-      el("td", { className: "num", text: row.line_no ?? "" }),
+      el("td", { className: "num", text: Number.isFinite(row.line_no) ? row.line_no : "" }),
       el("td", { className: "mono", text: row.customer_id ?? "" }),
       el("td", { text: name(row) }),
       el("td", { text: row.company ?? "" }),
