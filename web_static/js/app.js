@@ -29,7 +29,10 @@ function main() {
     onFinished: () => list.reset(),
   });
   const feed = new JobFeed({
-    onJob: (job, kind, eventId) => panel.accept(job, kind, eventId),
+    onJob: (job, kind, eventId) => {
+      panel.accept(job, kind, eventId);
+      if (job.status === "running") list.refreshIfEmpty();
+    },
     onConnection: (state) => {
       const node = $("connection");
       node.dataset.state = state;

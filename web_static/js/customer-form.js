@@ -99,7 +99,9 @@ export class CustomerForm {
         general.push(message);
       }
     }
-    setText($("form-message"), [body.error, ...general].filter(Boolean).join(" — "));
+    // When every problem sits under its field, the summary only points there.
+    const summary = general.length ? [body.error, ...general] : ["Please correct the marked fields."];
+    setText($("form-message"), summary.filter(Boolean).join(" — "));
     const first = this.form.querySelector("[aria-invalid=true]");
     if (first) first.focus();
   }

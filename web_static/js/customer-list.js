@@ -51,6 +51,15 @@ export class CustomerList {
     this.render();
   }
 
+  // While an import fills an empty table, an empty list would look wrong;
+  // look again now and then (an already filled list is left alone: no jumps).
+  refreshIfEmpty() {
+    const now = performance.now();
+    if (!this.done || this.items.length > 0 || this.q || now - (this.emptyCheckedAt || 0) < 2000) return;
+    this.emptyCheckedAt = now;
+    this.reset();
+  }
+
   schedule() {
     if (this.frame) return;
     this.frame = requestAnimationFrame(() => {

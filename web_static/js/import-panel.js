@@ -169,6 +169,8 @@ export class ImportPanel {
     const numbered = rows.every((row) => Number.isFinite(row.line_no));
     const ordered = numbered ? [...rows].sort((a, b) => b.line_no - a.line_no) : [...rows].reverse();
     const body = $("recent-body");
+    // Without line numbers an empty column would look broken, so it goes.
+    $("recent-table").dataset.lines = String(numbered);
     const name = (row) => [row.first_name, row.last_name].filter(Boolean).join(" ");
     body.replaceChildren(...ordered.map((row) => el("tr", {},
       el("td", { className: "num", text: Number.isFinite(row.line_no) ? row.line_no : "" }),
