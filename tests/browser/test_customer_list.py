@@ -148,3 +148,20 @@ async def test_hostile_text_is_shown_as_text_in_the_list_and_the_recent_rows(pag
     assert await page.locator("main img, main script").count() == 0
     await page.wait_for_timeout(300)  # an onerror would fire by now
     assert page.watch.dialogs == []
+
+
+async def test_search_is_debounced_and_shows_only_matches(page, live_app, db):
+    url, _ = live_app
+    await insert_customers(db, 100)
+    searches: list[str] = []
+    page.on("request", lambda r: searches.append(r.url) if "/customers?" in r.url and "q=" in r.url else None)
+    await page.goto(url)
+    await expect(page.locator(ROWS).first).to_contain_text("First1")
+    await page.get_by_role("searchbox", name="Search name, email or company").press_sequentially("first7", delay=40)
+    await expect(page.locator(ROWS)).to_have_count(11)  # First7 and First70..First79
+    for name in await page.locator(f"{ROWS} .name").all_text_contents():
+        assert name.startswith("First7"), name
+    assert len(searches) == 1 and "q=first7" in searches[0], searches
+    await page.get_by_role("searchbox").fill("no such customer")
+    await expect(page.locator("#list-message")).to_contain_text("No customer matches")
+    await expect(page.locator(ROWS)).to_have_count(0)

@@ -45,9 +45,13 @@ async def test_an_uploaded_file_reaches_100_percent_with_the_counters_of_the_dat
     start = page.get_by_role("button", name="Start import")
     await expect(start).to_be_disabled()  # nothing chosen yet
     await page.get_by_label("CSV file", exact=True).set_input_files(str(path))
+    await page.evaluate("""() => { window.__uploadTexts = [];
+      new MutationObserver(() => window.__uploadTexts.push(document.getElementById('upload-text').textContent))
+        .observe(document.getElementById('upload-text'), {childList: true, characterData: true, subtree: true}); }""")
     await start.click()
 
-    await wait_for_bar_between(page, 0.05, 0.6)
+    await wait_for_bar_between(page, 0.2, 0.7)
+    await expect(page.locator("#recent-body tr").first).to_be_visible()
     await screenshot(page, "import-running-desktop")
     await page.set_viewport_size(PHONE)
     await screenshot(page, "import-running-phone", full_page=True)
@@ -60,6 +64,10 @@ async def test_an_uploaded_file_reaches_100_percent_with_the_counters_of_the_dat
         await expect(page.get_by_role("button", name="Pause")).to_be_enabled()
     assert 0 < shown["now"] <= shown["max"]
     await expect(page.locator("#recent-body tr").first).to_be_visible()
+
+    # The upload had its own byte bar, fed by XMLHttpRequest progress, up to the whole file.
+    upload_texts = await page.evaluate("window.__uploadTexts")
+    assert upload_texts and upload_texts[-1].endswith("of 13.9 MB"), upload_texts
 
     await wait_for_status(page, ("completed", "failed", "cancelled"))
     job = await db.value(LAST_JOB)

@@ -55,7 +55,7 @@ export class CustomerList {
   // look again now and then (an already filled list is left alone: no jumps).
   refreshIfEmpty() {
     const now = performance.now();
-    if (!this.done || this.items.length > 0 || this.q || now - (this.emptyCheckedAt || 0) < 2000) return;
+    if (!this.done || this.items.length > 0 || this.q || now - (this.emptyCheckedAt || 0) < 1000) return;
     this.emptyCheckedAt = now;
     this.reset();
   }
