@@ -14,6 +14,10 @@ const OVERSCAN = 6;          // rows drawn above and below the viewport
 const PREFETCH_ROWS = 60;    // fetch the next page when this close to the end
 const FIRST_PAGE_SIZE = 500;
 const MIN_PAGE_SIZE = 50;
+// Browsers cap an element's height (Chromium near 33.5 million px, Firefox
+// near 17.9 million); 2 million rows at 40 px would pass it. Past this
+// height the scroll bar maps proportionally onto the rows instead.
+const MAX_SCROLL_PX = 10_000_000;
 
 export class CustomerList {
   constructor({ onEdit }) {
@@ -102,15 +106,22 @@ export class CustomerList {
   render() {
     const count = this.items.length;
     const pending = this.done ? 0 : 1; // room for the "loading" row at the end
-    const height = `${(count + pending) * ROW_HEIGHT}px`;
+    const total = (count + pending) * ROW_HEIGHT;
+    const physical = Math.min(total, MAX_SCROLL_PX);
+    const height = `${physical}px`;
     if (this.spacer.style.height !== height) this.spacer.style.height = height;
     // What is loaded, for people reading the DOM (and the browser tests).
     this.viewport.dataset.loaded = String(count);
     this.viewport.dataset.done = String(this.done);
 
     const top = this.viewport.scrollTop;
-    const first = Math.max(0, Math.floor(top / ROW_HEIGHT) - OVERSCAN);
-    const last = Math.min(count + pending, Math.ceil((top + this.viewport.clientHeight) / ROW_HEIGHT) + OVERSCAN);
+    const view = this.viewport.clientHeight;
+    const scale = physical > view && total > physical ? (total - view) / (physical - view) : 1;
+    const virtualTop = top * scale;
+    // Rows sit at their virtual offset, moved so the viewport's top shows virtualTop.
+    this.shift = top - virtualTop;
+    const first = Math.max(0, Math.floor(virtualTop / ROW_HEIGHT) - OVERSCAN);
+    const last = Math.min(count + pending, Math.ceil((virtualTop + view) / ROW_HEIGHT) + OVERSCAN);
 
     for (const [index, row] of this.rows) {
       if (index < first || index >= last || (index >= count && this.done) || row.dataset.stale) {
@@ -126,6 +137,7 @@ export class CustomerList {
       this.rows.set(index, row);
       this.spacer.append(row);
     }
+    for (const [index, row] of this.rows) this.position(row, index);
     if (!this.done && last + PREFETCH_ROWS >= count) this.loadMore();
   }
 
@@ -163,7 +175,8 @@ export class CustomerList {
 
   position(row, index) {
     row.dataset.index = String(index);
-    row.style.transform = `translateY(${index * ROW_HEIGHT}px)`;
+    const transform = `translateY(${index * ROW_HEIGHT + (this.shift || 0)}px)`;
+    if (row.style.transform !== transform) row.style.transform = transform;
     return row;
   }
 
