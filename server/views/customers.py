@@ -1,4 +1,262 @@
 """/customers: read, search, edit and export customers."""
+from __future__ import annotations
+
+import json
+import re
+from datetime import date
+from typing import Annotated, Any
+
+import pydantic
 from aiohttp import web
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+
+from .. import customers
+from ..csvout import stream_csv
+from ..errors import validation_body
+from ..keys import pool_key
+from ..openapi import describe
 
 routes = web.RouteTableDef()
+
+_DIGITS = re.compile(r"[0-9]{1,19}")  # what fits a bigint, give or take the top
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s.]+")  # a shape check: only a mail sent proves an address
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def _blank_is_null(value: object) -> object:
+    # As in imports: an empty value is null, so the table never holds ''.
+    return None if isinstance(value, str) and not value.strip() else value
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not hold a NUL byte")  # PostgreSQL text cannot store it
+    return value
+
+
+def _email(value: str) -> str:
+    if not _EMAIL.fullmatch(value):
+        raise ValueError("is not an email address")
+    return value
+
+
+def _iso_date(value: object) -> object:
+    """YYYY-MM-DD and nothing else (no timestamps, no numbers); blank is null."""
+    value = _blank_is_null(value)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _DATE.fullmatch(value.strip()):
+        raise ValueError("must be a date as YYYY-MM-DD, or null")
+    try:
+        return date.fromisoformat(value.strip())
+    except ValueError:
+        raise ValueError("is not a date of the calendar") from None
+
+
+def _text(max_length: int, *checks: AfterValidator) -> Any:
+    text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=max_length),
+                     AfterValidator(_no_nul), *checks]
+    return Annotated[text | None, BeforeValidator(_blank_is_null)]
+
+
+CustomerId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64),
+                       AfterValidator(_no_nul)]
+Text = _text(255)
+Email = _text(255, AfterValidator(_email))
+About = _text(100_000)
+SubscriptionDate = Annotated[date | None, BeforeValidator(_iso_date),
+                             pydantic.WithJsonSchema({"anyOf": [{"type": "string", "format": "date"},
+                                                                {"type": "null"}]})]
+
+
+class CustomerFields(BaseModel):
+    # Strict: 5 is not a name and 1620000000 is not a date.
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    first_name: Text = None
+    last_name: Text = None
+    company: Text = None
+    city: Text = None
+    country: Text = None
+    phone_1: Text = None
+    phone_2: Text = None
+    email: Email = None
+    subscription_date: SubscriptionDate = None
+    website: Text = None
+    about: About = None
+
+
+class CustomerCreate(CustomerFields):
+    """A new customer. Only customer_id is required."""
+
+    customer_id: CustomerId
+
+
+class CustomerPatch(CustomerFields):
+    """The fields to change; those left out keep their values. customer_id cannot be null."""
+
+    customer_id: CustomerId = None
+
+
+class Customer(BaseModel):
+    """A customer."""
+
+    id: int
+    customer_id: str
+    first_name: str | None
+    last_name: str | None
+    company: str | None
+    city: str | None
+    country: str | None
+    phone_1: str | None
+    phone_2: str | None
+    email: str | None
+    subscription_date: date | None
+    website: str | None
+    about: str | None
+    created_at: str
+    updated_at: str
+    updated_manually_at: str | None
+
+
+Cursor = Annotated[int, BeforeValidator(customers.decode_cursor),
+                   pydantic.WithJsonSchema({"type": "string", "description": "`next` of the previous page"})]
+
+
+class SearchQuery(BaseModel):
+    q: str | None = Field(None, max_length=200,
+                          description="case-insensitive substring of first or last name, email or company")
+
+
+class PageQuery(SearchQuery):
+    limit: int = Field(50, ge=1, le=500)
+    after: Cursor | None = None
+
+
+class CustomerPage(BaseModel):
+    """A page of customers in id order; `next` is null on the last page."""
+
+    items: list[Customer]
+    next: str | None
+
+
+class Problem(BaseModel):
+    """What went wrong."""
+
+    error: str
+
+
+class Stale(BaseModel):
+    """If-Match named an old version: the current customer and its ETag."""
+
+    error: str
+    etag: str
+    customer: Customer
+
+
+class FieldProblem(BaseModel):
+    field: str
+    message: str
+
+
+class Invalid(BaseModel):
+    """Fields that are wrong, each named."""
+
+    error: str
+    fields: list[FieldProblem]
+
+
+@routes.get("/customers")
+@describe("A keyset page of customers, optionally searched", query=PageQuery, tags=("customers",),
+          responses={200: CustomerPage, 422: Invalid})
+async def list_customers(request: web.Request) -> web.Response:
+    query = _query(PageQuery, request)
+    items, last_id = await customers.page(request.app[pool_key], limit=query.limit,
+                                          after=query.after or 0, q=query.q)
+    return web.json_response({"items": items,
+                              "next": None if last_id is None else customers.encode_cursor(last_id)})
+
+
+@routes.get("/customers.csv")
+@describe("Every customer (or those matching q) as a streamed CSV download", query=SearchQuery,
+          tags=("customers",), responses={200: "text/csv, one row a customer", 422: Invalid})
+async def export_customers(request: web.Request) -> web.StreamResponse:
+    query = _query(SearchQuery, request)
+    return await stream_csv(request, "customers.csv", customers.FIELDS,
+                            customers.export_rows(request.app[pool_key], query.q))
+
+
+@routes.post("/customers")
+@describe("Create a customer (marked as edited by hand)", body=CustomerCreate, tags=("customers",),
+          responses={201: Customer, 409: Problem, 422: Invalid})
+async def create_customer(request: web.Request) -> web.Response:
+    fields = CustomerCreate.model_validate_json(await request.read())
+    customer = await customers.create(request.app[pool_key], fields.model_dump())
+    return _customer_response(customer, status=201,
+                              headers={"Location": str(request.app.router["customer"].url_for(
+                                  id=str(customer["id"])))})
+
+
+@routes.get("/customers/{id}", name="customer")
+@describe("One customer, with its ETag", tags=("customers",), responses={200: Customer, 404: Problem})
+async def get_customer(request: web.Request) -> web.Response:
+    return _customer_response(await customers.get(request.app[pool_key], _path_id(request)))
+
+
+@routes.patch("/customers/{id}")
+@describe("Change some fields of a customer (marked as edited by hand); honours If-Match",
+          body=CustomerPatch, tags=("customers",),
+          responses={200: Customer, 404: Problem, 409: Problem, 412: Stale, 422: Invalid})
+async def patch_customer(request: web.Request) -> web.Response:
+    customer_id = _path_id(request)
+    changes = CustomerPatch.model_validate_json(await request.read())
+    customer = await customers.update(request.app[pool_key], customer_id,
+                                      changes.model_dump(exclude_unset=True), _if_match(request, customer_id))
+    return _customer_response(customer)
+
+
+@routes.delete("/customers/{id}")
+@describe("Delete a customer; honours If-Match", tags=("customers",),
+          responses={204: "deleted", 404: Problem, 412: Stale})
+async def delete_customer(request: web.Request) -> web.Response:
+    customer_id = _path_id(request)
+    await customers.delete(request.app[pool_key], customer_id, _if_match(request, customer_id))
+    return web.Response(status=204)
+
+
+def _customer_response(customer: dict, status: int = 200, headers: dict | None = None) -> web.Response:
+    return web.json_response(customer, status=status, headers={"ETag": customers.etag(customer), **(headers or {})})
+
+
+def _path_id(request: web.Request) -> int:
+    raw = request.match_info["id"]
+    if not _DIGITS.fullmatch(raw) or int(raw) > customers.MAX_ID:
+        raise customers.CustomerNotFound(repr(raw))
+    return int(raw)
+
+
+def _if_match(request: web.Request, customer_id: int) -> list[int] | None:
+    """The versions If-Match allows; None when any will do (no header, or `*`).
+
+    Tags that are not this customer's, or not ours at all, match nothing, so
+    such a request gets 412, never a blind write.
+    """
+    header = request.headers.get("If-Match")
+    if header is None or header.strip() == "*":
+        return None
+    versions = []
+    for tag in header.split(","):
+        # Weak tags are taken too: some clients and proxies weaken what they pass on.
+        tag = tag.strip().removeprefix("W/").strip('"')
+        tag_id, _, tag_version = tag.partition("-")
+        if tag_id == str(customer_id) and _DIGITS.fullmatch(tag_version) and int(tag_version) <= customers.MAX_ID:
+            versions.append(int(tag_version))
+    return versions
+
+
+def _query(model: type[pydantic.BaseModel], request: web.Request):
+    try:
+        return model.model_validate(dict(request.query))
+    except pydantic.ValidationError as exc:
+        raise web.HTTPUnprocessableEntity(text=json.dumps(validation_body(exc, "query")),
+                                          content_type="application/json") from None

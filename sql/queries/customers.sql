@@ -1,0 +1,81 @@
+-- Customers as the API shows them. (No placeholders in comments: psycopg2
+-- would fill them in there too.) Every query returns the same columns, in
+-- the order of server.customers.FIELDS.
+--
+-- Pages are keyset pages on id: `id > last id seen`, never OFFSET, so a page
+-- deep in millions of rows costs what the first one costs, and rows inserted
+-- or deleted between two pages neither repeat nor hide others.
+
+-- name: page
+SELECT id, customer_id, first_name, last_name, company, city, country, phone_1, phone_2,
+       email, subscription_date, website, about, created_at, updated_at, updated_manually_at
+FROM customers
+WHERE id > %(after)s
+ORDER BY id
+LIMIT %(limit)s
+
+-- name: search_page
+-- The search expression is the one indexed by sql/002_customer_search.sql,
+-- verbatim: any other spelling would not use the trigram index.
+-- The pattern arrives with LIKE's wildcards already escaped by a backslash.
+SELECT id, customer_id, first_name, last_name, company, city, country, phone_1, phone_2,
+       email, subscription_date, website, about, created_at, updated_at, updated_manually_at
+FROM customers
+WHERE id > %(after)s
+  AND lower(coalesce(first_name, '') || ' ' || coalesce(last_name, '') || ' '
+            || coalesce(email, '') || ' ' || coalesce(company, ''))
+      LIKE lower(%(pattern)s) ESCAPE '\'
+ORDER BY id
+LIMIT %(limit)s
+
+-- name: by_id
+SELECT id, customer_id, first_name, last_name, company, city, country, phone_1, phone_2,
+       email, subscription_date, website, about, created_at, updated_at, updated_manually_at
+FROM customers
+WHERE id = %(id)s
+
+-- name: create
+-- Made by a person, so marked as edited by hand: imports leave it alone.
+INSERT INTO customers (customer_id, first_name, last_name, company, city, country, phone_1, phone_2,
+                       email, subscription_date, website, about, updated_manually_at)
+VALUES (%(customer_id)s, %(first_name)s, %(last_name)s, %(company)s, %(city)s, %(country)s,
+        %(phone_1)s, %(phone_2)s, %(email)s, %(subscription_date)s::date, %(website)s, %(about)s,
+        now())
+RETURNING id, customer_id, first_name, last_name, company, city, country, phone_1, phone_2,
+          email, subscription_date, website, about, created_at, updated_at, updated_manually_at
+
+-- name: update
+-- Only the fields named in `present` change. With `versions` (updated_at in
+-- epoch microseconds, from If-Match) the row changes only if it is still at
+-- one of them: the check and the write are one statement, so two editors can
+-- never both win. No row back means absent or stale; the caller tells which.
+UPDATE customers SET
+    customer_id = CASE WHEN 'customer_id' = ANY(%(present)s) THEN %(customer_id)s ELSE customer_id END,
+    first_name = CASE WHEN 'first_name' = ANY(%(present)s) THEN %(first_name)s ELSE first_name END,
+    last_name = CASE WHEN 'last_name' = ANY(%(present)s) THEN %(last_name)s ELSE last_name END,
+    company = CASE WHEN 'company' = ANY(%(present)s) THEN %(company)s ELSE company END,
+    city = CASE WHEN 'city' = ANY(%(present)s) THEN %(city)s ELSE city END,
+    country = CASE WHEN 'country' = ANY(%(present)s) THEN %(country)s ELSE country END,
+    phone_1 = CASE WHEN 'phone_1' = ANY(%(present)s) THEN %(phone_1)s ELSE phone_1 END,
+    phone_2 = CASE WHEN 'phone_2' = ANY(%(present)s) THEN %(phone_2)s ELSE phone_2 END,
+    email = CASE WHEN 'email' = ANY(%(present)s) THEN %(email)s ELSE email END,
+    subscription_date = CASE WHEN 'subscription_date' = ANY(%(present)s)
+                             THEN %(subscription_date)s::date ELSE subscription_date END,
+    website = CASE WHEN 'website' = ANY(%(present)s) THEN %(website)s ELSE website END,
+    about = CASE WHEN 'about' = ANY(%(present)s) THEN %(about)s ELSE about END,
+    -- clock time, not transaction time: the version must move on every edit.
+    updated_at = greatest(clock_timestamp(), updated_at + interval '1 microsecond'),
+    updated_manually_at = clock_timestamp()
+WHERE id = %(id)s
+  AND (%(versions)s::bigint[] IS NULL
+       OR (extract(epoch FROM updated_at) * 1000000)::bigint = ANY(%(versions)s::bigint[]))
+RETURNING id, customer_id, first_name, last_name, company, city, country, phone_1, phone_2,
+          email, subscription_date, website, about, created_at, updated_at, updated_manually_at
+
+-- name: delete
+-- Conditional like update: see there.
+DELETE FROM customers
+WHERE id = %(id)s
+  AND (%(versions)s::bigint[] IS NULL
+       OR (extract(epoch FROM updated_at) * 1000000)::bigint = ANY(%(versions)s::bigint[]))
+RETURNING id
