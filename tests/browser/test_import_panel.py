@@ -129,6 +129,15 @@ async def test_a_reload_mid_import_shows_the_persisted_progress_before_any_event
     await page.wait_for_function(f"Number(document.getElementById('job-bar').getAttribute('aria-valuenow')) > {shown['now']}")
     assert len(reads) >= 2
 
+    await page.get_by_role("button", name="Pause").click()
+    await wait_for_status(page, ("paused",))
+    await expect(page.get_by_role("button", name="Resume")).to_be_enabled()
+    await expect(page.get_by_role("button", name="Pause")).to_be_disabled()
+    assert (await db.value(LAST_JOB))["status"] == "paused"
+    await screenshot(page, "import-paused-desktop")
+    await page.get_by_role("button", name="Resume").click()
+    await wait_for_status(page, ("running",))
+
     page.watch.accept_dialogs = True
     await page.get_by_role("button", name="Cancel").click()
     await wait_for_status(page, ("cancelled",))
