@@ -11,9 +11,10 @@ from . import openapi
 from .config import Config
 from .db import database_ctx
 from .errors import error_middleware
-from .events import events_ctx
+from .events import events_ctx, stop_streams
 from .importer.runner import runner_ctx
 from .keys import config_key
+from .lag import lag_ctx
 from .security import same_origin_middleware
 from .views import customers, health, imports, pages
 
@@ -30,9 +31,11 @@ def create_app(config: Config) -> web.Application:
         autoescape=jinja2.select_autoescape(default=True),
     )
     # Torn down in reverse: the runner stops, then the event fan-out, then the pool.
+    app.cleanup_ctx.append(lag_ctx)
     app.cleanup_ctx.append(database_ctx)
     app.cleanup_ctx.append(events_ctx)
     app.cleanup_ctx.append(runner_ctx)
+    app.on_shutdown.append(stop_streams)  # SSE streams end before the server waits for handlers
     for module in (health, pages, imports, customers, openapi):
         app.add_routes(module.routes)
     app.router.add_static("/static", STATIC_DIR)

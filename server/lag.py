@@ -5,6 +5,11 @@ import asyncio
 import collections
 import contextlib
 import statistics
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from .keys import lag_key
 
 INTERVAL = 0.01
 
@@ -35,3 +40,12 @@ class LoopLag:
             start = loop.time()
             await asyncio.sleep(INTERVAL)
             self.samples.append(max(loop.time() - start - INTERVAL, 0.0))
+
+
+async def lag_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Samples the loop for the app's lifetime, for /healthz and the benchmark."""
+    lag = LoopLag()
+    app[lag_key] = lag
+    lag.start()
+    yield
+    await lag.stop()

@@ -79,3 +79,7 @@ RETURNING import_job_json(import_jobs.*)
 
 -- name: release
 UPDATE import_jobs SET worker = NULL WHERE id = %(id)s AND worker = %(worker)s
+
+-- name: listen_events
+-- The channel the import_jobs trigger notifies on every committed change.
+LISTEN import_events

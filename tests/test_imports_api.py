@@ -1,0 +1,187 @@
+"""/import over HTTP: starting by path, history, control, recent rows and the rejects file."""
+import csv
+import io
+import os
+
+import pytest
+
+from server.generate import generate
+from tests.importing import HEADER, TERMINAL, row, wait_for_status, write_csv
+
+
+async def start(client, name: str) -> dict:
+    resp = await client.post("/import", json={"path": name})
+    assert resp.status == 202, await resp.text()
+    return await resp.json()
+
+
+async def paused_job(client, config) -> dict:
+    """A job held paused: a file long enough that the pause lands before its end."""
+    generate(config.import_dir / "long.csv", 6000, seed=3, about_bytes=600)
+    job = await start(client, "long.csv")
+    resp = await client.post(f"/import/jobs/{job['id']}/pause")
+    assert resp.status == 200, await resp.text()
+    return await resp.json()
+
+
+async def test_idle_before_any_job(client):
+    resp = await client.get("/import")
+    assert resp.status == 200
+    assert await resp.json() == {"status": "idle"}
+
+
+async def test_a_path_in_the_import_dir_is_imported(client, config, db):
+    write_csv(config.import_dir / "a.csv", [HEADER, row(1, "P1"), row(2, "P2")])
+    job = await start(client, "a.csv")
+    assert job["status"] == "queued" and job["filename"] == "a.csv"
+    done = await wait_for_status(client.app, job["id"], TERMINAL)
+    assert (done["status"], done["inserted"]) == ("completed", 2)
+    assert await (await client.get("/import")).json() == done
+    assert await (await client.get(f"/import/jobs/{job['id']}")).json() == done
+    assert await db.value("SELECT count(*) FROM customers") == 2
+
+
+async def test_a_file_in_a_subfolder_is_found(client, config):
+    (config.import_dir / "2024").mkdir()
+    write_csv(config.import_dir / "2024" / "b.csv", [HEADER, row(1, "S1")])
+    job = await start(client, "2024/b.csv")
+    assert (await wait_for_status(client.app, job["id"], TERMINAL))["status"] == "completed"
+
+
+@pytest.mark.parametrize(("path", "named"), [
+    ("../outside.csv", ".."),
+    ("a/../../outside.csv", ".."),
+    ("/etc/passwd", "absolute"),
+    ("%2e%2e/outside.csv", "percent-encoded"),
+    ("..%2Foutside.csv", "percent-encoded"),
+    ("a.csv\x00.txt", "NUL"),
+    ("escape/outside.csv", "outside the import directory"),
+])
+async def test_paths_leaving_the_import_dir_are_refused(client, config, tmp_path, db, path, named):
+    write_csv(tmp_path / "outside.csv", [HEADER, row(1, "X1")])
+    os.symlink(tmp_path, config.import_dir / "escape")
+    resp = await client.post("/import", json={"path": path})
+    assert resp.status == 400
+    assert named in (await resp.json())["error"]
+    assert await db.value("SELECT count(*) FROM import_jobs") == 0
+
+
+async def test_a_missing_file_is_404_and_a_folder_400(client, config):
+    resp = await client.post("/import", json={"path": "nope.csv"})
+    assert resp.status == 404
+    assert "nope.csv" in (await resp.json())["error"]
+    (config.import_dir / "dir.csv").mkdir()
+    resp = await client.post("/import", json={"path": "dir.csv"})
+    assert resp.status == 400
+
+
+@pytest.mark.parametrize(("content", "status", "named"), [
+    (b"Index,Name\n1,x\n", 422, "Customer Id"),
+    (b"\x00\x01\x02binary\n", 415, "NUL"),
+    (b"", 422, "empty"),
+])
+async def test_a_file_that_is_not_a_customer_csv_is_refused_up_front(client, config, content, status, named):
+    (config.import_dir / "bad.csv").write_bytes(content)
+    resp = await client.post("/import", json={"path": "bad.csv"})
+    assert resp.status == status
+    assert named in (await resp.json())["error"]
+
+
+async def test_bad_bodies_name_the_problem(client):
+    resp = await client.post("/import", json={"file": "a.csv"})
+    assert resp.status == 422
+    assert "path" in (await resp.json())["error"]
+    resp = await client.post("/import", data=b"a.csv", headers={"Content-Type": "text/plain"})
+    assert resp.status == 415
+    assert "multipart" in (await resp.json())["error"]
+
+
+async def test_one_job_at_a_time_409_names_the_active_job(client, config):
+    paused = await paused_job(client, config)
+    write_csv(config.import_dir / "a.csv", [HEADER, row(1, "A1")])
+    resp = await client.post("/import", json={"path": "a.csv"})
+    assert resp.status == 409
+    body = await resp.json()
+    assert body["job"]["id"] == paused["id"] and body["job"]["status"] == "paused"
+    assert "one import at a time" in body["error"]
+
+
+async def test_pause_resume_cancel_and_the_409s(client, config, db):
+    job = await paused_job(client, config)
+    url = f"/import/jobs/{job['id']}"
+    assert job["status"] == "paused"
+    assert (await client.post(f"{url}/pause")).status == 409
+    resp = await client.post(f"{url}/resume")
+    assert resp.status == 200 and (await resp.json())["status"] == "running"
+    assert (await client.post(f"{url}/resume")).status == 409
+    resp = await client.post(f"{url}/cancel")
+    assert resp.status == 200
+    cancelled = await resp.json()
+    assert cancelled["status"] == "cancelled" and cancelled["finished_at"] is not None
+    for action in ("pause", "resume", "cancel"):
+        resp = await client.post(f"{url}/{action}")
+        assert resp.status == 409
+        assert (await resp.json())["job"]["status"] == "cancelled"
+    # What was committed stays, and a new job may start.
+    assert await db.value("SELECT count(*) FROM customers") == (await (await client.get(url)).json())["inserted"]
+    write_csv(config.import_dir / "next.csv", [HEADER, row(1, "N1")])
+    await start(client, "next.csv")
+
+
+async def test_unknown_and_non_numeric_ids(client):
+    for path in ("/import/jobs/999", "/import/jobs/999/recent", "/import/jobs/999/rejects.csv"):
+        resp = await client.get(path)
+        assert resp.status == 404
+        assert "999" in (await resp.json())["error"]
+    assert (await client.post("/import/jobs/999/pause")).status == 404
+    for path in ("/import/jobs/abc", "/import/jobs/1e3/recent", "/import/jobs/" + "9" * 30):
+        resp = await client.get(path)
+        assert resp.status == 404
+        assert "error" in await resp.json()
+
+
+async def test_history_is_newest_first_in_keyset_pages(client, config):
+    ids = []
+    for i in range(3):
+        write_csv(config.import_dir / f"h{i}.csv", [HEADER, row(1, f"H{i}")])
+        job = await start(client, f"h{i}.csv")
+        await wait_for_status(client.app, job["id"], TERMINAL)
+        ids.append(job["id"])
+    page = await (await client.get("/import/jobs?limit=2")).json()
+    assert [j["id"] for j in page["items"]] == ids[:0:-1] and page["next"] == ids[1]
+    page = await (await client.get(f"/import/jobs?limit=2&before={page['next']}")).json()
+    assert [j["id"] for j in page["items"]] == ids[:1] and page["next"] is None
+    resp = await client.get("/import/jobs?limit=0")
+    assert resp.status == 422 and "limit" in (await resp.json())["error"]
+
+
+async def test_recent_has_the_latest_rows(client, config):
+    write_csv(config.import_dir / "r.csv", [HEADER] + [row(i, f"R{i}", f"Name{i}") for i in range(1, 31)])
+    job = await start(client, "r.csv")
+    await wait_for_status(client.app, job["id"], TERMINAL)
+    items = (await (await client.get(f"/import/jobs/{job['id']}/recent")).json())["items"]
+    assert len(items) == 20
+    assert [i["customer_id"] for i in items] == [f"R{i}" for i in range(11, 31)]
+    assert items[-1]["first_name"] == "Name30"
+
+
+async def test_rejects_csv_has_line_offset_reason_and_raw_text_neutralised(client, config):
+    formula = "=HYPERLINK(\"http://evil\"),,Ann,Lee,Acme,Oslo,Norway,1,,a@b.c,2021-01-01,w,x"
+    path = config.import_dir / "rj.csv"
+    path.write_bytes("\n".join([HEADER, row(1, "J1"), formula]).encode() + b"\n"
+                     + b"4,J4,Ann\xff,Lee,Acme,Oslo,Norway,1,,a@b.c,2021-01-01,w,x\n")
+    job = await start(client, "rj.csv")
+    await wait_for_status(client.app, job["id"], TERMINAL)
+    resp = await client.get(f"/import/jobs/{job['id']}/rejects.csv")
+    assert resp.status == 200
+    assert resp.headers["Content-Type"].startswith("text/csv")
+    assert "attachment" in resp.headers["Content-Disposition"]
+    rows = list(csv.reader(io.StringIO(await resp.text())))
+    data = path.read_bytes()
+    assert rows[0] == ["line_no", "byte_offset", "reason", "raw"]
+    assert [r[0] for r in rows[1:]] == ["3", "4"]
+    assert data[int(rows[1][1]):].startswith(formula.encode())
+    assert rows[1][2] == "Customer Id is empty"
+    assert rows[1][3] == "'" + formula  # a spreadsheet shows it as text, never runs it
+    assert rows[2][2] == "not valid UTF-8"
+    assert rows[2][3] == "4,J4,Ann\ufffd,Lee,Acme,Oslo,Norway,1,,a@b.c,2021-01-01,w,x"
