@@ -1,5 +1,8 @@
 -- The batch transaction of the import engine, on the connection that runs COPY.
 
+-- name: async_commit
+SET synchronous_commit = off
+
 -- name: existing_ids
 SELECT customer_id FROM customers WHERE customer_id = ANY(%(ids)s)
 
