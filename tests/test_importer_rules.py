@@ -118,3 +118,13 @@ async def test_too_many_rejects_fail_the_job_and_keep_what_was_committed(aiohttp
     assert job["status"] == "failed"
     assert "limit of 5" in job["error"]
     assert await db.value("SELECT count(*) FROM customers") == job["inserted"] == 2000
+
+
+async def test_recent_rows_are_the_last_imported_with_their_line_numbers(client, db, tmp_path):
+    path = write_csv(tmp_path / "r.csv", [HEADER] + [row(i, f"L{i}", f"N{i}") for i in range(1, 31)])
+    job = await import_file(client.app, path)
+    recent = await db.value("SELECT recent FROM import_jobs WHERE id = %s", (job["id"],))
+    assert len(recent) == 20
+    assert [r["customer_id"] for r in recent] == [f"L{i}" for i in range(11, 31)]
+    assert [r["line_no"] for r in recent] == list(range(12, 32))
+    assert recent[-1]["first_name"] == "N30"

@@ -331,11 +331,11 @@ class _BatchBuilder:
             del self.by_id[customer_id]  # re-insert: the dict keeps file order of last occurrences
         values.append(self.job_id)
         if _needs_escapes(raw):
-            line = "\t".join([v if v is NULL else v.translate(_COPY_ESCAPES) for v in values])
+            copy_line = "\t".join([v if v is NULL else v.translate(_COPY_ESCAPES) for v in values])
         else:
-            line = "\t".join(values)
+            copy_line = "\t".join(values)
         # Encoded here, in the worker process, so the server's threads only join bytes.
-        self.by_id[customer_id] = (line + "\n").encode("utf-8")
+        self.by_id[customer_id] = (copy_line + "\n").encode("utf-8")
         self.recent.append((line, values))
 
     def _invalid(self, values: list[str]) -> str | None:
