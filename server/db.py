@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit, urlunsplit
@@ -9,6 +10,7 @@ from urllib.parse import urlsplit, urlunsplit
 import aiopg
 import psycopg2
 from aiohttp import web
+from psycopg2 import sql
 
 from . import sqlfiles
 from .config import Config
@@ -32,6 +34,32 @@ def with_database(url: str, dbname: str) -> str:
     """The same server URL, pointing at another database."""
     parts = urlsplit(url)
     return urlunsplit(parts._replace(path="/" + dbname))
+
+
+def recreate_database(server_url: str, name: str, *, template: str | None = None) -> str:
+    """Drop and create database `name` on the server (blocking); return its URL."""
+    with contextlib.closing(psycopg2.connect(server_url)) as conn:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            if template is None:
+                cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            else:
+                cur.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                    sql.Identifier(name), sql.Identifier(template)))
+    return with_database(server_url, name)
+
+
+def drop_database(server_url: str, name: str) -> None:
+    with contextlib.closing(psycopg2.connect(server_url)) as conn:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+async def migrate_database(url: str) -> list[str]:
+    async with aiopg.create_pool(url, minsize=1, maxsize=1) as pool:
+        return await migrate(pool)
 
 
 async def migrate(pool: aiopg.Pool) -> list[str]:

@@ -3,21 +3,18 @@ fresh database per test copied from a migrated template, which is cheap."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiopg
-import psycopg2
 import pytest
 from aiohttp import web
-from psycopg2 import sql
 
 from server.app import create_app
 from server.config import Config
-from server.db import migrate, with_database
+from server.db import drop_database, migrate_database, recreate_database
 from server.embedded import start_embedded
 from server.keys import pool_key
 
@@ -33,43 +30,20 @@ def server_url() -> str:
     return start_embedded(ROOT / "var" / "test-pgdata")
 
 
-@contextlib.contextmanager
-def _admin(url: str):
-    conn = psycopg2.connect(url)
-    conn.autocommit = True
-    try:
-        yield conn
-    finally:
-        conn.close()
-
-
 @pytest.fixture(scope="session")
 def template_db(server_url: str) -> Iterator[str]:
     name = f"csvimp_template_{os.getpid()}"
-    with _admin(server_url) as conn, conn.cursor() as cur:
-        cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-
-    async def run_migrations() -> None:
-        async with aiopg.create_pool(with_database(server_url, name), minsize=1, maxsize=1) as pool:
-            await migrate(pool)
-
-    asyncio.run(run_migrations())
+    asyncio.run(migrate_database(recreate_database(server_url, name)))
     yield name
-    with _admin(server_url) as conn, conn.cursor() as cur:
-        cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    drop_database(server_url, name)
 
 
 @pytest.fixture
 def db_url(server_url: str, template_db: str) -> Iterator[str]:
     """A fresh, migrated database for one test."""
     name = f"csvimp_test_{uuid.uuid4().hex[:12]}"
-    with _admin(server_url) as conn, conn.cursor() as cur:
-        cur.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-            sql.Identifier(name), sql.Identifier(template_db)))
-    yield with_database(server_url, name)
-    with _admin(server_url) as conn, conn.cursor() as cur:
-        cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    yield recreate_database(server_url, name, template=template_db)
+    drop_database(server_url, name)
 
 
 @pytest.fixture

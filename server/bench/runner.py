@@ -12,11 +12,9 @@ import time
 from pathlib import Path
 
 import psutil
-import psycopg2
-from psycopg2 import sql
 
 from ..config import Config
-from ..db import resolve_database_url, with_database
+from ..db import migrate_database, recreate_database, resolve_database_url
 from ..embedded import psql_path
 from ..generate import generate
 
@@ -56,18 +54,8 @@ def run_bench(config: Config, rows: int, *, about_bytes: int = 1000) -> int:
 
 def _fresh_database(server_url: str) -> str:
     """A new database with our schema; the benchmark never touches the app's own data."""
-    with contextlib.closing(psycopg2.connect(server_url)) as conn:
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(BENCH_DB)))
-            cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(BENCH_DB)))
-    url = with_database(server_url, BENCH_DB)
-    # The import command migrates on start; migrate now so \copy has the same table to copy.
-    subprocess.run([sys.executable, "-c", "import asyncio, aiopg\n"
-                    "from server.db import migrate\n"
-                    "async def m():\n"
-                    "    async with aiopg.create_pool(%r) as p: await migrate(p)\n"
-                    "asyncio.run(m())" % url], check=True, cwd=REPO)
+    url = recreate_database(server_url, BENCH_DB)
+    asyncio.run(migrate_database(url))
     return url
 
 
