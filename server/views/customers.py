@@ -18,7 +18,7 @@ from ..openapi import describe
 
 routes = web.RouteTableDef()
 
-_DIGITS = re.compile(r"[0-9]{1,19}")  # what fits a bigint, give or take the top
+_DIGITS = re.compile(r"[0-9]{1,19}")  # no sign, no spaces, no "1_000"; MAX_ID is checked apart
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s.]+")  # a shape check: only a mail sent proves an address
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
