@@ -58,6 +58,9 @@ class CustomerChanged(DomainError):
     def body(self) -> dict:
         return {"error": str(self), "etag": etag(self.customer), "customer": self.customer}
 
+    def headers(self) -> dict[str, str]:
+        return {"ETag": etag(self.customer)}
+
 
 def encode_cursor(last_id: int) -> str:
     """An opaque cursor: the last id of a page, which clients should not rely on."""

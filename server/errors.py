@@ -17,6 +17,9 @@ class DomainError(Exception):
     def body(self) -> dict:
         return {"error": str(self)}
 
+    def headers(self) -> dict[str, str]:
+        return {}
+
 
 class NotFound(DomainError):
     status = 404
@@ -41,7 +44,7 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except DomainError as exc:
-        return web.json_response(exc.body(), status=exc.status)
+        return web.json_response(exc.body(), status=exc.status, headers=exc.headers())
     except pydantic.ValidationError as exc:
         return web.json_response(validation_body(exc), status=422)
     except web.HTTPException as exc:

@@ -276,6 +276,7 @@ async def test_if_match_makes_patch_and_delete_conditional(client, db):
     assert stale.status == 412
     body = await stale.json()
     assert body["customer"]["city"] == "Bergen" and body["etag"] == second_tag
+    assert stale.headers["ETag"] == second_tag
     assert await db.value("SELECT city FROM customers") == "Bergen"
 
     assert (await client.delete(url, headers={"If-Match": first_tag})).status == 412
