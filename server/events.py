@@ -121,8 +121,7 @@ class EventHub:
     async def start(self, first_connect_timeout: float = 10) -> None:
         self._task = asyncio.create_task(self._listen_forever(), name="import-events")
         # Events of a job queued right after startup must not be missed.
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self.listening.wait(), first_connect_timeout)
+        await _wait(self.listening, first_connect_timeout)
 
     async def stop(self) -> None:
         self.stop_streams()
@@ -203,8 +202,7 @@ async def _pump(request: web.Request, stream: EventSourceResponse, subscriber: S
     last_sent = -MIN_GAP
     while not subscriber.closed and stream.is_connected() and not _gone(request):
         # Wakes at least once a second: for the heartbeat, and to notice a client that left.
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(subscriber.changed.wait(), HEARTBEAT)
+        await _wait(subscriber.changed, HEARTBEAT)
         if subscriber.closed or _gone(request):
             return
         await asyncio.sleep(max(last_sent + MIN_GAP - loop.time(), 0))  # meanwhile, progress coalesces
@@ -216,6 +214,13 @@ async def _pump(request: web.Request, stream: EventSourceResponse, subscriber: S
         last_sent = loop.time()
         if subscriber.pending():
             subscriber.changed.set()  # more to send: next round, after the gap
+
+
+async def _wait(event: asyncio.Event, seconds: float) -> None:
+    """event.wait() for at most `seconds`. Not wait_for: on 3.11 it can swallow a cancellation."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await event.wait()
 
 
 def _heartbeat(subscriber: Subscriber, quiet_for: float) -> Event | None:

@@ -16,6 +16,7 @@ import hashlib
 import re
 import uuid
 from pathlib import Path, PurePosixPath
+from urllib.parse import unquote
 
 from aiohttp import BodyPartReader, MultipartReader
 
@@ -142,8 +143,11 @@ def remove(path: Path):
 
 
 def _display_name(name: str | None) -> str:
-    """The client's file name, for people to read only; it never becomes a path."""
-    base = PurePosixPath((name or "").replace("\\", "/")).name
+    """The client's file name, for people to read only; it never becomes a path.
+
+    Some clients percent-encode it (aiohttp does), so it is decoded first.
+    """
+    base = PurePosixPath(unquote(name or "").replace("\\", "/")).name
     base = _UNPRINTABLE.sub("", base).strip()[:255]
     return base or "upload.csv"
 

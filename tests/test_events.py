@@ -1,0 +1,157 @@
+"""GET /import/events as a browser sees it: a real HTTP stream read event by event."""
+import asyncio
+import dataclasses
+import time
+
+import pytest
+from aiohttp import ClientSession
+from aiohttp.test_utils import TestServer
+
+from server.app import create_app
+from server.events import LISTENER_NAME, MAX_PENDING_STATES, Event, Subscriber
+from server.generate import generate
+from tests.importing import HEADER, TERMINAL, row, wait_for_status, write_csv
+from tests.sse import open_stream
+
+
+@pytest.fixture
+def config(config):
+    # Small batches: many commits, so an import of a few MB lasts a few seconds.
+    return dataclasses.replace(config, batch_bytes=16 * 1024)
+
+
+async def start(client, name: str) -> dict:
+    resp = await client.post("/import", json={"path": name})
+    assert resp.status == 202, await resp.text()
+    return await resp.json()
+
+
+async def test_the_stream_starts_with_a_snapshot_even_when_idle(client):
+    stream = await open_stream(client.session, client.make_url("/import/events"))
+    first = await stream.next()
+    assert (first.event, first.id, first.job) == ("snapshot", "0", {"status": "idle"})
+    stream.response.close()
+
+
+async def test_a_whole_import_as_the_page_sees_it(client, config):
+    generate(config.import_dir / "live.csv", 9000, seed=11, about_bytes=700)
+    stream = await open_stream(client.session, client.make_url("/import/events"))
+    seen = [(time.monotonic(), await stream.next())]
+    job = await start(client, "live.csv")
+    url = f"/import/jobs/{job['id']}"
+
+    async def read_until(predicate):
+        while True:
+            event = await stream.next(timeout=15)
+            seen.append((time.monotonic(), event))
+            if predicate(event):
+                return event
+
+    await read_until(lambda e: e.event == "progress" and e.job["bytes_done"] > 1_500_000)
+    assert (await client.post(f"{url}/pause")).status == 200
+    await read_until(lambda e: e.event == "state" and e.job["status"] == "paused")
+    await asyncio.sleep(1.5)  # paused: nothing needs to be said
+    assert (await client.post(f"{url}/resume")).status == 200
+    last = await read_until(lambda e: e.event == "state" and e.job["status"] in TERMINAL)
+    stream.response.close()
+
+    events = [e for _, e in seen]
+    assert events[0].event == "snapshot"
+    assert last.job["status"] == "completed" and last.job["rows_done"] == 9000
+    seqs = [e.seq for e in events]
+    assert seqs == sorted(seqs), "event ids never go back"
+    states = [e.job["status"] for e in events if e.event == "state"]
+    assert states == ["queued", "running", "paused", "running", "completed"]
+    # While running: at least one event a second. Always: at most ten a second.
+    running_gaps = [t2 - t1 for (t1, e1), (t2, _) in zip(seen[1:], seen[2:]) if e1.job["status"] == "running"]
+    assert max(running_gaps) < 1.5, running_gaps
+    assert sum(gap for gap in running_gaps) > 2, "the import should have run for a few seconds"
+    times = [t for t, _ in seen]
+    assert all(b - a > 0.9 for a, b in zip(times, times[11:])), "more than ten events in a second"
+    progress = [e.job["bytes_done"] for e in events if e.event == "progress"]
+    assert progress == sorted(progress) and len(progress) > 10
+
+
+async def test_a_reconnect_with_last_event_id_gets_a_fresh_snapshot_first(client, config):
+    write_csv(config.import_dir / "a.csv", [HEADER, row(1, "A1")])
+    stream = await open_stream(client.session, client.make_url("/import/events"))
+    await stream.next()
+    job = await start(client, "a.csv")
+    last = (await stream.until(lambda e: e.event == "state" and e.job["status"] == "completed"))[-1]
+    stream.response.close()
+    again = await open_stream(client.session, client.make_url("/import/events"), last_event_id=last.id)
+    first = await again.next()
+    assert first.event == "snapshot"
+    assert first.job == await (await client.get("/import")).json()
+    assert first.job["id"] == job["id"] and first.seq == first.job["event_seq"] >= last.seq
+    again.response.close()
+
+
+async def test_a_lost_listen_connection_is_replaced_and_clients_start_again(client, config, db):
+    stream = await open_stream(client.session, client.make_url("/import/events"))
+    assert (await stream.next()).event == "snapshot"
+    killed = await db.value(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+        "WHERE application_name = %s AND datname = current_database()", (LISTENER_NAME,))
+    assert killed == 1
+    assert (await stream.next(timeout=10)).event == "snapshot"
+    # And the new connection hears new jobs.
+    write_csv(config.import_dir / "a.csv", [HEADER, row(1, "A1")])
+    await start(client, "a.csv")
+    await stream.until(lambda e: e.event == "state" and e.job["status"] == "completed", timeout=15)
+    stream.response.close()
+
+
+async def test_shutdown_ends_every_stream_cleanly(config):
+    server = TestServer(create_app(config))
+    await server.start_server()
+    async with ClientSession() as session:
+        streams = [await open_stream(session, server.make_url("/import/events")) for _ in range(3)]
+        for stream in streams:
+            assert (await stream.next()).event == "snapshot"
+        started = time.monotonic()
+        await server.close()
+        assert time.monotonic() - started < 5, "open streams held the shutdown up"
+        for stream in streams:
+            with pytest.raises(EOFError):
+                await stream.next(timeout=5)
+            stream.response.close()
+
+
+def _event(kind: str, seq: int, status: str = "running") -> Event:
+    return Event.of(kind, {"status": status, "event_seq": seq, "bytes_done": seq})
+
+
+async def test_a_slow_client_holds_the_latest_progress_not_a_queue():
+    subscriber = Subscriber()
+    subscriber.offer(_event("snapshot", 1))
+    for seq in range(2, 100_000):
+        subscriber.offer(_event("progress", seq))
+        if seq % 1000 == 0:
+            subscriber.offer(_event("state", seq, "paused" if seq % 2000 else "running"))
+    assert len(subscriber.states) <= MAX_PENDING_STATES
+    sent = []
+    while (event := subscriber.take()) is not None:
+        sent.append(event)
+    assert len(sent) <= 2 + MAX_PENDING_STATES
+    assert [e.kind for e in sent[:1]] == ["snapshot"] and sent[-1].seq == 99_999
+    assert [e.seq for e in sent] == sorted(e.seq for e in sent)
+    subscriber.offer(_event("progress", 50))  # a late notification of the past
+    assert subscriber.take() is None
+
+
+async def test_a_running_job_that_is_quiet_is_still_reported_every_second(client, db):
+    # A job another process runs, stalled: its runner holds the lock but commits nothing.
+    job_id = await db.value("INSERT INTO import_jobs (filename, path, status) "
+                            "VALUES ('stuck.csv', '/nowhere/stuck.csv', 'running') RETURNING id")
+    async with db.pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute("SELECT pg_advisory_lock(7342, %s::int)", (job_id,))  # as runner.py's try_lock
+        stream = await open_stream(client.session, client.make_url("/import/events"))
+        snapshot = await stream.next()
+        assert snapshot.event == "snapshot" and snapshot.job["status"] == "running"
+        started = time.monotonic()
+        beats = [await stream.next(timeout=2) for _ in range(3)]
+        elapsed = time.monotonic() - started
+        stream.response.close()
+    assert [(b.event, b.id) for b in beats] == [("progress", snapshot.id)] * 3
+    assert 2 <= elapsed < 4.5

@@ -1,0 +1,187 @@
+"""POST /import as a multipart upload: streamed to disk, capped, checked, never left half-written."""
+import asyncio
+import dataclasses
+import hashlib
+import socket
+import sys
+import time
+
+import aiohttp
+import psutil
+import pytest
+
+from server.app import create_app
+from tests.importing import HEADER, TERMINAL, row, wait_for_status, write_csv
+from tests.processes import cli, server_env
+
+CSV = ("\n".join([HEADER] + [row(i, f"U{i}", f"Up{i}") for i in range(1, 2001)]) + "\n").encode()
+
+
+def form(data: bytes, filename: str = "customers.csv") -> aiohttp.FormData:
+    body = aiohttp.FormData()
+    body.add_field("note", "ignored")
+    body.add_field("file", data, filename=filename, content_type="text/csv")
+    return body
+
+
+def stored(config) -> list:
+    folder = config.import_dir / "uploads"
+    return sorted(folder.iterdir()) if folder.exists() else []
+
+
+async def test_an_upload_is_stored_under_a_name_the_server_makes_and_imported(client, config, db):
+    resp = await client.post("/import", data=form(CSV, filename="../../etc/customers.csv"))
+    assert resp.status == 202, await resp.text()
+    job = await resp.json()
+    assert job["filename"] == "customers.csv"
+    assert job["upload"] == {"sha256": hashlib.sha256(CSV).hexdigest(), "bytes": len(CSV)}
+    [path] = stored(config)
+    assert path.name != "customers.csv" and len(path.stem) == 32  # a uuid
+    assert path.read_bytes() == CSV
+    done = await wait_for_status(client.app, job["id"], TERMINAL)
+    assert (done["status"], done["inserted"]) == ("completed", 2000)
+    assert await db.value("SELECT first_name FROM customers WHERE customer_id = 'U2000'") == "Up2000"
+
+
+@pytest.mark.parametrize(("data", "status", "named"), [
+    (b"\x00\x00\x00\x01PK binary stuff\n" + b"\x00" * 5000, 415, "NUL"),
+    (b"Index,Name,Email\n1,Ann,a@b.c\n", 422, "Customer Id"),
+    (b"", 422, "empty"),
+])
+async def test_content_that_is_not_a_customer_csv_is_refused(client, config, db, data, status, named):
+    resp = await client.post("/import", data=form(data))
+    assert resp.status == status
+    assert named in (await resp.json())["error"]
+    assert stored(config) == []
+    assert await db.value("SELECT count(*) FROM import_jobs") == 0
+
+
+async def test_a_body_without_the_file_field_is_400(client):
+    body = aiohttp.FormData()
+    body.add_field("other", b"x", filename="x.csv")
+    resp = await client.post("/import", data=body)
+    assert resp.status == 400
+    assert "'file'" in (await resp.json())["error"]
+
+
+async def test_over_the_cap_is_413_and_leaves_no_file(aiohttp_client, config, db):
+    small = dataclasses.replace(config, upload_max_bytes=100_000)
+    client = await aiohttp_client(create_app(small))
+    resp = await client.post("/import", data=form(CSV))
+    assert len(CSV) > 100_000 and resp.status == 413
+    assert "100000 bytes" in (await resp.json())["error"]
+    assert stored(config) == []
+    assert await db.value("SELECT count(*) FROM import_jobs") == 0
+
+
+async def test_a_client_that_goes_away_mid_upload_leaves_no_file_and_no_job(client, config, db):
+    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+    boundary = "b0undary"
+    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.csv\"\r\n"
+            "Content-Type: text/csv\r\n\r\n").encode()
+    writer.write(("POST /import HTTP/1.1\r\nHost: localhost\r\n"
+                  f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
+                  f"Content-Length: {len(head) + 50 * len(CSV)}\r\n\r\n").encode() + head + CSV)
+    await writer.drain()
+    for _ in range(200):  # the server has started writing the file...
+        if stored(config):
+            break
+        await asyncio.sleep(0.02)
+    assert stored(config)
+    writer.close()  # ...and the client is gone
+    for _ in range(200):
+        if not stored(config):
+            break
+        await asyncio.sleep(0.02)
+    assert stored(config) == []
+    assert await db.value("SELECT count(*) FROM import_jobs") == 0
+
+
+async def test_an_upload_while_a_job_is_active_is_409_and_stores_nothing(client, config):
+    job_id = None
+    write_csv(config.import_dir / "first.csv", [HEADER] + [row(i, f"F{i}") for i in range(20000)])
+    job_id = (await (await client.post("/import", json={"path": "first.csv"})).json())["id"]
+    assert (await client.post(f"/import/jobs/{job_id}/pause")).status == 200
+    resp = await client.post("/import", data=form(CSV))
+    assert resp.status == 409
+    assert (await resp.json())["job"]["id"] == job_id
+    assert stored(config) == []
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def _wait_healthy(session, url: str, proc) -> None:
+    for _ in range(300):
+        if proc.poll() is not None:
+            raise AssertionError(f"the server exited: {proc.stderr.read()}")
+        try:
+            async with session.get(url + "/healthz") as resp:
+                if resp.status == 200:
+                    return
+        except aiohttp.ClientConnectionError:
+            pass
+        await asyncio.sleep(0.1)
+    raise AssertionError("the server did not start")
+
+
+async def _body(total: int):
+    chunk = (HEADER + "\n").encode()
+    line = row(1, "BIG1", about="x" * 900).encode() + b"\n"
+    block = line * (1024 * 1024 // len(line))
+    sent = 0
+    yield chunk
+    while sent < total:
+        yield block
+        sent += len(block)
+
+
+@pytest.mark.slow
+async def test_a_200_mb_upload_grows_the_server_rss_by_less_than_50_mb(db_url, tmp_path):
+    port = _free_port()
+    env = server_env(DATABASE_URL=db_url, IMPORT_DIR=str(tmp_path), IMPORT_BATCH_BYTES=str(64 * 1024))
+    proc = cli("serve", "--port", str(port), env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession() as session:
+            await _wait_healthy(session, url, proc)
+            server = psutil.Process(proc.pid)
+            # Warm up: the first upload imports what an upload needs, like any later one.
+            async with session.post(url + "/import", data=form(CSV)) as resp:
+                warm = await resp.json()
+            async with session.post(url + f"/import/jobs/{warm['id']}/cancel"):
+                pass
+            baseline = max(server.memory_info().rss for _ in range(5))
+            peak = baseline
+            done = asyncio.Event()
+
+            async def sample():
+                nonlocal peak
+                while not done.is_set():
+                    peak = max(peak, server.memory_info().rss)
+                    await asyncio.sleep(0.02)
+
+            sampler = asyncio.create_task(sample())
+            body = aiohttp.MultipartWriter("form-data")
+            part = body.append(aiohttp.payload.AsyncIterablePayload(_body(200 * 1024 * 1024)))
+            part.set_content_disposition("form-data", name="file", filename="big.csv")
+            started = time.monotonic()
+            async with session.post(url + "/import", data=body) as resp:
+                assert resp.status == 202, await resp.text()
+                job = await resp.json()
+            seconds = time.monotonic() - started
+            done.set()
+            await sampler
+            async with session.post(url + f"/import/jobs/{job['id']}/cancel"):
+                pass
+        growth_mb = (peak - baseline) / 1024**2
+        print(f"\n200 MB upload in {seconds:.1f}s: server RSS {baseline / 1024**2:.0f} MB -> "
+              f"peak {peak / 1024**2:.0f} MB (+{growth_mb:.1f} MB)", file=sys.stderr)
+        assert job["upload"]["bytes"] >= 200 * 1024 * 1024
+        assert growth_mb < 50
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
