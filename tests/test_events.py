@@ -34,7 +34,7 @@ async def test_the_stream_starts_with_a_snapshot_even_when_idle(client):
 
 
 async def test_a_whole_import_as_the_page_sees_it(client, config):
-    generate(config.import_dir / "live.csv", 9000, seed=11, about_bytes=700)
+    generate(config.import_dir / "live.csv", 12_000, seed=11, about_bytes=700)
     stream = await open_stream(client.session, client.make_url("/import/events"))
     seen = [(time.monotonic(), await stream.next())]
     job = await start(client, "live.csv")
@@ -57,7 +57,7 @@ async def test_a_whole_import_as_the_page_sees_it(client, config):
 
     events = [e for _, e in seen]
     assert events[0].event == "snapshot"
-    assert last.job["status"] == "completed" and last.job["rows_done"] == 9000
+    assert last.job["status"] == "completed" and last.job["rows_done"] == 12_000
     seqs = [e.seq for e in events]
     assert seqs == sorted(seqs), "event ids never go back"
     states = [e.job["status"] for e in events if e.event == "state"]
@@ -65,7 +65,7 @@ async def test_a_whole_import_as_the_page_sees_it(client, config):
     # While running: at least one event a second. Always: at most ten a second.
     running_gaps = [t2 - t1 for (t1, e1), (t2, _) in zip(seen[1:], seen[2:]) if e1.job["status"] == "running"]
     assert max(running_gaps) < 1.5, running_gaps
-    assert sum(gap for gap in running_gaps) > 2, "the import should have run for a few seconds"
+    assert sum(running_gaps) > 1.5, "the import should have run for a few seconds"
     times = [t for t, _ in seen]
     assert all(b - a > 0.9 for a, b in zip(times, times[11:])), "more than ten events in a second"
     progress = [e.job["bytes_done"] for e in events if e.event == "progress"]
