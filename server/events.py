@@ -27,6 +27,7 @@ from aiohttp_sse import EventSourceResponse, sse_response
 from .importer import jobs
 from .sqlfiles import queries
 from .keys import database_url_key, events_key, pool_key, runner_key
+from .tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 SQL = queries("jobs")
@@ -125,10 +126,7 @@ class EventHub:
 
     async def stop(self) -> None:
         self.stop_streams()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
 
     def stop_streams(self) -> None:
         """End every SSE stream cleanly (at shutdown, before the server waits for handlers)."""

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import statistics
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 
 from .keys import lag_key
+from .tasks import cancel_and_wait
 
 INTERVAL = 0.01
 
@@ -23,10 +23,7 @@ class LoopLag:
         self._task = asyncio.create_task(self._sample(), name="loop-lag")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
 
     def percentiles(self) -> dict[str, float | None]:
         if len(self.samples) < 2:

@@ -48,11 +48,11 @@ async def test_two_runners_racing_for_one_job_run_it_once(client, db, tmp_path):
 
 
 @pytest.mark.parametrize(("action", "allowed_from"), [("pause", "running"), ("cancel", "paused")])
-async def test_controls_are_state_changes_in_the_database(client, db, tmp_path, action, allowed_from):
-    pool = client.app[pool_key]
-    job = await jobs.create(pool, filename="x.csv", path=tmp_path / "x.csv", bytes_total=1)
+async def test_controls_are_state_changes_in_the_database(db, tmp_path, action, allowed_from):
+    # No app here, so no runner to act on the job while the test moves it.
+    job = await jobs.create(db.pool, filename="x.csv", path=tmp_path / "x.csv", bytes_total=1)
     await db.all("UPDATE import_jobs SET status = %s WHERE id = %s", (allowed_from, job["id"]))
-    changed = await jobs.control(pool, job["id"], action)
+    changed = await jobs.control(db.pool, job["id"], action)
     assert changed["status"] == {"pause": "paused", "cancel": "cancelled"}[action]
     with pytest.raises(jobs.TransitionNotAllowed):
-        await jobs.control(pool, job["id"], "resume" if action == "cancel" else "pause")
+        await jobs.control(db.pool, job["id"], "resume" if action == "cancel" else "pause")

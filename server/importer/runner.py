@@ -27,6 +27,7 @@ from . import jobs
 from .engine import run_job
 from .parse import exit_with_parent
 from .writer import CheckpointMoved
+from ..tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +53,7 @@ class JobRunner:
         self._task = asyncio.create_task(self._supervise(), name="import-runner")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
         if self._processes is not None:
             self._processes.shutdown(wait=False, cancel_futures=True)
 
@@ -74,8 +72,11 @@ class JobRunner:
 
     async def _supervise(self) -> None:
         while True:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.config.worker_poll_seconds)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow the cancellation
+            # that stop() sends, and the loop would never end.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.config.worker_poll_seconds):
+                    await self._wake.wait()
             self._wake.clear()
             try:
                 job_id = await jobs.next_claimable(self.pool)
