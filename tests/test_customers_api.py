@@ -317,3 +317,10 @@ async def test_an_edit_by_patch_survives_the_next_import(client, db, tmp_path):
     customer = await (await client.get(f"/customers/{edited_id}")).json()
     assert (customer["first_name"], customer["company"]) == ("Edited", "Mine")
     assert await db.value("SELECT first_name FROM customers WHERE customer_id = 'H1'") == "Cy"
+
+
+async def test_a_long_query_matches_as_a_whole_not_by_its_indexed_start(client, db):
+    await db.all("INSERT INTO customers (customer_id, email) VALUES "
+                 "('L1', 'jurgenozturk@anderson.io'), ('L2', 'jurgenozturk@andersen.no')")
+    resp = await client.get("/customers", params={"q": "JurgenOzturk@Anderson.io"})
+    assert [c["customer_id"] for c in (await resp.json())["items"]] == ["L1"]

@@ -28,6 +28,25 @@ WHERE id > %(after)s
 ORDER BY id
 LIMIT %(limit)s
 
+-- name: search_page_long
+-- A long query (a whole email, say) asks the index for its start only: each
+-- further trigram adds a long posting list to intersect and selects little
+-- more. The few rows found are materialised, then checked for the whole query.
+WITH candidates AS MATERIALIZED (
+    SELECT id, customer_id, first_name, last_name, company, city, country, phone_1, phone_2,
+           email, subscription_date, website, about, created_at, updated_at, updated_manually_at
+    FROM customers
+    WHERE id > %(after)s
+      AND lower(coalesce(first_name, '') || ' ' || coalesce(last_name, '') || ' '
+                || coalesce(email, '') || ' ' || coalesce(company, ''))
+          LIKE lower(%(pattern)s) ESCAPE '\'
+)
+SELECT * FROM candidates
+WHERE strpos(lower(coalesce(first_name, '') || ' ' || coalesce(last_name, '') || ' '
+                   || coalesce(email, '') || ' ' || coalesce(company, '')), lower(%(q)s)) > 0
+ORDER BY id
+LIMIT %(limit)s
+
 -- name: by_id
 SELECT id, customer_id, first_name, last_name, company, city, country, phone_1, phone_2,
        email, subscription_date, website, about, created_at, updated_at, updated_manually_at
