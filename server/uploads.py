@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import csv
 import dataclasses
 import hashlib
 import re
@@ -21,7 +20,7 @@ from urllib.parse import unquote
 from aiohttp import BodyPartReader, MultipartReader
 
 from .errors import DomainError, NotFound
-from .importer.parse import BOM, HEADER_NAMES, normalise_name
+from .importer.parse import FileRejected, NotCsvText, parse_header
 
 CHUNK_BYTES = 256 * 1024
 UPLOAD_FIELD = "file"
@@ -58,23 +57,13 @@ class StoredFile:
 
 
 def check_header(head: bytes, *, max_line_bytes: int) -> None:
-    """Refuse content whose first line cannot be a customer CSV header."""
-    line = head[len(BOM):] if head.startswith(BOM) else head
-    end = line.find(b"\n")
-    if end < 0 and len(line) >= max_line_bytes:
-        raise NotCsv(f"this is not a CSV file: no line break in its first {max_line_bytes} bytes")
-    line = line if end < 0 else line[:end]
-    if b"\x00" in line:
-        raise NotCsv("this is not a CSV file: its first line holds NUL bytes")
+    """Refuse content whose first line cannot be a customer CSV header: the engine's own rules."""
     try:
-        text = line.decode("utf-8")
-    except UnicodeDecodeError:
-        raise NotCsv("this is not a CSV file: its first line is not UTF-8 text") from None
-    if not text.strip():
-        raise BadCsvHeader("the file is empty" if not head else "the first line (the header) is empty")
-    columns = next(csv.reader([text]), [])
-    if not any(HEADER_NAMES.get(normalise_name(name)) == "customer_id" for name in columns):
-        raise BadCsvHeader("the header has no 'Customer Id' column, which is required")
+        parse_header(head, max_line_bytes)
+    except NotCsvText as exc:
+        raise NotCsv(str(exc)) from None
+    except FileRejected as exc:
+        raise BadCsvHeader(str(exc)) from None
 
 
 async def save_upload(reader: MultipartReader, upload_dir: Path, *, max_bytes: int,

@@ -113,24 +113,32 @@ def fingerprint(path: Path) -> dict:
     return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "head": head, "tail": tail}
 
 
+class NotCsvText(FileRejected):
+    """Not text a CSV file is made of (binary, not UTF-8, no line breaks)."""
+
+
 def read_header(path: Path, max_record_bytes: int) -> Header:
     with open(path, "rb") as f:
-        data = f.read(max_record_bytes)
-    if not data:
-        raise FileRejected("the file is empty")
+        return parse_header(f.read(max_record_bytes), max_record_bytes)
+
+
+def parse_header(data: bytes, max_record_bytes: int) -> Header:
+    """The header from the first bytes of a file; FileRejected says why it cannot be imported."""
     offset = len(BOM) if data.startswith(BOM) else 0
     line_end = data.find(b"\n", offset)
     if line_end < 0:
-        if len(data) == max_record_bytes:
-            raise FileRejected(f"the header line is longer than {max_record_bytes} bytes")
+        if len(data) >= max_record_bytes:
+            raise NotCsvText(f"this is not a CSV file: no line break in its first {max_record_bytes} bytes")
         line_end = len(data) - 1
     raw = data[offset:line_end + 1]
     if b"\x00" in raw:
-        raise FileRejected("this is not a CSV file: its first line holds NUL bytes")
+        raise NotCsvText("this is not a CSV file: its first line holds NUL bytes")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise FileRejected("the header line is not valid UTF-8") from None
+        raise NotCsvText("this is not a CSV file: its first line is not UTF-8 text") from None
+    if not text.strip():
+        raise FileRejected("the file is empty" if not data else "the first line (the header) is empty")
     columns = tuple(next(csv.reader([text]), []))
     return _map_header(columns, data_offset=line_end + 1)
 
