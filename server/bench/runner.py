@@ -36,10 +36,12 @@ def run_bench(config: Config, rows: int, *, about_bytes: int = 1000) -> int:
           f"machine: {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB, "
           f"{platform.platform()}", file=sys.stderr)
 
-    copy_seconds = _psql_copy(db_url, csv_path)
+    copy_seconds = _psql_copy(db_url, csv_path, with_search_index=True)
+    keys_only_seconds = _psql_copy(db_url, csv_path, with_search_index=False)
     first = _our_import(db_url, csv_path, config)
     second = _our_import(db_url, csv_path, config)
-    table = [("psql \\copy (same table shape)", copy_seconds, None, None, None)]
+    table = [("psql \\copy (same table shape)", copy_seconds, None, None, None),
+             ("psql \\copy, keys only, no search index (reference)", keys_only_seconds, None, None, None)]
     table.append(("import, new rows", first["seconds"], first["rss_mb"], first["lag"], first["job"]))
     table.append(("import again, all updates", second["seconds"], second["rss_mb"], second["lag"], second["job"]))
     _print_import_table(table, rows, size_mb, copy_seconds)
@@ -59,12 +61,14 @@ def _fresh_database(server_url: str) -> str:
     return url
 
 
-def _psql_copy(db_url: str, csv_path: Path) -> float:
-    """\\copy into a fresh table with the customers table's columns, keys and indexes."""
+def _psql_copy(db_url: str, csv_path: Path, *, with_search_index: bool) -> float:
+    """\\copy into a fresh table with the customers table's columns, keys and (or not) search index."""
     psql = psql_path()
     setup = ("DROP TABLE IF EXISTS bench_copy; "
              "CREATE TABLE bench_copy (LIKE customers INCLUDING ALL); "
              "ALTER TABLE bench_copy ADD COLUMN source_index bigint;")
+    if not with_search_index:
+        setup += "DROP INDEX bench_copy_lower_idx;"
     subprocess.run([psql, "-q", "-v", "ON_ERROR_STOP=1", db_url, "-c", setup], check=True)
     copy = (r"\copy bench_copy (source_index, customer_id, first_name, last_name, company, city, "
             r"country, phone_1, phone_2, email, subscription_date, website, about) "
