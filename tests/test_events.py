@@ -10,7 +10,7 @@ from aiohttp.test_utils import TestServer
 from server.app import create_app
 from server.events import LISTENER_NAME, MAX_PENDING_STATES, Event, Subscriber
 from server.generate import generate
-from tests.importing import HEADER, TERMINAL, row, wait_for_status, write_csv
+from tests.importing import HEADER, TERMINAL, row, write_csv
 from tests.sse import open_stream
 
 

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from server.generate import generate
-from tests.importing import HEADER, row
+from tests.importing import row
 from tests.processes import cli, server_env
 
 # Everything a clean run decides about a customer; ids and timestamps are the database's.

@@ -119,8 +119,8 @@ def _rss(proc: psutil.Process) -> int:
 
 
 def _print_import_table(table, rows: int, size_mb: float, copy_seconds: float) -> None:
-    print(f"\n| run | seconds | rows/s | MB/s | vs \\copy | peak RSS MB (main / with parse worker) "
-          f"| loop lag p50 / p99 ms |")
+    print("\n| run | seconds | rows/s | MB/s | vs \\copy | peak RSS MB (main / with parse worker) "
+          "| loop lag p50 / p99 ms |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for name, seconds, rss, lag, job in table:
         ratio = copy_seconds / seconds

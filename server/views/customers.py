@@ -1,7 +1,6 @@
 """/customers: read, search, edit and export customers."""
 from __future__ import annotations
 
-import json
 import re
 from datetime import date
 from typing import Annotated, Any
@@ -12,9 +11,9 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 from .. import customers
 from ..csvout import stream_csv
-from ..errors import validation_body
 from ..keys import pool_key
 from ..openapi import describe
+from .params import query_params
 
 routes = web.RouteTableDef()
 
@@ -170,7 +169,7 @@ class Invalid(BaseModel):
 @describe("A keyset page of customers, optionally searched", query=PageQuery, tags=("customers",),
           responses={200: CustomerPage, 422: Invalid})
 async def list_customers(request: web.Request) -> web.Response:
-    query = _query(PageQuery, request)
+    query = query_params(PageQuery, request)
     items, last_id = await customers.page(request.app[pool_key], limit=query.limit,
                                           after=query.after or 0, q=query.q)
     return web.json_response({"items": items,
@@ -181,7 +180,7 @@ async def list_customers(request: web.Request) -> web.Response:
 @describe("Every customer (or those matching q) as a streamed CSV download", query=SearchQuery,
           tags=("customers",), responses={200: "text/csv, one row a customer", 422: Invalid})
 async def export_customers(request: web.Request) -> web.StreamResponse:
-    query = _query(SearchQuery, request)
+    query = query_params(SearchQuery, request)
     return await stream_csv(request, "customers.csv", customers.FIELDS,
                             customers.export_rows(request.app[pool_key], query.q))
 
@@ -252,11 +251,3 @@ def _if_match(request: web.Request, customer_id: int) -> list[int] | None:
         if tag_id == str(customer_id) and _DIGITS.fullmatch(tag_version) and int(tag_version) <= customers.MAX_ID:
             versions.append(int(tag_version))
     return versions
-
-
-def _query(model: type[pydantic.BaseModel], request: web.Request):
-    try:
-        return model.model_validate(dict(request.query))
-    except pydantic.ValidationError as exc:
-        raise web.HTTPUnprocessableEntity(text=json.dumps(validation_body(exc, "query")),
-                                          content_type="application/json") from None

@@ -1,7 +1,6 @@
 """/import: start, follow and control import jobs."""
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any, Literal
 
@@ -11,10 +10,11 @@ from aiohttp import web
 from .. import uploads
 from ..config import Config
 from ..csvout import stream_csv
-from ..errors import DomainError, validation_body
+from ..errors import DomainError
 from ..importer import jobs
 from ..keys import config_key, events_key, pool_key, runner_key
 from ..openapi import describe
+from .params import query_params
 
 routes = web.RouteTableDef()
 JOB_ID = r"{id:\d{1,18}}"  # anything else is a 404, and a number always fits a bigint
@@ -161,7 +161,7 @@ async def current_import(request: web.Request) -> web.Response:
 @describe("Import jobs, newest first (keyset: ?before=ID&limit=N)", query=JobsQuery,
           responses={200: JobPage, 422: Error}, tags=TAGS)
 async def list_jobs(request: web.Request) -> web.Response:
-    query = _query(JobsQuery, request)
+    query = query_params(JobsQuery, request)
     items = await jobs.page(request.app[pool_key], limit=query.limit, before=query.before)
     more = len(items) == query.limit
     return web.json_response({"items": items, "next": items[-1]["id"] if more else None})
@@ -232,11 +232,3 @@ async def import_events(request: web.Request) -> web.StreamResponse:
 
 def _job_id(request: web.Request) -> int:
     return int(request.match_info["id"])
-
-
-def _query(model: type[pydantic.BaseModel], request: web.Request):
-    try:
-        return model.model_validate(dict(request.query))
-    except pydantic.ValidationError as exc:
-        raise web.HTTPUnprocessableEntity(text=json.dumps(validation_body(exc, "query")),
-                                          content_type="application/json") from None
