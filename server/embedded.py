@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -30,6 +31,12 @@ def start_embedded(pgdata: Path) -> str:
 
     pgdata = pgdata.absolute()
     pgdata.mkdir(parents=True, exist_ok=True)
+    # initdb takes the cluster's character classes from the environment. Under the
+    # C locale lower() leaves 'Ễ' alone and pg_trgm sees no letters in 'Nguyễn',
+    # so search would miss non-ASCII names; C.UTF-8 sorts like C but knows Unicode.
+    ctype = os.environ.get("LC_ALL") or os.environ.get("LC_CTYPE") or os.environ.get("LANG") or ""
+    if "UTF-8" not in ctype.upper().replace("UTF8", "UTF-8"):
+        os.environ["LC_ALL"] = "C.UTF-8"
     for attempt in range(1, START_ATTEMPTS + 1):
         _clear_stale_state(pgdata)
         try:

@@ -324,3 +324,11 @@ async def test_a_long_query_matches_as_a_whole_not_by_its_indexed_start(client, 
                  "('L1', 'jurgenozturk@anderson.io'), ('L2', 'jurgenozturk@andersen.no')")
     resp = await client.get("/customers", params={"q": "JurgenOzturk@Anderson.io"})
     assert [c["customer_id"] for c in (await resp.json())["items"]] == ["L1"]
+
+
+async def test_search_folds_case_beyond_ascii(client, db):
+    await db.all("INSERT INTO customers (customer_id, last_name, city) VALUES "
+                 "('N1', 'Nguyễn', 'Hà Nội'), ('N2', 'Øvergård', 'Tromsø'), ('N3', 'Nguyen', 'Hue')")
+    for q, expected in (("NGUYỄN", ["N1"]), ("øVERGÅRD", ["N2"]), ("nguyen", ["N3"])):
+        resp = await client.get("/customers", params={"q": q})
+        assert [c["customer_id"] for c in (await resp.json())["items"]] == expected, q

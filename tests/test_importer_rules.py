@@ -1,4 +1,5 @@
 """The data rules of CONTRACT.md, through the real engine and a real database."""
+import asyncio
 import dataclasses
 
 import pytest
@@ -128,3 +129,13 @@ async def test_recent_rows_are_the_last_imported_with_their_line_numbers(client,
     assert [r["customer_id"] for r in recent] == [f"L{i}" for i in range(11, 31)]
     assert [r["line_no"] for r in recent] == list(range(12, 32))
     assert recent[-1]["first_name"] == "N30"
+
+
+async def test_a_completed_import_leaves_fresh_planner_statistics(client, db, tmp_path):
+    path = write_csv(tmp_path / "s.csv", [HEADER] + [row(i, f"P{i}") for i in range(500)])
+    await import_file(client.app, path)
+    for _ in range(100):  # the ANALYZE follows the final commit
+        if await db.value("SELECT reltuples FROM pg_class WHERE relname = 'customers'") == 500:
+            break
+        await asyncio.sleep(0.05)
+    assert await db.value("SELECT reltuples FROM pg_class WHERE relname = 'customers'") == 500

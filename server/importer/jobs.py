@@ -125,6 +125,11 @@ async def fail(pool: aiopg.Pool, job_id: int, error: str) -> dict | None:
     return await _one(pool, SQL["fail"], {"id": job_id, "error": error})
 
 
+async def analyze_customers(pool: aiopg.Pool) -> None:
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute(SQL["analyze_customers"])
+
+
 async def _one(pool: aiopg.Pool, query: str, params: dict):
     async with pool.acquire() as conn, conn.cursor() as cur:
         await cur.execute(query, params)

@@ -63,12 +63,17 @@ class JobRunner:
     async def run(self, job_id: int, on_progress: Callable[[dict], None] | None = None) -> str | None:
         """Run one job here and now; its final status, or None when another process has it."""
         try:
-            return await run_job(job_id, config=self.config, database_url=self.database_url,
-                                 worker=self.worker, processes=self._worker_processes(),
-                                 on_progress=on_progress)
+            status = await run_job(job_id, config=self.config, database_url=self.database_url,
+                                   worker=self.worker, processes=self._worker_processes(),
+                                   on_progress=on_progress)
         except BrokenProcessPool:
             self._processes = None
             raise
+        if status == "completed":
+            # Autovacuum would get to it in a while; until then the planner plans searches
+            # for the table as it was before millions of rows arrived.
+            await jobs.analyze_customers(self.pool)
+        return status
 
     async def _supervise(self) -> None:
         while True:

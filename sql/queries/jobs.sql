@@ -83,3 +83,6 @@ UPDATE import_jobs SET worker = NULL WHERE id = %(id)s AND worker = %(worker)s
 -- name: listen_events
 -- The channel the import_jobs trigger notifies on every committed change.
 LISTEN import_events
+
+-- name: analyze_customers
+ANALYZE customers
