@@ -128,12 +128,15 @@ class _Bar:
         self.tqdm = tqdm(total=job["bytes_total"], unit="B", unit_scale=True, unit_divisor=1024,
                          desc=f"import {job['id']}", disable=not enabled, dynamic_ncols=True)
         self.tqdm.update(job["bytes_done"])
+        self.rate = 0.0
 
     def update(self, job: dict) -> None:
         self.tqdm.total = job["bytes_total"]
         self.tqdm.update(job["bytes_done"] - self.tqdm.n)
+        # A finished job has no current rate; the bar keeps showing the last one.
+        self.rate = job["rows_per_second"] or self.rate
         self.tqdm.set_postfix_str(
-            f"{job['rows_done']:,} rows, {job['rows_per_second'] or 0:,.0f} rows/s, "
+            f"{job['rows_done']:,} rows, {self.rate:,.0f} rows/s, "
             f"+{job['inserted']:,} ~{job['updated']:,} manual {job['skipped_manual']:,} "
             f"rejected {job['rejected']:,}", refresh=False)
 
