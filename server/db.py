@@ -38,23 +38,24 @@ def with_database(url: str, dbname: str) -> str:
 
 def recreate_database(server_url: str, name: str, *, template: str | None = None) -> str:
     """Drop and create database `name` on the server (blocking); return its URL."""
-    with contextlib.closing(psycopg2.connect(server_url)) as conn:
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-            if template is None:
-                cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-            else:
-                cur.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-                    sql.Identifier(name), sql.Identifier(template)))
+    drop_database(server_url, name)
+    create = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+    if template is not None:
+        create += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
+    _admin(server_url, create)
     return with_database(server_url, name)
 
 
 def drop_database(server_url: str, name: str) -> None:
+    _admin(server_url, sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def _admin(server_url: str, statement: sql.Composable) -> None:
+    """One statement outside a transaction (CREATE and DROP DATABASE must be)."""
     with contextlib.closing(psycopg2.connect(server_url)) as conn:
         conn.autocommit = True
         with conn.cursor() as cur:
-            cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            cur.execute(statement)
 
 
 async def migrate_database(url: str) -> list[str]:
