@@ -1,10 +1,15 @@
 """Helpers for tests that run the product as separate processes, as users do."""
 from __future__ import annotations
 
+import asyncio
 import os
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import aiohttp
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -19,3 +24,33 @@ def cli(*args: str, env: dict[str, str], **kwargs) -> subprocess.Popen:
     """Start `python -m server ARGS...` from the repository root."""
     return subprocess.Popen([sys.executable, "-m", "server", *args], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def wait_healthy(url: str, proc: subprocess.Popen, *, timeout: float = 60,
+                       log: Path | None = None) -> float:
+    """Seconds until `url`/healthz answers 200; fails if the server exits or never answers."""
+    started = time.monotonic()
+
+    def output() -> str:
+        if log is not None:
+            return log.read_text()[-3000:]
+        return proc.stderr.read()[-3000:] if proc.stderr else ""
+
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() - started < timeout:
+            if proc.poll() is not None:
+                raise AssertionError(f"the server exited: {output()}")
+            try:
+                async with session.get(f"{url}/healthz") as resp:
+                    if resp.status == 200:
+                        return time.monotonic() - started
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+    raise AssertionError(f"the server did not answer /healthz in {timeout}s: {output()}")

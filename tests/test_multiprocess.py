@@ -4,7 +4,6 @@ import csv
 import hashlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,17 +14,11 @@ import psutil
 import pytest
 
 from server.generate import generate
-from tests.processes import REPO, server_env
+from tests.processes import REPO, free_port, server_env, wait_healthy
 from tests.sse import open_stream
 
 TABLE = ("SELECT count(*), md5(coalesce(string_agg(customer_id || '|' || coalesce(first_name, ''), E'\\n' "
          "ORDER BY customer_id COLLATE \"C\"), '')) FROM customers")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def expected_table(path) -> tuple[int, str]:
@@ -40,7 +33,7 @@ def expected_table(path) -> tuple[int, str]:
 
 class Server:
     def __init__(self, env: dict, log: Path):
-        self.port = _free_port()
+        self.port = free_port()
         # Logs to a file: an unread pipe would fill up and stall the server.
         with open(log, "wb") as out:
             self.proc = subprocess.Popen([sys.executable, "-m", "server", "serve", "--port", str(self.port)],
@@ -52,16 +45,7 @@ class Server:
         return self.proc.pid
 
     async def wait_healthy(self, session) -> None:
-        for _ in range(300):
-            assert self.proc.poll() is None, "the server exited"
-            try:
-                async with session.get(self.url + "/healthz") as resp:
-                    if resp.status == 200:
-                        return
-            except aiohttp.ClientConnectionError:
-                pass
-            await asyncio.sleep(0.1)
-        raise AssertionError("the server did not start")
+        await wait_healthy(self.url, self.proc, timeout=30)
 
     def kill(self) -> None:
         """kill -9 of the server and of its parse workers, as a crashed machine would."""

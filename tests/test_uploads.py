@@ -2,7 +2,6 @@
 import asyncio
 import dataclasses
 import hashlib
-import socket
 import sys
 import time
 
@@ -12,7 +11,7 @@ import pytest
 
 from server.app import create_app
 from tests.importing import HEADER, TERMINAL, row, wait_for_status, write_csv
-from tests.processes import cli, server_env
+from tests.processes import cli, free_port, server_env, wait_healthy
 
 CSV = ("\n".join([HEADER] + [row(i, f"U{i}", f"Up{i}") for i in range(1, 2001)]) + "\n").encode()
 
@@ -108,26 +107,6 @@ async def test_an_upload_while_a_job_is_active_is_409_and_stores_nothing(client,
     assert stored(config) == []
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-async def _wait_healthy(session, url: str, proc) -> None:
-    for _ in range(300):
-        if proc.poll() is not None:
-            raise AssertionError(f"the server exited: {proc.stderr.read()}")
-        try:
-            async with session.get(url + "/healthz") as resp:
-                if resp.status == 200:
-                    return
-        except aiohttp.ClientConnectionError:
-            pass
-        await asyncio.sleep(0.1)
-    raise AssertionError("the server did not start")
-
-
 async def _body(total: int):
     chunk = (HEADER + "\n").encode()
     line = row(1, "BIG1", about="x" * 900).encode() + b"\n"
@@ -141,13 +120,13 @@ async def _body(total: int):
 
 @pytest.mark.slow
 async def test_a_200_mb_upload_grows_the_server_rss_by_less_than_50_mb(db_url, tmp_path):
-    port = _free_port()
+    port = free_port()
     env = server_env(DATABASE_URL=db_url, IMPORT_DIR=str(tmp_path), IMPORT_BATCH_BYTES=str(64 * 1024))
     proc = cli("serve", "--port", str(port), env=env)
     url = f"http://127.0.0.1:{port}"
     try:
         async with aiohttp.ClientSession() as session:
-            await _wait_healthy(session, url, proc)
+            await wait_healthy(url, proc)
             server = psutil.Process(proc.pid)
             # Warm up: the first upload imports what an upload needs, like any later one.
             async with session.post(url + "/import", data=form(CSV)) as resp:

@@ -6,21 +6,18 @@ with a message instead of skipping them.
 """
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import aiohttp
 import pytest
 from playwright.async_api import Browser, Page, async_playwright
 
 from tests.conftest import ROOT
+from tests.processes import free_port, wait_healthy
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-gpu",
@@ -88,12 +85,6 @@ async def screenshot(page: Page, name: str, *, full_page: bool = False) -> Path:
     return path
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class ServerProcess:
     """`python -m server serve` in its own process group, so a kill -9 takes its workers too."""
 
@@ -107,19 +98,7 @@ class ServerProcess:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "server", "serve", "--port", str(self.port)],
                 cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        async with aiohttp.ClientSession() as session:
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    raise AssertionError(f"the server exited: {self.log.read_text()[-3000:]}")
-                try:
-                    async with session.get(f"{self.url}/healthz") as resp:
-                        if resp.status == 200:
-                            return
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.1)
-        raise AssertionError(f"the server did not answer in {timeout}s: {self.log.read_text()[-3000:]}")
+        await wait_healthy(self.url, self.proc, timeout=timeout, log=self.log)
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
