@@ -89,13 +89,14 @@ def etag(customer: Mapping) -> str:
     return f'"{customer["id"]}-{version(customer)}"'
 
 
-# Twelve characters select well; more only make the index intersect more posting lists.
+# The index is asked for a query's first twelve characters only: they select
+# well, and each further trigram adds a posting list to intersect.
 INDEXED_CHARS = 12
 
 
 def like_pattern(q: str) -> str:
-    """`q` (at most its indexed start) as a LIKE substring pattern, wildcards taken literally."""
-    escaped = q[:INDEXED_CHARS].replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    """`q` as a LIKE substring pattern, its wildcards taken literally."""
+    escaped = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
 
 
@@ -110,8 +111,8 @@ async def page(pool: aiopg.Pool, *, limit: int, after: int = 0,
 async def _page(pool: aiopg.Pool, limit: int, after: int, q: str | None) -> list[tuple]:
     async with pool.acquire() as conn, conn.cursor() as cur:
         if q:
-            query = SQL["search_page_long" if len(q) > INDEXED_CHARS else "search_page"]
-            await cur.execute(query, {"after": after, "limit": limit, "q": q, "pattern": like_pattern(q)})
+            await cur.execute(SQL["search_page"], {"after": after, "limit": limit, "pattern": like_pattern(q),
+                                                   "index_pattern": like_pattern(q[:INDEXED_CHARS])})
         else:
             await cur.execute(SQL["page"], {"after": after, "limit": limit})
         return await cur.fetchall()

@@ -15,37 +15,14 @@ ORDER BY id
 LIMIT %(limit)s
 
 -- name: search_page
--- The search expression is the one indexed by sql/002_customer_search.sql,
--- verbatim: any other spelling would not use the trigram index.
--- The pattern arrives with LIKE's wildcards already escaped by a backslash.
+-- customer_search_ids (sql/003_customer_search_table.sql) finds the page's
+-- ids in the narrow search table; only those rows are read here.
+-- The patterns arrive with LIKE's wildcards already escaped by a backslash.
 SELECT id, customer_id, first_name, last_name, company, city, country, phone_1, phone_2,
        email, subscription_date, website, about, created_at, updated_at, updated_manually_at
-FROM customers
-WHERE id > %(after)s
-  AND lower(coalesce(first_name, '') || ' ' || coalesce(last_name, '') || ' '
-            || coalesce(email, '') || ' ' || coalesce(company, ''))
-      LIKE lower(%(pattern)s) ESCAPE '\'
+FROM customer_search_ids(%(after)s, lower(%(pattern)s), lower(%(index_pattern)s), %(limit)s) AS hit (id)
+JOIN customers USING (id)
 ORDER BY id
-LIMIT %(limit)s
-
--- name: search_page_long
--- A long query (a whole email, say) asks the index for its start only: each
--- further trigram adds a long posting list to intersect and selects little
--- more. The few rows found are materialised, then checked for the whole query.
-WITH candidates AS MATERIALIZED (
-    SELECT id, customer_id, first_name, last_name, company, city, country, phone_1, phone_2,
-           email, subscription_date, website, about, created_at, updated_at, updated_manually_at
-    FROM customers
-    WHERE id > %(after)s
-      AND lower(coalesce(first_name, '') || ' ' || coalesce(last_name, '') || ' '
-                || coalesce(email, '') || ' ' || coalesce(company, ''))
-          LIKE lower(%(pattern)s) ESCAPE '\'
-)
-SELECT * FROM candidates
-WHERE strpos(lower(coalesce(first_name, '') || ' ' || coalesce(last_name, '') || ' '
-                   || coalesce(email, '') || ' ' || coalesce(company, '')), lower(%(q)s)) > 0
-ORDER BY id
-LIMIT %(limit)s
 
 -- name: by_id
 SELECT id, customer_id, first_name, last_name, company, city, country, phone_1, phone_2,

@@ -85,4 +85,4 @@ UPDATE import_jobs SET worker = NULL WHERE id = %(id)s AND worker = %(worker)s
 LISTEN import_events
 
 -- name: analyze_customers
-ANALYZE customers
+ANALYZE customers, customer_search
