@@ -57,3 +57,14 @@ async def test_q_filters_the_export_like_the_list(client, db):
     assert {r[2] for r in rows[1:]} == {"Ann"}
     assert len(await download(client, q="100%")) == 31
     assert len(await download(client, q="_")) == 1
+
+
+async def test_a_q_export_holds_every_match_once_across_pages(client, db):
+    count = 3 * (2 * EXPORT_PAGE + 1)  # every third matches: two full pages and one row more
+    await db.all("INSERT INTO customers (customer_id, first_name) "
+                 "SELECT 'M' || n, CASE WHEN mod(n, 3) = 0 THEN 'Ann' ELSE 'Bo' END "
+                 "FROM generate_series(1, %s) n", (count,))
+    expected = [str(row[0]) for row in await db.all("SELECT id FROM customers WHERE first_name = 'Ann' ORDER BY id")]
+    rows = await download(client, q="ann")
+    assert [r[0] for r in rows[1:]] == expected
+    assert len(expected) == 2 * EXPORT_PAGE + 1
