@@ -5,8 +5,8 @@
 -- `about` text), so three share a page and every candidate costs a page
 -- read: a string with ten thousand candidates read ~80 MB and took up to
 -- a second on two million customers. Here a row is the lowercased search
--- text and the id, about a hundred bytes, and the whole table (~180 MB for
--- two million) stays in memory.
+-- text and the id, under a hundred bytes, and the whole table (~180 MB for
+-- two million) is small enough to stay cached.
 --
 -- customer_search follows customers through statement-level triggers, so
 -- every writer (imports, the API, psql) keeps it right, and a batch of rows
