@@ -50,7 +50,7 @@ async def run_job(job_id: int, *, config: Config, database_url: str, worker: str
     """
     thread = ThreadPoolExecutor(1, thread_name_prefix=f"import-job-{job_id}")
     call = _ThreadCaller(thread)
-    conn = await call(open_connection, database_url, f"csv-import job {job_id} {worker}")
+    conn = await call(open_connection, database_url, f"csv-import job {job_id} {worker}", config.batch_bytes)
     try:
         claim = await call(_claim, conn, job_id, worker)
         if claim is None:

@@ -32,12 +32,15 @@ class CheckpointMoved(Exception):
     """The job's checkpoint is not where this batch started: someone else wrote it."""
 
 
-def open_connection(database_url: str, application_name: str):
+def open_connection(database_url: str, application_name: str, batch_bytes: int):
     conn = psycopg2.connect(database_url, application_name=application_name)
     with conn.cursor() as cur:
         # Safe here, and it spares a WAL flush per batch: rows and checkpoint commit together,
         # so a database crash can only lose both, and the job redoes them from the older one.
         cur.execute(SQL["async_commit"])
+        # The search table's triggers see a batch's rows as a transition table, kept in
+        # work_mem; at the default 4 MB every batch went through a temporary file.
+        cur.execute(SQL["batch_memory"], {"kilobytes": max(4096, 3 * batch_bytes // 1024)})
         cur.execute(SQL["create_stage"])
     conn.commit()
     return conn

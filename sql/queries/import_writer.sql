@@ -3,6 +3,9 @@
 -- name: async_commit
 SET synchronous_commit = off
 
+-- name: batch_memory
+SELECT set_config('work_mem', %(kilobytes)s || 'kB', false)
+
 -- name: existing_ids
 SELECT customer_id FROM customers WHERE customer_id = ANY(%(ids)s)
 
