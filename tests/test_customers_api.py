@@ -1,5 +1,12 @@
 """/customers: keyset pages, search, edits with ETags, and the hand-edit rule."""
+import uuid
+
+import aiopg
+import psycopg2.errors
 import pytest
+
+from server import sqlfiles
+from server.db import drop_database, migrate, recreate_database
 
 from server.customers import encode_cursor
 
@@ -284,8 +291,38 @@ async def test_search_follows_every_write_to_customers(client, db, tmp_path):
     assert await db.all("SELECT id, doc FROM customer_search ORDER BY id") == await db.all(
         "SELECT id, customer_search_doc(first_name, last_name, email, company) FROM customers ORDER BY id")
 
+    with pytest.raises(psycopg2.errors.IntegrityConstraintViolation, match="id cannot change"):
+        await db.all("UPDATE customers SET id = id + 1000 WHERE customer_id = 'F1'")
+
     await db.all("TRUNCATE customers")
     assert await db.value("SELECT count(*) FROM customer_search") == 0
+
+
+@pytest.fixture
+def unmigrated_db_url(server_url):
+    name = f"csvimp_test_{uuid.uuid4().hex[:12]}"
+    yield recreate_database(server_url, name)
+    drop_database(server_url, name)
+
+
+async def test_the_search_table_migration_takes_in_customers_already_there(unmigrated_db_url):
+    before, since = sqlfiles.migrations()[:2], sqlfiles.migrations()[2:]
+    async with aiopg.create_pool(unmigrated_db_url, minsize=1, maxsize=1) as pool:
+        async with pool.acquire() as conn, conn.cursor() as cur:
+            await cur.execute("CREATE TABLE schema_migrations (version text PRIMARY KEY, "
+                              "applied_at timestamptz NOT NULL DEFAULT now())")
+            for version, sql in before:
+                await cur.execute(sql)
+                await cur.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
+            await cur.execute("INSERT INTO customers (customer_id, first_name, company) VALUES "
+                              "('OLD1', 'Ada', 'Acme'), ('OLD2', 'Bea', 'Ada Labs'), ('OLD3', 'Cy', 'Initech')")
+
+        assert await migrate(pool) == [version for version, _ in since]
+
+        async with pool.acquire() as conn, conn.cursor() as cur:
+            await cur.execute("SELECT customer_id FROM customer_search_ids(0, '%ada%', '%ada%', 10) AS hit (id) "
+                              "JOIN customers USING (id) ORDER BY id")
+            assert [row[0] for row in await cur.fetchall()] == ["OLD1", "OLD2"]
 
 
 async def test_search_has_one_trigram_index_and_customers_none(db):
