@@ -1,4 +1,5 @@
 """/import over HTTP: starting by path, history, control, recent rows and the rejects file."""
+import asyncio
 import csv
 import io
 import os
@@ -39,6 +40,19 @@ async def test_a_path_in_the_import_dir_is_imported(client, config, db):
     assert await (await client.get("/import")).json() == done
     assert await (await client.get(f"/import/jobs/{job['id']}")).json() == done
     assert await db.value("SELECT count(*) FROM customers") == 2
+
+
+async def test_a_finished_job_stays_as_it_finished_after_its_process_lets_go(client, config, db):
+    write_csv(config.import_dir / "a.csv", [HEADER, row(1, "R1")])
+    job = await start(client, "a.csv")
+    done = await wait_for_status(client.app, job["id"], TERMINAL)
+    for _ in range(200):
+        if await db.value("SELECT worker FROM import_jobs WHERE id = %s", (job["id"],)) is None:
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError("the job was never let go")
+    assert await (await client.get(f"/import/jobs/{job['id']}")).json() == done
 
 
 async def test_a_file_in_a_subfolder_is_found(client, config):
