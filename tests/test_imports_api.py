@@ -8,6 +8,7 @@ import pytest
 
 from server.generate import generate
 from tests.importing import HEADER, TERMINAL, row, wait_for_status, write_csv
+from tests.sse import open_stream
 
 
 async def start(client, name: str) -> dict:
@@ -43,16 +44,24 @@ async def test_a_path_in_the_import_dir_is_imported(client, config, db):
 
 
 async def test_a_finished_job_stays_as_it_finished_after_its_process_lets_go(client, config, db):
+    stream = await open_stream(client.session, client.make_url("/import/events"))
+    await stream.next()
     write_csv(config.import_dir / "a.csv", [HEADER, row(1, "R1")])
     job = await start(client, "a.csv")
-    done = await wait_for_status(client.app, job["id"], TERMINAL)
-    for _ in range(200):
-        if await db.value("SELECT worker FROM import_jobs WHERE id = %s", (job["id"],)) is None:
+    finished = (await stream.until(lambda e: e.event == "state" and e.job["status"] in TERMINAL))[-1]
+    stream.response.close()
+    assert finished.job["status"] == "completed"
+    assert finished.job["worker"] is None, "the event that says completed says nobody runs it"
+    for _ in range(200):  # the runner holds the job's advisory lock until it has let go
+        if not await db.value("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                              "AND classid = 7342 AND objid = %s AND database = "
+                              "(SELECT oid FROM pg_database WHERE datname = current_database())",
+                              (job["id"],)):
             break
         await asyncio.sleep(0.05)
     else:
-        raise AssertionError("the job was never let go")
-    assert await (await client.get(f"/import/jobs/{job['id']}")).json() == done
+        raise AssertionError("the job's process never let go")
+    assert await (await client.get(f"/import/jobs/{job['id']}")).json() == finished.job
 
 
 async def test_a_file_in_a_subfolder_is_found(client, config):

@@ -78,6 +78,10 @@ UPDATE import_jobs SET
                       || %(reject_limit)s || '; see the rejects file'
                  ELSE error END,
     finished_at = CASE WHEN status = 'running' AND (%(eof)s OR rejected + %(rejected)s > %(reject_limit)s)
-                       THEN now() ELSE finished_at END
+                       THEN now() ELSE finished_at END,
+    -- The engine stops after any batch that leaves the job not running, so the
+    -- event that says so already shows no process holding it.
+    worker = CASE WHEN status = 'running' AND NOT %(eof)s AND rejected + %(rejected)s <= %(reject_limit)s
+                  THEN worker END
 WHERE id = %(job_id)s AND bytes_done = %(start_offset)s
 RETURNING status, import_job_json(import_jobs.*)

@@ -78,6 +78,8 @@ WHERE id = %(id)s AND status IN ('queued', 'running', 'paused')
 RETURNING import_job_json(import_jobs.*)
 
 -- name: release
+-- A run that ends while its job still runs (shutdown, lost connection): the job
+-- waits to be taken over. Every other end already cleared the worker.
 UPDATE import_jobs SET worker = NULL WHERE id = %(id)s AND worker = %(worker)s
 
 -- name: listen_events
