@@ -5,8 +5,10 @@ import dataclasses
 import pytest
 
 from server.app import create_app
+from server.importer import jobs
+from server.keys import pool_key, runner_key
 
-from tests.importing import HEADER, import_file, row, write_csv
+from tests.importing import HEADER, TERMINAL, import_file, row, wait_for_status, write_csv
 
 CUSTOMER = "SELECT first_name, company, subscription_date::text, about FROM customers WHERE customer_id = %s"
 
@@ -29,6 +31,32 @@ async def test_a_second_import_updates_and_hand_edits_are_left_alone(client, db,
     assert (job["inserted"], job["updated"], job["skipped_manual"]) == (1, 1, 1)
     assert await db.value("SELECT first_name FROM customers WHERE customer_id = 'A1'") == "Cy"
     assert await db.value("SELECT first_name FROM customers WHERE customer_id = 'A2'") == "Edited"
+
+
+async def test_a_customer_created_by_hand_while_its_batch_is_written_is_left_alone(client, db, tmp_path):
+    # H2 is created by hand (as POST /customers would) in a transaction that commits only
+    # after the import looked H2 up, found nothing, and started copying it as new.
+    path = write_csv(tmp_path / "a.csv", [HEADER, row(1, "H1"), row(2, "H2", "Imported"), row(3, "H3")])
+    async with db.pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute("BEGIN")
+        await cur.execute("INSERT INTO customers (customer_id, first_name, updated_manually_at) "
+                          "VALUES ('H2', 'ByHand', now())")
+        job = await jobs.create(client.app[pool_key], filename=path.name, path=path,
+                                bytes_total=path.stat().st_size)
+        client.app[runner_key].wake()
+        for _ in range(400):
+            if await db.value("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                              "AND application_name LIKE 'csv-import job %%' AND wait_event_type = 'Lock'"):
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the import never waited for the hand-made H2")
+        await cur.execute("COMMIT")
+    job = await wait_for_status(client.app, job["id"], TERMINAL)
+    assert job["status"] == "completed", job
+    assert (job["inserted"], job["updated"], job["skipped_manual"], job["rejected"]) == (2, 0, 1, 0)
+    assert await db.value("SELECT first_name FROM customers WHERE customer_id = 'H2'") == "ByHand"
+    assert await db.value("SELECT count(*) FROM customers") == 3
 
 
 async def test_the_last_occurrence_of_an_id_wins_and_each_row_counts(client, db, tmp_path):
