@@ -41,7 +41,9 @@ class Config:
             import_dir=_path(env, "IMPORT_DIR", data_dir / "imports"),
             upload_max_bytes=_int(env, "UPLOAD_MAX_BYTES", cls.upload_max_bytes, low=1),
             reject_limit=_int(env, "REJECT_LIMIT", cls.reject_limit, low=0),
-            batch_bytes=_int(env, "IMPORT_BATCH_BYTES", cls.batch_bytes, low=64 * 1024),
+            # A batch is held in memory a few times over (parsed, copied, and as the
+            # search triggers' transition table, whose work_mem is 3 batches).
+            batch_bytes=_int(env, "IMPORT_BATCH_BYTES", cls.batch_bytes, low=64 * 1024, high=256 * 1024**2),
             max_record_bytes=_int(env, "MAX_RECORD_BYTES", cls.max_record_bytes, low=1024),
             worker_poll_seconds=_float(env, "WORKER_POLL_SECONDS", cls.worker_poll_seconds),
         )

@@ -60,6 +60,7 @@ def test_import_dir_follows_data_dir():
         ({"REJECT_LIMIT": "-1"}, "REJECT_LIMIT"),
         ({"UPLOAD_MAX_BYTES": "lots"}, "UPLOAD_MAX_BYTES"),
         ({"WORKER_POLL_SECONDS": "0"}, "WORKER_POLL_SECONDS"),
+        ({"IMPORT_BATCH_BYTES": str(512 * 1024**2)}, "IMPORT_BATCH_BYTES must be from 65536 to 268435456"),
     ],
 )
 def test_a_bad_value_names_the_variable(env, named):
