@@ -274,6 +274,25 @@ async def test_search_pages_agree_with_a_plain_scan(client, db):
             assert [c["customer_id"] for c in found] == expected, (q, limit)
 
 
+async def test_search_pages_agree_with_a_plain_scan_where_trigrams_say_little(client, db):
+    """Strings of short words ('x-q'), which pg_trgm cannot look up, and a rare
+    one among common words: the search walks on past its usual bound for the
+    first, and uses the index for the second."""
+    await db.all("INSERT INTO customers (customer_id, first_name, company) "
+                 "SELECT 'T' || n, 'Tom', "
+                 "       CASE WHEN n % 1000 = 17 THEN 'X-Q Trading' WHEN n % 5000 = 99 THEN 'Quiet Trading' "
+                 "            ELSE 'Loud Trading' END "
+                 "FROM generate_series(1, 30000) AS n")
+    await db.all("ANALYZE customers, customer_search")
+    for q in ("x-q", "x-q t", "quiet trad"):
+        expected = [row[0] for row in await db.all(
+            "SELECT customer_id FROM customers WHERE customer_search_doc(first_name, last_name, email, company) "
+            "LIKE %s ORDER BY id", (f"%{q.lower()}%",))]
+        found = await all_pages(client, f"/customers?limit=50&q={q}")
+        assert [c["customer_id"] for c in found] == expected, q
+        assert len(expected) in (30, 6)
+
+
 async def test_search_follows_every_write_to_customers(client, db, tmp_path):
     await import_file(client.app, write_csv(tmp_path / "a.csv", [HEADER, row(1, "F1", "Ada"), row(2, "F2", "Bea")]))
     created = await create(client, customer_id="F3", first_name="Cleo")
