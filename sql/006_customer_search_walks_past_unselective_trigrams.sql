@@ -11,9 +11,10 @@
 -- So the walk now also counts the rows the index would propose, roughly:
 -- those holding the pattern's words of three letters or more, in order. A
 -- page walks on while walking looks cheaper than checking those candidates
--- (a walked row costs about a quarter of a checked candidate), or within 16
--- first walks as before, for up to three walks. Then the index takes over,
--- as in 003, whose comment describes the rest.
+-- (a walked row costs about a quarter of a checked candidate), for up to
+-- three walks; the second walk is also taken within 16 first walks, as
+-- before. Then the index takes over, as in 003, whose comment describes the
+-- rest.
 
 CREATE OR REPLACE FUNCTION customer_search_ids(after bigint, pattern text, index_pattern text, wanted integer)
 RETURNS SETOF bigint
@@ -68,9 +69,10 @@ BEGIN
         EXIT WHEN hits = 0;
         walk := ceil(1.5 * (wanted - hits) * seen / hits);
         -- On while that costs less than checking the index's candidates (a
-        -- walked row costs a quarter of a checked one), or within 16 first
-        -- walks as in 003.
-        EXIT WHEN walk > greatest(16 * first_walk, 4 * rows_now * seen_loose / seen);
+        -- walked row costs a quarter of a checked one); a second walk also
+        -- within 16 first walks, as in 003.
+        EXIT WHEN walk > CASE WHEN step = 1 THEN greatest(16 * first_walk, 4 * rows_now * seen_loose / seen)
+                              ELSE 4 * rows_now * seen_loose / seen END;
     END LOOP;
 
     RETURN QUERY
