@@ -4,7 +4,10 @@ import asyncio
 from server.generate import generate
 from server.importer import jobs
 from server.keys import pool_key, runner_key
+from server.sqlfiles import queries
 from tests.importing import HEADER, row, wait_for_status, write_csv
+
+JOBS_SQL = queries("jobs")
 
 
 async def start(app, path):
@@ -116,3 +119,46 @@ async def test_an_unterminated_quote_at_the_end_is_rejected(client, db, tmp_path
     job = await start(client.app, path)
     job = await wait_for_status(client.app, job["id"], ("completed", "failed"))
     assert (job["status"], job["inserted"], job["rejected"]) == ("completed", 1, 1)
+
+
+async def test_pausing_or_cancelling_a_job_whose_process_died_shows_nobody_on_it(db):
+    # Left 'running' by a process that died: nobody holds the job's lock, so no
+    # commit of a runner will ever clear its worker.
+    gone = await db.value("INSERT INTO import_jobs (filename, path, status, worker) "
+                          "VALUES ('gone.csv', '/gone.csv', 'running', 'gone:1') RETURNING id")
+    assert (await jobs.control(db.pool, gone, "pause"))["worker"] is None
+    await jobs.control(db.pool, gone, "cancel")
+    # A live runner holds the lock and clears the worker itself when it stops.
+    alive = await db.value("INSERT INTO import_jobs (filename, path, status, worker) "
+                           "VALUES ('alive.csv', '/alive.csv', 'running', 'alive:1') RETURNING id")
+    async with db.pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute("SELECT pg_advisory_lock(7342, %s::int)", (alive,))
+        assert (await jobs.control(db.pool, alive, "cancel"))["worker"] == "alive:1"
+        await cur.execute("SELECT pg_advisory_unlock(7342, %s::int)", (alive,))
+
+
+async def test_a_resume_before_the_paused_batch_commits_keeps_the_worker_shown(client, db, tmp_path):
+    path = tmp_path / "r.csv"
+    generate(path, 8000, seed=4, about_bytes=300)
+    job = await start(client.app, path)
+    await wait_for_bytes(client.app, job["id"], 100_000)
+    async with db.pool.acquire() as conn, conn.cursor() as cur:
+        # Hold the job's row: the engine's next checkpoint waits for us.
+        await cur.execute("BEGIN")
+        await cur.execute("SELECT 1 FROM import_jobs WHERE id = %s FOR UPDATE", (job["id"],))
+        for _ in range(400):
+            if await db.value("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                              "AND application_name LIKE 'csv-import job %%' AND wait_event_type = 'Lock'"):
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the engine's checkpoint never waited for the job's row")
+        for action in ("pause", "resume"):
+            allowed_from, to = jobs.TRANSITIONS[action]
+            await cur.execute(JOBS_SQL["transition"], {"id": job["id"], "to": to, "from": list(allowed_from)})
+        await cur.execute("COMMIT")
+    # The batch in flight commits on a running job: it is still this process's.
+    held_at = (await jobs.get(client.app[pool_key], job["id"]))["bytes_done"]
+    moved = await wait_for_bytes(client.app, job["id"], held_at + 1)
+    assert moved["status"] == "running" and moved["worker"] is not None
+    assert (await wait_for_status(client.app, job["id"], ("completed",)))["rows_done"] == 8000

@@ -46,22 +46,23 @@ def open_connection(database_url: str, application_name: str, batch_bytes: int):
     return conn
 
 
-def write_batch(conn, job_id: int, batch: Batch, present: tuple[str, ...], reject_limit: int) -> Written:
+def write_batch(conn, job_id: int, worker: str, batch: Batch, present: tuple[str, ...],
+                reject_limit: int) -> Written:
     """Write one batch and its checkpoint in one transaction. Blocking: call from a thread."""
     try:
-        return _write(conn, job_id, batch, present, reject_limit, direct=True)
+        return _write(conn, job_id, worker, batch, present, reject_limit, direct=True)
     except psycopg2.errors.UniqueViolation:
         # A customer created by someone else between our look-up and our COPY:
         # do the whole batch again through the stage, which takes conflicts in stride.
         conn.rollback()
-        return _write(conn, job_id, batch, present, reject_limit, direct=False)
+        return _write(conn, job_id, worker, batch, present, reject_limit, direct=False)
     except BaseException:
         if not conn.closed:
             conn.rollback()
         raise
 
 
-def _write(conn, job_id: int, batch: Batch, present, reject_limit: int, *, direct: bool) -> Written:
+def _write(conn, job_id: int, worker: str, batch: Batch, present, reject_limit: int, *, direct: bool) -> Written:
     counts = {"inserted": 0, "updated": 0, "skipped_manual": 0}
     skipped_ids: set[str] = set()
     with conn.cursor() as cur:
@@ -92,7 +93,7 @@ def _write(conn, job_id: int, batch: Batch, present, reject_limit: int, *, direc
             execute_values(cur, SQL["insert_rejects"],
                            [(job_id, line, offset, reason, raw) for line, offset, reason, raw in batch.rejects])
         cur.execute(SQL["checkpoint"], {
-            "job_id": job_id, "start_offset": batch.start_offset, "end_offset": batch.end_offset,
+            "job_id": job_id, "worker": worker, "start_offset": batch.start_offset, "end_offset": batch.end_offset,
             "end_line": batch.end_line, "rejected": len(batch.rejects), "recent": json.dumps(batch.recent),
             "reject_limit": reject_limit, "eof": batch.eof, **counts,
         })

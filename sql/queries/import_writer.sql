@@ -79,9 +79,10 @@ UPDATE import_jobs SET
                  ELSE error END,
     finished_at = CASE WHEN status = 'running' AND (%(eof)s OR rejected + %(rejected)s > %(reject_limit)s)
                        THEN now() ELSE finished_at END,
-    -- The engine stops after any batch that leaves the job not running, so the
-    -- event that says so already shows no process holding it.
+    -- Who runs the job while it runs (a resume during the batch cleared it);
+    -- nobody once this batch leaves it finished, paused or cancelled, as the
+    -- engine then stops.
     worker = CASE WHEN status = 'running' AND NOT %(eof)s AND rejected + %(rejected)s <= %(reject_limit)s
-                  THEN worker END
+                  THEN %(worker)s END
 WHERE id = %(job_id)s AND bytes_done = %(start_offset)s
 RETURNING status, import_job_json(import_jobs.*)

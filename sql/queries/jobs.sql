@@ -26,10 +26,18 @@ LIMIT %(limit)s
 
 -- name: transition
 -- Pause, resume and cancel: one atomic step from the allowed statuses.
+-- A resumed job is anyone's to take. A process that runs a paused or
+-- cancelled job clears the worker at its next commit; if no process holds the
+-- job's lock (see try_lock), its runner died and nobody will.
 UPDATE import_jobs SET
     status = %(to)s,
     finished_at = CASE WHEN %(to)s = 'cancelled' THEN now() ELSE finished_at END,
-    worker = CASE WHEN %(to)s = 'running' THEN NULL ELSE worker END
+    worker = CASE WHEN %(to)s <> 'running' AND EXISTS (
+                      SELECT FROM pg_locks l
+                      WHERE l.locktype = 'advisory' AND l.granted
+                        AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                        AND l.classid = 7342 AND l.objid::bigint = import_jobs.id AND l.objsubid = 2)
+                  THEN worker END
 WHERE id = %(id)s AND status = ANY(%(from)s)
 RETURNING import_job_json(import_jobs.*)
 
