@@ -92,12 +92,27 @@ def etag(customer: Mapping) -> str:
 # The index is asked for a query's first twelve characters only: they select
 # well, and each further trigram adds a posting list to intersect.
 INDEXED_CHARS = 12
+_WORD = re.compile(r"[^\W_]+")  # letters and digits: a word to pg_trgm
 
 
 def like_pattern(q: str) -> str:
     """`q` as a LIKE substring pattern, its wildcards taken literally."""
     escaped = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
+
+
+def proposed_pattern(q: str) -> str:
+    """A LIKE pattern for roughly the rows the trigram index proposes for `q`.
+
+    pg_trgm cuts text into words of letters and digits. From the query it
+    takes trigrams of every word of three or more, of a shorter word that
+    follows a separator (a word start, padded: '  q'), and of a two-letter
+    word before one (a word end: 'ng '); nothing of the rest. Rows holding
+    those words in order are about the rows it proposes (a few more).
+    """
+    words = [m.group() for m in _WORD.finditer(q)
+             if len(m.group()) >= 3 or m.start() > 0 or (len(m.group()) == 2 and m.end() < len(q))]
+    return "%" + "%".join(words) + "%" if words else "%"
 
 
 async def page(pool: aiopg.Pool, *, limit: int, after: int = 0,
@@ -111,8 +126,10 @@ async def page(pool: aiopg.Pool, *, limit: int, after: int = 0,
 async def _page(pool: aiopg.Pool, limit: int, after: int, q: str | None) -> list[tuple]:
     async with pool.acquire() as conn, conn.cursor() as cur:
         if q:
-            await cur.execute(SQL["search_page"], {"after": after, "limit": limit, "pattern": like_pattern(q),
-                                                   "index_pattern": like_pattern(q[:INDEXED_CHARS])})
+            indexed = q[:INDEXED_CHARS]
+            await cur.execute(SQL["search_page"], {
+                "after": after, "limit": limit, "pattern": like_pattern(q),
+                "index_pattern": like_pattern(indexed), "proposed": proposed_pattern(indexed)})
         else:
             await cur.execute(SQL["page"], {"after": after, "limit": limit})
         return await cur.fetchall()

@@ -6,10 +6,8 @@ import psycopg2.errors
 import pytest
 
 from server import sqlfiles
+from server.customers import INDEXED_CHARS, encode_cursor, like_pattern, proposed_pattern
 from server.db import drop_database, migrate, recreate_database
-
-from server.customers import encode_cursor
-
 from tests.importing import HEADER, import_file, row, write_csv
 
 FIELDS = ["id", "customer_id", "first_name", "last_name", "company", "city", "country", "phone_1",
@@ -274,23 +272,49 @@ async def test_search_pages_agree_with_a_plain_scan(client, db):
             assert [c["customer_id"] for c in found] == expected, (q, limit)
 
 
-async def test_search_pages_agree_with_a_plain_scan_where_trigrams_say_little(client, db):
-    """Strings of short words ('x-q'), which pg_trgm cannot look up, and a rare
-    one among common words: the search walks on past its usual bound for the
-    first, and uses the index for the second."""
+async def test_search_walks_where_the_index_would_propose_most_rows(client, db):
+    """pg_trgm takes from 'a-b' only 'b' as a word start, found in every row
+    here: the search walks the table. From 'x-q' it takes 'q', in few rows,
+    and from 'quiet trad' two rare words: the index. Pages agree with a
+    plain scan either way."""
     await db.all("INSERT INTO customers (customer_id, first_name, company) "
                  "SELECT 'T' || n, 'Tom', "
-                 "       CASE WHEN n % 1000 = 17 THEN 'X-Q Trading' WHEN n % 5000 = 99 THEN 'Quiet Trading' "
-                 "            ELSE 'Loud Trading' END "
+                 "       CASE WHEN n % 1000 = 17 THEN 'A-B Trading' WHEN n % 1000 = 517 THEN 'X-Q Trading' "
+                 "            WHEN n % 5000 = 99 THEN 'Quiet Trading' ELSE 'A B Trading' END "
                  "FROM generate_series(1, 30000) AS n")
     await db.all("ANALYZE customers, customer_search")
-    for q in ("x-q", "x-q t", "quiet trad"):
+    for q, matches, asks_index in (("a-b", 30, False), ("a-b t", 30, False), ("x-q", 30, True),
+                                   ("quiet trad", 6, True)):
         expected = [row[0] for row in await db.all(
             "SELECT customer_id FROM customers WHERE customer_search_doc(first_name, last_name, email, company) "
             "LIKE %s ORDER BY id", (f"%{q.lower()}%",))]
         found = await all_pages(client, f"/customers?limit=50&q={q}")
-        assert [c["customer_id"] for c in found] == expected, q
-        assert len(expected) in (30, 6)
+        assert [c["customer_id"] for c in found] == expected and len(expected) == matches, q
+        assert (await trigram_index_scans(db, q) > 0) == asks_index, q
+
+
+@pytest.mark.parametrize(("q", "proposed"), [
+    ("z@walker", "%walker%"),    # 'z' is a word's end, one letter: no trigram
+    ("3@ng", "%ng%"),            # 'ng' starts a word: '  n', ' ng'
+    ("x-q", "%q%"),
+    ("ng@x", "%ng%x%"),          # a two-letter word's end: 'ng '
+    ("ab", "%"),                 # nothing to look up: every row is a candidate
+    ("Lisa.Perez@b", "%Lisa%Perez%b%"),
+])
+def test_the_rows_the_index_proposes_are_estimated_from_the_words_pg_trgm_takes(q, proposed):
+    assert proposed_pattern(q) == proposed
+
+
+async def trigram_index_scans(db, q: str) -> int:
+    """How often the first page of `q` (limit 50) asks the trigram index."""
+    async with db.pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute("BEGIN")
+        await cur.execute("SELECT count(*) FROM customer_search_ids(0, lower(%s), lower(%s), lower(%s), 50)",
+                          (like_pattern(q), like_pattern(q[:INDEXED_CHARS]), proposed_pattern(q[:INDEXED_CHARS])))
+        await cur.execute("SELECT pg_stat_get_xact_numscans('customer_search_trgm'::regclass)")
+        scans = (await cur.fetchone())[0]
+        await cur.execute("ROLLBACK")
+    return scans
 
 
 async def test_search_follows_every_write_to_customers(client, db, tmp_path):
@@ -339,7 +363,7 @@ async def test_the_search_table_migration_takes_in_customers_already_there(unmig
         assert await migrate(pool) == [version for version, _ in since]
 
         async with pool.acquire() as conn, conn.cursor() as cur:
-            await cur.execute("SELECT customer_id FROM customer_search_ids(0, '%ada%', '%ada%', 10) AS hit (id) "
+            await cur.execute("SELECT customer_id FROM customer_search_ids(0, '%ada%', '%ada%', '%ada%', 10) AS hit (id) "
                               "JOIN customers USING (id) ORDER BY id")
             assert [row[0] for row in await cur.fetchall()] == ["OLD1", "OLD2"]
 

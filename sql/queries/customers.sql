@@ -15,12 +15,13 @@ ORDER BY id
 LIMIT %(limit)s
 
 -- name: search_page
--- customer_search_ids (sql/003_customer_search_table.sql) finds the page's
+-- customer_search_ids (sql/003_*, sql/006_*) finds the page's
 -- ids in the narrow search table; only those rows are read here.
 -- The patterns arrive with LIKE's wildcards already escaped by a backslash.
 SELECT id, customer_id, first_name, last_name, company, city, country, phone_1, phone_2,
        email, subscription_date, website, about, created_at, updated_at, updated_manually_at
-FROM customer_search_ids(%(after)s, lower(%(pattern)s), lower(%(index_pattern)s), %(limit)s) AS hit (id)
+FROM customer_search_ids(%(after)s, lower(%(pattern)s), lower(%(index_pattern)s), lower(%(proposed)s),
+                         %(limit)s) AS hit (id)
 JOIN customers USING (id)
 ORDER BY id
 
