@@ -108,7 +108,8 @@ def proposed_pattern(q: str) -> str:
     takes trigrams of every word of three or more, of a shorter word that
     follows a separator (a word start, padded: '  q'), and of a two-letter
     word before one (a word end: 'ng '); nothing of the rest. Rows holding
-    those words in order are about the rows it proposes (a few more).
+    those words are about the rows it proposes; the pattern wants them in
+    order, the index does not. An estimate only: it never decides a result.
     """
     words = [m.group() for m in _WORD.finditer(q)
              if len(m.group()) >= 3 or m.start() > 0 or (len(m.group()) == 2 and m.end() < len(q))]

@@ -143,7 +143,7 @@ async def test_a_resume_before_the_paused_batch_commits_keeps_the_worker_shown(c
     job = await start(client.app, path)
     await wait_for_bytes(client.app, job["id"], 100_000)
     async with db.pool.acquire() as conn, conn.cursor() as cur:
-        # Hold the job's row: the engine's next checkpoint waits for us.
+        # Hold the job's row: the engine's next batch cannot commit before us.
         await cur.execute("BEGIN")
         await cur.execute("SELECT 1 FROM import_jobs WHERE id = %s FOR UPDATE", (job["id"],))
         for _ in range(400):
@@ -162,3 +162,12 @@ async def test_a_resume_before_the_paused_batch_commits_keeps_the_worker_shown(c
     moved = await wait_for_bytes(client.app, job["id"], held_at + 1)
     assert moved["status"] == "running" and moved["worker"] is not None
     assert (await wait_for_status(client.app, job["id"], ("completed",)))["rows_done"] == 8000
+
+
+async def test_a_runner_that_claims_a_job_paused_meanwhile_clears_its_dead_worker(client, db):
+    # The pause landed between the runner taking the job's lock and starting its
+    # run, so it saw a live lock and kept the dead process's name.
+    job_id = await db.value("INSERT INTO import_jobs (filename, path, status, worker) "
+                            "VALUES ('gone.csv', '/gone.csv', 'paused', 'gone:1') RETURNING id")
+    assert await client.app[runner_key].run(job_id) is None
+    assert (await jobs.get(client.app[pool_key], job_id))["worker"] is None

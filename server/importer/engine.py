@@ -150,6 +150,8 @@ def _claim(conn, job_id: int, worker: str) -> Claim | None:
             return None
         cur.execute(SQL["start_run"], {"id": job_id, "worker": worker})
         row = cur.fetchone()
+        if row is None:
+            cur.execute(SQL["forget_worker"], {"id": job_id})
     conn.commit()
     if row is None:
         return None

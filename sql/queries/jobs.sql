@@ -68,6 +68,13 @@ UPDATE import_jobs SET
 WHERE id = %(id)s AND status IN ('queued', 'running')
 RETURNING path, data_offset, bytes_done, line_no, fingerprint
 
+-- name: forget_worker
+-- Claimed, but paused or ended before this run could start: whoever the job
+-- still names (a process that died) does not run it, and the lock says nobody
+-- else does.
+UPDATE import_jobs SET worker = NULL
+WHERE id = %(id)s AND status NOT IN ('queued', 'running') AND worker IS NOT NULL
+
 -- name: set_header
 UPDATE import_jobs SET
     data_offset = %(data_offset)s,
