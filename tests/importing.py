@@ -41,3 +41,13 @@ async def wait_for_status(app: web.Application, job_id: int, statuses, timeout: 
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"job {job_id} is still {job['status']} after {timeout}s: {job}")
         await asyncio.sleep(0.05)
+
+
+async def wait_for_the_import_to_wait_on_a_lock(db, what: str, timeout: float = 20) -> None:
+    """Until an import connection of this database waits for a lock (one the test holds)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await db.value("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                             "AND application_name LIKE 'csv-import job %%' AND wait_event_type = 'Lock'"):
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"the import never waited for {what}")
+        await asyncio.sleep(0.05)

@@ -5,7 +5,7 @@ from server.generate import generate
 from server.importer import jobs
 from server.keys import pool_key, runner_key
 from server.sqlfiles import queries
-from tests.importing import HEADER, row, wait_for_status, write_csv
+from tests.importing import HEADER, row, wait_for_status, wait_for_the_import_to_wait_on_a_lock, write_csv
 
 JOBS_SQL = queries("jobs")
 
@@ -146,13 +146,7 @@ async def test_a_resume_before_the_paused_batch_commits_keeps_the_worker_shown(c
         # Hold the job's row: the engine's next batch cannot commit before us.
         await cur.execute("BEGIN")
         await cur.execute("SELECT 1 FROM import_jobs WHERE id = %s FOR UPDATE", (job["id"],))
-        for _ in range(400):
-            if await db.value("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                              "AND application_name LIKE 'csv-import job %%' AND wait_event_type = 'Lock'"):
-                break
-            await asyncio.sleep(0.05)
-        else:
-            raise AssertionError("the engine's checkpoint never waited for the job's row")
+        await wait_for_the_import_to_wait_on_a_lock(db, "the job's row")
         for action in ("pause", "resume"):
             allowed_from, to = jobs.TRANSITIONS[action]
             await cur.execute(JOBS_SQL["transition"], {"id": job["id"], "to": to, "from": list(allowed_from)})

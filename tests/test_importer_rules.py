@@ -8,7 +8,8 @@ from server.app import create_app
 from server.importer import jobs
 from server.keys import pool_key, runner_key
 
-from tests.importing import HEADER, TERMINAL, import_file, row, wait_for_status, write_csv
+from tests.importing import (HEADER, TERMINAL, import_file, row, wait_for_status,
+                             wait_for_the_import_to_wait_on_a_lock, write_csv)
 
 CUSTOMER = "SELECT first_name, company, subscription_date::text, about FROM customers WHERE customer_id = %s"
 
@@ -44,13 +45,7 @@ async def test_a_customer_created_by_hand_while_its_batch_is_written_is_left_alo
         job = await jobs.create(client.app[pool_key], filename=path.name, path=path,
                                 bytes_total=path.stat().st_size)
         client.app[runner_key].wake()
-        for _ in range(400):
-            if await db.value("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                              "AND application_name LIKE 'csv-import job %%' AND wait_event_type = 'Lock'"):
-                break
-            await asyncio.sleep(0.05)
-        else:
-            raise AssertionError("the import never waited for the hand-made H2")
+        await wait_for_the_import_to_wait_on_a_lock(db, "the hand-made H2")
         await cur.execute("COMMIT")
     job = await wait_for_status(client.app, job["id"], TERMINAL)
     assert job["status"] == "completed", job
