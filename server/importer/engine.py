@@ -57,7 +57,8 @@ async def run_job(job_id: int, *, config: Config, database_url: str, worker: str
             return None
         try:
             header, file_size = await _prepare(job_id, claim, config, processes, call, conn)
-            return await _pump(job_id, worker, claim, header, file_size, config, processes, call, conn, on_progress)
+            return await _pump(job_id, worker, claim, header, file_size, config, processes, call, conn,
+                               on_progress)
         except JobFailed as exc:
             log.info("import job %s failed: %s", job_id, exc)
             job = await call(_fail, conn, job_id, str(exc))
@@ -90,8 +91,8 @@ async def _prepare(job_id, claim: Claim, config: Config, processes, call, conn) 
     return header, found["size"]
 
 
-async def _pump(job_id, worker: str, claim: Claim, header: Header, file_size: int, config: Config, processes, call,
-                conn, on_progress) -> str:
+async def _pump(job_id, worker: str, claim: Claim, header: Header, file_size: int, config: Config,
+                processes, call, conn, on_progress) -> str:
     loop = asyncio.get_running_loop()
 
     def parse(offset: int, line: int):
@@ -103,7 +104,8 @@ async def _pump(job_id, worker: str, claim: Claim, header: Header, file_size: in
         while True:
             batch = await upcoming
             upcoming = None if batch.eof else parse(batch.end_offset, batch.end_line)
-            written = await call(write_batch, conn, job_id, worker, batch, header.present, config.reject_limit)
+            written = await call(write_batch, conn, job_id, worker, batch, header.present,
+                                 config.reject_limit)
             if on_progress:
                 on_progress(written.job)
             if written.status != "running" or batch.eof:

@@ -62,7 +62,8 @@ def write_batch(conn, job_id: int, worker: str, batch: Batch, present: tuple[str
         raise
 
 
-def _write(conn, job_id: int, worker: str, batch: Batch, present, reject_limit: int, *, direct: bool) -> Written:
+def _write(conn, job_id: int, worker: str, batch: Batch, present, reject_limit: int, *,
+           direct: bool) -> Written:
     counts = {"inserted": 0, "updated": 0, "skipped_manual": 0}
     skipped_ids: set[str] = set()
     with conn.cursor() as cur:
@@ -93,8 +94,9 @@ def _write(conn, job_id: int, worker: str, batch: Batch, present, reject_limit: 
             execute_values(cur, SQL["insert_rejects"],
                            [(job_id, line, offset, reason, raw) for line, offset, reason, raw in batch.rejects])
         cur.execute(SQL["checkpoint"], {
-            "job_id": job_id, "worker": worker, "start_offset": batch.start_offset, "end_offset": batch.end_offset,
-            "end_line": batch.end_line, "rejected": len(batch.rejects), "recent": json.dumps(batch.recent),
+            "job_id": job_id, "worker": worker,
+            "start_offset": batch.start_offset, "end_offset": batch.end_offset, "end_line": batch.end_line,
+            "rejected": len(batch.rejects), "recent": json.dumps(batch.recent),
             "reject_limit": reject_limit, "eof": batch.eof, **counts,
         })
         row = cur.fetchone()
