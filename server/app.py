@@ -16,7 +16,8 @@ from .importer.runner import runner_ctx
 from .keys import config_key
 from .lag import lag_ctx
 from .security import same_origin_middleware
-from .views import customers, health, imports, pages
+from .tus import protocol_headers, tus_ctx
+from .views import customers, health, imports, pages, tus
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "web_static"
 
@@ -35,8 +36,10 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(database_ctx)
     app.cleanup_ctx.append(events_ctx)
     app.cleanup_ctx.append(runner_ctx)
+    app.cleanup_ctx.append(tus_ctx)  # its sweep stops first
     app.on_shutdown.append(stop_streams)  # SSE streams end before the server waits for handlers
-    for module in (health, pages, imports, customers, openapi):
+    app.on_response_prepare.append(protocol_headers)
+    for module in (health, pages, imports, customers, tus, openapi):
         app.add_routes(module.routes)
     app.router.add_static("/static", STATIC_DIR)
     return app

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from .events import EventHub
     from .importer.runner import JobRunner
     from .lag import LoopLag
+    from .tus import Uploads
 
 config_key = web.AppKey("config", Config)
 database_url_key = web.AppKey("database_url", str)
@@ -19,3 +20,4 @@ pool_key = web.AppKey("pool", aiopg.Pool)
 events_key: web.AppKey["EventHub"] = web.AppKey("events")
 runner_key: web.AppKey["JobRunner"] = web.AppKey("runner")
 lag_key: web.AppKey["LoopLag"] = web.AppKey("loop_lag")
+uploads_key: web.AppKey["Uploads"] = web.AppKey("uploads")

@@ -12,7 +12,7 @@ from ..config import Config
 from ..csvout import stream_csv
 from ..errors import DomainError
 from ..importer import jobs
-from ..keys import config_key, events_key, pool_key, runner_key
+from ..keys import config_key, events_key, pool_key, runner_key, uploads_key
 from ..openapi import describe
 from .params import query_params
 
@@ -97,6 +97,17 @@ class ImportPath(pydantic.BaseModel):
     path: str = pydantic.Field(min_length=1, max_length=1024)
 
 
+class ImportUpload(pydantic.BaseModel):
+    """A finished resumable upload, by its id (the last part of its /uploads URL)."""
+
+    model_config = pydantic.ConfigDict(extra="forbid")
+    upload: str = pydantic.Field(pattern=r"^[0-9a-f]{32}$")
+
+
+class ImportSource(pydantic.RootModel[ImportPath | ImportUpload]):
+    """What to import: `path` or `upload`, one of them."""
+
+
 class JobsQuery(pydantic.BaseModel):
     before: int | None = pydantic.Field(None, ge=1, le=2**63 - 1, description="job id to page back from")
     limit: int = pydantic.Field(50, ge=1, le=200)
@@ -108,10 +119,11 @@ class UnsupportedBody(DomainError):
 
 @routes.post("/import")
 @describe("Start an import: JSON {\"path\"} naming a file in the import directory, "
+          "JSON {\"upload\"} naming a finished upload (/uploads), "
           "or a multipart/form-data upload with the file in the field `file`",
-          body=ImportPath, tags=TAGS,
+          body=ImportSource, tags=TAGS,
           responses={202: StartedJob, 400: Error, 404: Error, 409: JobConflict, 413: Error,
-                     415: Error, 422: Error})
+                     410: Error, 415: Error, 422: Error, 423: Error})
 async def start_import(request: web.Request) -> web.Response:
     """A JSON path that names no file is 404 (the file, not the route, is missing)."""
     config: Config = request.app[config_key]
@@ -122,7 +134,9 @@ async def start_import(request: web.Request) -> web.Response:
             await request.multipart(), config.import_dir / "uploads",
             max_bytes=config.upload_max_bytes, max_line_bytes=config.max_record_bytes)
     elif request.content_type == "application/json":
-        body = ImportPath.model_validate_json(await request.read())
+        body = ImportSource.model_validate_json(await request.read()).root
+        if isinstance(body, ImportUpload):
+            return await _import_upload(request, body.upload)
         stored = await uploads.find_in_import_dir(config.import_dir, body.path,
                                                   max_line_bytes=config.max_record_bytes)
     else:
@@ -131,6 +145,16 @@ async def start_import(request: web.Request) -> web.Response:
     request.app[runner_key].wake()
     if stored.sha256 is not None:
         job["upload"] = {"sha256": stored.sha256, "bytes": stored.size}
+    return web.json_response(job, status=202)
+
+
+async def _import_upload(request: web.Request, upload_id: str) -> web.Response:
+    """A finished tus upload becomes the job's file; refused, it stays an upload to import later."""
+    async with request.app[uploads_key].claim(upload_id) as stored:
+        job = await jobs.create(request.app[pool_key], filename=stored.filename, path=stored.path,
+                                bytes_total=stored.size)
+    request.app[runner_key].wake()
+    job["upload"] = {"sha256": stored.sha256, "bytes": stored.size}
     return web.json_response(job, status=202)
 
 

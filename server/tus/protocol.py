@@ -1,0 +1,150 @@
+"""The tus 1.0.0 protocol's words: headers, their parsing, and its errors.
+
+https://tus.io/protocols/resumable-upload: core, creation, termination,
+checksum and expiration. Every error is a DomainError, so the app's error
+middleware answers it as JSON like any other; the tus headers every answer
+under /uploads carries are added in one place (protocol_headers).
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+from datetime import datetime, timezone
+from email.utils import format_datetime
+
+from aiohttp import web
+
+from ..errors import Conflict, DomainError, NotFound
+
+VERSION = "1.0.0"
+EXTENSIONS = ("creation", "termination", "checksum", "expiration")
+CHECKSUM_ALGORITHMS = ("sha1", "sha256", "md5")
+OFFSET_CONTENT_TYPE = "application/offset+octet-stream"
+MAX_METADATA_CHARS = 4096
+PREFIX = "/uploads"
+
+# What a page on another origin (CORS_ORIGINS) must be able to read from our answers.
+EXPOSED_HEADERS = ("Location", "Upload-Offset", "Upload-Length", "Upload-Metadata", "Upload-Expires",
+                   "Tus-Resumable", "Tus-Version", "Tus-Extension", "Tus-Max-Size",
+                   "Tus-Checksum-Algorithm")
+
+
+class BadTusRequest(DomainError):
+    status = 400
+
+
+class VersionNotSupported(DomainError):
+    status = 412
+
+    def __init__(self) -> None:
+        super().__init__(f"send Tus-Resumable: {VERSION}; it is the only version this server speaks")
+
+    def headers(self) -> dict[str, str]:
+        return {"Tus-Version": VERSION}
+
+
+class WrongContentType(DomainError):
+    status = 415
+
+    def __init__(self) -> None:
+        super().__init__(f"a PATCH body must be sent as Content-Type: {OFFSET_CONTENT_TYPE}")
+
+
+class UploadNotFound(NotFound):
+    def __init__(self, upload_id: str) -> None:
+        super().__init__(f"there is no upload {upload_id} (never created, finished and imported, "
+                         "deleted, or expired and swept)")
+
+
+class UploadGone(DomainError):
+    status = 410
+
+
+class OffsetMismatch(Conflict):
+    def __init__(self, sent: int, stored: int) -> None:
+        super().__init__(f"Upload-Offset is {sent} but the server has {stored} bytes of this upload; "
+                         "HEAD it and continue from there")
+
+
+class UploadBusy(DomainError):
+    """Another request (in this process or another) holds the upload."""
+
+    status = 423
+
+    def __init__(self, upload_id: str) -> None:
+        super().__init__(f"upload {upload_id} is being written, deleted or imported by another request; "
+                         "try again when it ends")
+
+
+class UploadTooLarge(DomainError):
+    status = 413
+
+
+class ChecksumMismatch(DomainError):
+    status = 460  # the checksum extension's own code ("Checksum Mismatch")
+
+    def __init__(self, algorithm: str) -> None:
+        super().__init__(f"the chunk's {algorithm} is not the one in Upload-Checksum; "
+                         "nothing of it was kept, send it again")
+
+
+def check_version(request: web.Request) -> None:
+    if request.headers.get("Tus-Resumable") != VERSION:
+        raise VersionNotSupported()
+
+
+def header_int(request: web.Request, name: str) -> int:
+    raw = request.headers.get(name)
+    if raw is None:
+        raise BadTusRequest(f"the {name} header is missing")
+    if not raw.isdigit() or len(raw) > 19:
+        raise BadTusRequest(f"{name} must be a whole number of bytes, got {raw[:40]!r}")
+    return int(raw)
+
+
+def parse_metadata(raw: str | None) -> dict[str, bytes]:
+    """Upload-Metadata: `key base64,key2 base64,key3` (a key may have no value)."""
+    if not raw:
+        return {}
+    if len(raw) > MAX_METADATA_CHARS:
+        raise BadTusRequest(f"Upload-Metadata is longer than {MAX_METADATA_CHARS} characters")
+    found: dict[str, bytes] = {}
+    for pair in raw.split(","):
+        key, _, value = pair.strip().partition(" ")
+        if not key or not key.isascii() or " " in value.strip():
+            raise BadTusRequest("Upload-Metadata must be comma-separated `key base64value` pairs")
+        try:
+            found[key] = base64.b64decode(value.strip(), validate=True)
+        except binascii.Error:
+            raise BadTusRequest(f"Upload-Metadata: the value of {key!r} is not base64") from None
+    return found
+
+
+def parse_checksum(raw: str | None) -> tuple[str, bytes] | None:
+    """Upload-Checksum: `ALGORITHM base64digest`, or None when the client sent none."""
+    if raw is None:
+        return None
+    algorithm, _, encoded = raw.strip().partition(" ")
+    if algorithm not in CHECKSUM_ALGORITHMS:
+        raise BadTusRequest(f"Upload-Checksum algorithm {algorithm[:20]!r} is not supported; "
+                            f"use one of {', '.join(CHECKSUM_ALGORITHMS)}")
+    try:
+        digest = base64.b64decode(encoded.strip(), validate=True)
+    except binascii.Error:
+        raise BadTusRequest("Upload-Checksum: the digest is not base64") from None
+    if len(digest) != hashlib.new(algorithm).digest_size:
+        raise BadTusRequest(f"Upload-Checksum: a {algorithm} digest is {hashlib.new(algorithm).digest_size} bytes")
+    return algorithm, digest
+
+
+def http_date(moment: datetime) -> str:
+    """RFC 9110's IMF-fixdate, as Upload-Expires wants it."""
+    return format_datetime(moment.astimezone(timezone.utc), usegmt=True)
+
+
+async def protocol_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """on_response_prepare: every answer under /uploads, errors included, speaks tus."""
+    if request.path == PREFIX or request.path.startswith(PREFIX + "/"):
+        response.headers.setdefault("Tus-Resumable", VERSION)
+        response.headers.setdefault("Access-Control-Expose-Headers", ", ".join(EXPOSED_HEADERS))

@@ -1,0 +1,274 @@
+"""Resumable uploads: a row in `uploads` per upload, its bytes in IMPORT_DIR/uploads.
+
+Each upload has an advisory lock in PostgreSQL. A PATCH, a DELETE, an import
+and the sweep take it without waiting (busy: 423), so two writers never
+interleave, in one process or across many, and a process that dies mid-PATCH
+drops it with its connection. The lock is a session lock, not a transaction:
+a PATCH may stream for minutes and must not hold a transaction open meanwhile.
+
+Bytes go to disk a buffer at a time on a thread; the offset is committed only
+after they are fsynced, so after any crash the file holds at least what the
+row counts (anything past it is cut off by the next PATCH).
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import hashlib
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any
+
+import aiopg
+from aiohttp import StreamReader
+from aiohttp.http_exceptions import HttpProcessingError
+
+from ..config import Config
+from ..errors import Conflict
+from ..sqlfiles import queries
+from ..uploads import CHUNK_BYTES, StoredFile, _write
+from . import files
+from .limits import admit
+from .protocol import (ChecksumMismatch, OffsetMismatch, UploadBusy, UploadGone, UploadNotFound,
+                       UploadTooLarge)
+
+log = logging.getLogger(__name__)
+SQL = queries("uploads")
+SWEEP_BATCH = 1000
+
+
+class UploadIncomplete(Conflict):
+    def __init__(self, upload: Upload) -> None:
+        super().__init__(f"upload {upload.id} has {upload.offset} of its {upload.size} bytes; "
+                         "finish it before importing it")
+
+
+@dataclasses.dataclass(frozen=True)
+class Upload:
+    id: str
+    filename: str
+    size: int
+    offset: int
+    metadata: str | None
+    owner: str | None
+    expires: datetime
+    sha256: str | None
+    expired: bool
+
+    @property
+    def complete(self) -> bool:
+        return self.offset == self.size
+
+
+class _ClientGone(Exception):
+    """The request body ended early: the client went away mid-chunk."""
+
+
+class _Digests:
+    """Feeds each written buffer to several hashes (uploads._write takes one)."""
+
+    def __init__(self, *digests: Any) -> None:
+        self.digests = [d for d in digests if d is not None]
+
+    def update(self, data: bytes) -> None:
+        for digest in self.digests:
+            digest.update(data)
+
+
+class Uploads:
+    def __init__(self, config: Config, pool: aiopg.Pool) -> None:
+        self.config = config
+        self.pool = pool
+        self.directory = config.import_dir / "uploads"
+        self.in_flight = 0
+        # sha256 of the bytes so far, for uploads this process is writing: (offset, hash).
+        # Another process, or a restart, means hashing the file once at the end instead.
+        self._sha256: dict[str, tuple[int, Any]] = {}
+
+    async def create(self, *, size: int, filename: str, metadata: str | None, owner: str | None) -> Upload:
+        await admit(self.config, self.directory, incoming=size, in_flight=0)
+        upload_id = uuid.uuid4().hex
+        async with self.pool.acquire() as conn, conn.cursor() as cur:
+            await cur.execute(SQL["create"], {"id": upload_id, "filename": filename, "size": size,
+                                              "metadata": metadata, "owner": owner,
+                                              "ttl": self.config.tus_expire_seconds})
+            (expires,) = await cur.fetchone()
+        # After the row: a crash in between leaves a row without a file, which the sweep removes.
+        await asyncio.to_thread(files.create, self.directory, upload_id)
+        self._sha256[upload_id] = (0, hashlib.sha256())
+        return Upload(upload_id, filename, size, 0, metadata, owner, expires, None, False)
+
+    async def get(self, upload_id: str) -> Upload:
+        async with self.pool.acquire() as conn, conn.cursor() as cur:
+            return await _live_row(cur, upload_id)
+
+    async def write(self, upload_id: str, offset: int, body: StreamReader, *,
+                    length: int | None, checksum: tuple[str, bytes] | None) -> Upload:
+        """Append the request body at `offset`; the upload as it is afterwards."""
+        await admit(self.config, self.directory, incoming=length or 0, in_flight=self.in_flight)
+        self.in_flight += 1
+        try:
+            async with self._locked(upload_id) as cur:
+                upload = await _live_row(cur, upload_id)
+                if offset != upload.offset:
+                    raise OffsetMismatch(offset, upload.offset)
+                if length is not None and offset + length > upload.size:
+                    raise UploadTooLarge(f"the chunk would end at byte {offset + length}, past the "
+                                         f"upload's Upload-Length of {upload.size}")
+                return await self._append(cur, upload, body, checksum)
+        finally:
+            self.in_flight -= 1
+
+    async def _append(self, cur, upload: Upload, body: StreamReader,
+                      checksum: tuple[str, bytes] | None) -> Upload:
+        loop = asyncio.get_running_loop()
+        out = await loop.run_in_executor(None, files.open_at, self.directory, upload.id, upload.offset)
+        cached = self._sha256.get(upload.id)
+        running = cached[1].copy() if cached and cached[0] == upload.offset else None
+        check = hashlib.new(checksum[0]) if checksum else None
+        digests = _Digests(running, check)
+        written = 0
+        try:
+            async for buffer in _buffers(body):
+                if upload.offset + written + len(buffer) > upload.size:
+                    raise UploadTooLarge(f"the body runs past the upload's Upload-Length of {upload.size}")
+                await loop.run_in_executor(None, _write, out, digests, buffer)
+                written += len(buffer)
+            if check is not None and check.digest() != checksum[1]:
+                raise ChecksumMismatch(checksum[0])
+        except _ClientGone:
+            # The core protocol asks to keep what arrived; a chunk with a checksum
+            # cannot be verified, so none of it is kept. Nobody hears the answer.
+            if check is not None or written == 0:
+                await _shielded(loop.run_in_executor(None, files.drop_from, out, upload.offset))
+                return upload
+            return await _shielded(self._commit(cur, loop, out, upload, written, running))
+        except BaseException:
+            await _shielded(loop.run_in_executor(None, files.drop_from, out, upload.offset))
+            raise
+        return await self._commit(cur, loop, out, upload, written, running)
+
+    async def _commit(self, cur, loop, out, upload: Upload, written: int, running) -> Upload:
+        await loop.run_in_executor(None, files.keep, out)
+        offset = upload.offset + written
+        sha256 = None
+        if offset == upload.size:
+            self._sha256.pop(upload.id, None)
+            if running is not None:
+                sha256 = running.hexdigest()
+            else:
+                sha256 = await asyncio.to_thread(files.sha256_of, files.part_path(self.directory, upload.id))
+        await cur.execute(SQL["advance"], {"id": upload.id, "from": upload.offset, "offset": offset,
+                                           "sha256": sha256, "ttl": self.config.tus_expire_seconds})
+        (expires,) = await cur.fetchone()  # the lock makes the row ours: it is there
+        if sha256 is not None:
+            await asyncio.to_thread(files.finish, self.directory, upload.id)
+        elif running is not None:
+            self._sha256[upload.id] = (offset, running)
+        return dataclasses.replace(upload, offset=offset, expires=expires, sha256=sha256)
+
+    async def delete(self, upload_id: str) -> None:
+        async with self._locked(upload_id) as cur:
+            await _row(cur, upload_id)  # 404 when unknown; an expired one may be deleted
+            await self._remove(cur, upload_id)
+
+    @contextlib.asynccontextmanager
+    async def claim(self, upload_id: str) -> AsyncIterator[StoredFile]:
+        """A complete upload as a file to import; it stops being an upload when the block ends
+        without an error (its row goes, its file is the job's), and stays one otherwise."""
+        async with self._locked(upload_id) as cur:
+            upload = await _live_row(cur, upload_id)
+            if not upload.complete:
+                raise UploadIncomplete(upload)
+            path = await asyncio.to_thread(files.finish, self.directory, upload_id)
+            await asyncio.to_thread(files.check_head, path, self.config.max_record_bytes)
+            yield StoredFile(path=path, filename=upload.filename, size=upload.size, sha256=upload.sha256)
+            await cur.execute(SQL["delete"], {"id": upload_id})
+
+    async def sweep(self) -> int:
+        """Remove expired uploads (rows and files) and part files no row knows; how many went."""
+        async with self.pool.acquire() as conn, conn.cursor() as cur:
+            await cur.execute(SQL["expired"], {"limit": SWEEP_BATCH})
+            expired = [row[0] for row in await cur.fetchall()]
+        removed = 0
+        for upload_id in expired:
+            with contextlib.suppress(UploadBusy, UploadNotFound):  # being written or gone: not now
+                async with self._locked(upload_id) as cur:
+                    if (await _row(cur, upload_id)).expired:
+                        await self._remove(cur, upload_id)
+                        removed += 1
+        return removed + await self._sweep_orphans()
+
+    async def _sweep_orphans(self) -> int:
+        stale = await asyncio.to_thread(files.stale_parts, self.directory, self.config.tus_expire_seconds)
+        if not stale:
+            return 0
+        async with self.pool.acquire() as conn, conn.cursor() as cur:
+            await cur.execute(SQL["known"], {"ids": stale})
+            known = {row[0] for row in await cur.fetchall()}
+        orphans = [upload_id for upload_id in stale if upload_id not in known]
+        for upload_id in orphans:
+            await asyncio.to_thread(files.part_path(self.directory, upload_id).unlink, missing_ok=True)
+        return len(orphans)
+
+    async def _remove(self, cur, upload_id: str) -> None:
+        await cur.execute(SQL["delete"], {"id": upload_id})
+        self._sha256.pop(upload_id, None)
+        await asyncio.to_thread(files.remove, self.directory, upload_id)
+
+    @contextlib.asynccontextmanager
+    async def _locked(self, upload_id: str) -> AsyncIterator[Any]:
+        """A cursor on a connection that holds the upload's lock; UploadBusy if another does."""
+        async with self.pool.acquire() as conn, conn.cursor() as cur:
+            await cur.execute(SQL["try_lock"], {"id": upload_id})
+            if not (await cur.fetchone())[0]:
+                raise UploadBusy(upload_id)
+            try:
+                yield cur
+            finally:
+                try:
+                    await cur.execute(SQL["unlock"], {"id": upload_id})
+                except BaseException:
+                    conn.close()  # the session ends, and its lock with it
+                    raise
+
+
+async def _row(cur, upload_id: str) -> Upload:
+    await cur.execute(SQL["get"], {"id": upload_id})
+    row = await cur.fetchone()
+    if row is None:
+        raise UploadNotFound(upload_id)
+    return Upload(*row)
+
+
+async def _live_row(cur, upload_id: str) -> Upload:
+    upload = await _row(cur, upload_id)
+    if upload.expired:
+        raise UploadGone(f"upload {upload_id} expired at {upload.expires.isoformat()}; start it again")
+    return upload
+
+
+async def _buffers(body: StreamReader) -> AsyncIterator[bytes]:
+    """The body in buffers of about CHUNK_BYTES: few thread hops, little memory."""
+    buffer = bytearray()
+    while True:
+        try:
+            piece = await body.read(CHUNK_BYTES)
+        except (ConnectionError, HttpProcessingError) as exc:  # lost, or cut short mid-length
+            raise _ClientGone() from exc
+        if not piece:
+            break
+        buffer += piece
+        if len(buffer) >= CHUNK_BYTES:
+            yield bytes(buffer)
+            buffer.clear()
+    if buffer:
+        yield bytes(buffer)
+
+
+async def _shielded(awaitable) -> Any:
+    """Clean-up that a cancelled handler must still finish (the file must match the row)."""
+    return await asyncio.shield(asyncio.ensure_future(awaitable))

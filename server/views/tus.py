@@ -1,0 +1,118 @@
+"""/uploads: resumable uploads, tus 1.0.0 (core, creation, termination, checksum, expiration).
+
+A finished upload is imported with POST /import {"upload": ID}, ID being the
+last part of its URL. The headers every answer here carries are added by
+tus.protocol_headers; errors are JSON like everywhere else.
+"""
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..config import Config
+from ..keys import config_key, uploads_key
+from ..openapi import describe
+from ..tus import protocol
+from ..tus.protocol import BadTusRequest, UploadTooLarge, http_date
+from ..uploads import _display_name as display_name
+
+routes = web.RouteTableDef()
+UPLOAD = r"/uploads/{id:[0-9a-f]{32}}"
+TAGS = ("uploads",)
+NO_STORE = {"Cache-Control": "no-store"}  # offsets change; no cache may answer for us
+
+
+def discovery_headers(config: Config) -> dict[str, str]:
+    return {"Tus-Version": protocol.VERSION, "Tus-Extension": ",".join(protocol.EXTENSIONS),
+            "Tus-Max-Size": str(config.upload_max_bytes),
+            "Tus-Checksum-Algorithm": ",".join(protocol.CHECKSUM_ALGORITHMS)}
+
+
+@routes.options("/uploads")
+@describe("tus discovery: version, extensions, size limit, checksum algorithms (headers)",
+          responses={204: "Tus-Version, Tus-Extension, Tus-Max-Size, Tus-Checksum-Algorithm"}, tags=TAGS)
+async def options_uploads(request: web.Request) -> web.Response:
+    return web.Response(status=204, headers=discovery_headers(request.app[config_key]))
+
+
+@routes.options(UPLOAD)
+@describe("tus discovery, on an upload's URL", tags=TAGS,
+          responses={204: "Tus-Version, Tus-Extension, Tus-Max-Size, Tus-Checksum-Algorithm"})
+async def options_upload(request: web.Request) -> web.Response:
+    return web.Response(status=204, headers=discovery_headers(request.app[config_key]))
+
+
+@routes.post("/uploads")
+@describe("tus creation: Upload-Length (and Upload-Metadata, `filename` shown to people); "
+          "201 with Location and Upload-Expires", tags=TAGS,
+          responses={201: "Location: /uploads/ID", 400: "bad headers", 412: "not Tus-Resumable: 1.0.0",
+                     413: "over UPLOAD_MAX_BYTES", 507: "not enough free space"})
+async def create_upload(request: web.Request) -> web.Response:
+    protocol.check_version(request)
+    config: Config = request.app[config_key]
+    if "Upload-Defer-Length" in request.headers:
+        raise BadTusRequest("Upload-Defer-Length is not supported: send Upload-Length")
+    size = protocol.header_int(request, "Upload-Length")
+    if size > config.upload_max_bytes:
+        raise UploadTooLarge(f"the upload is larger than the limit of {config.upload_max_bytes} bytes")
+    if request.content_length:
+        raise BadTusRequest("send the bytes with PATCH (creation-with-upload is not supported)")
+    raw = request.headers.get("Upload-Metadata")
+    metadata = protocol.parse_metadata(raw)
+    name = metadata.get("filename") or metadata.get("name") or b""
+    upload = await request.app[uploads_key].create(
+        size=size, filename=display_name(name.decode("utf-8", errors="replace")),
+        metadata=raw or None, owner=request_user(request))
+    return web.Response(status=201, headers={"Location": f"/uploads/{upload.id}",
+                                             "Upload-Expires": http_date(upload.expires)})
+
+
+@routes.head(UPLOAD)
+async def upload_offset(request: web.Request) -> web.Response:
+    """tus core: how many bytes the server has (Upload-Offset) of how many (Upload-Length)."""
+    protocol.check_version(request)
+    upload = await request.app[uploads_key].get(request.match_info["id"])
+    headers = {**NO_STORE, "Upload-Offset": str(upload.offset), "Upload-Length": str(upload.size)}
+    if upload.metadata:
+        headers["Upload-Metadata"] = upload.metadata
+    if not upload.complete:
+        headers["Upload-Expires"] = http_date(upload.expires)
+    return web.Response(status=200, headers=headers)
+
+
+@routes.patch(UPLOAD)
+@describe("tus core: append the body (application/offset+octet-stream) at Upload-Offset; "
+          "Upload-Checksum (sha1, sha256, md5) is checked before the bytes count", tags=TAGS,
+          body_content_type=protocol.OFFSET_CONTENT_TYPE,
+          responses={204: "Upload-Offset: the new offset; Upload-Expires", 404: "no such upload",
+                     409: "Upload-Offset is not the server's", 410: "expired", 413: "past Upload-Length",
+                     415: "wrong Content-Type", 423: "another request holds the upload",
+                     429: "too many uploads at once (Retry-After)", 460: "checksum mismatch",
+                     507: "not enough free space"})
+async def append_chunk(request: web.Request) -> web.Response:
+    protocol.check_version(request)
+    if request.content_type != protocol.OFFSET_CONTENT_TYPE:
+        raise protocol.WrongContentType()
+    offset = protocol.header_int(request, "Upload-Offset")
+    checksum = protocol.parse_checksum(request.headers.get("Upload-Checksum"))
+    upload = await request.app[uploads_key].write(
+        request.match_info["id"], offset, request.content,
+        length=request.content_length, checksum=checksum)
+    headers = {"Upload-Offset": str(upload.offset)}
+    if not upload.complete:
+        headers["Upload-Expires"] = http_date(upload.expires)
+    return web.Response(status=204, headers=headers)
+
+
+@routes.delete(UPLOAD)
+@describe("tus termination: the upload's file and row are removed", tags=TAGS,
+          responses={204: "removed", 404: "no such upload", 423: "another request holds the upload"})
+async def delete_upload(request: web.Request) -> web.Response:
+    protocol.check_version(request)
+    await request.app[uploads_key].delete(request.match_info["id"])
+    return web.Response(status=204)
+
+
+def request_user(request: web.Request) -> str | None:
+    """Who creates the upload, for its `owner`: the signed-in user once access
+    control is wired in; until then nobody is signed in."""
+    return None

@@ -1,0 +1,39 @@
+-- Resumable uploads (server/tus). Every change to an upload happens while its
+-- advisory lock (class 7343; the import engine uses 7342) is held, so two
+-- PATCHes, a DELETE, an import and the sweep never act on one upload at once,
+-- whichever processes they run in.
+
+-- name: create
+INSERT INTO uploads (id, filename, size, metadata, owner, expires)
+VALUES (%(id)s, %(filename)s, %(size)s, %(metadata)s, %(owner)s,
+        now() + make_interval(secs => %(ttl)s))
+RETURNING expires
+
+-- name: get
+SELECT id, filename, size, "offset", metadata, owner, expires, sha256, expires <= now() AS expired
+FROM uploads WHERE id = %(id)s
+
+-- name: try_lock
+SELECT pg_try_advisory_lock(7343, hashtext(%(id)s))
+
+-- name: unlock
+SELECT pg_advisory_unlock(7343, hashtext(%(id)s))
+
+-- name: advance
+-- Only from the offset the caller read under the lock: a second writer can never
+-- move it, and a lost race shows as no row.
+UPDATE uploads SET
+    "offset" = %(offset)s,
+    sha256 = %(sha256)s,
+    expires = now() + make_interval(secs => %(ttl)s)
+WHERE id = %(id)s AND "offset" = %(from)s
+RETURNING expires
+
+-- name: delete
+DELETE FROM uploads WHERE id = %(id)s
+
+-- name: expired
+SELECT id FROM uploads WHERE expires <= now() ORDER BY expires LIMIT %(limit)s
+
+-- name: known
+SELECT id FROM uploads WHERE id = ANY(%(ids)s)

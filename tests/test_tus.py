@@ -1,0 +1,212 @@
+"""/uploads speaks tus 1.0.0: creation, offsets, checksums, locks, termination, expiration, import."""
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import hashlib
+
+import pytest
+
+from server.app import create_app
+from server.keys import uploads_key
+from tests.importing import HEADER, TERMINAL, row, wait_for_status
+
+TUS = {"Tus-Resumable": "1.0.0"}
+CSV = ("\n".join([HEADER] + [row(i, f"T{i}", f"Tus{i}") for i in range(1, 1001)]) + "\n").encode()
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+async def create(client, size: int, filename: str = "customers.csv") -> str:
+    resp = await client.post("/uploads", headers={**TUS, "Upload-Length": str(size),
+                                                  "Upload-Metadata": f"filename {b64(filename.encode())}"})
+    assert resp.status == 201, await resp.text()
+    return resp.headers["Location"]
+
+
+async def patch(client, url: str, offset: int, data, checksum: str | None = None, **headers):
+    headers = {**TUS, "Upload-Offset": str(offset), "Content-Type": "application/offset+octet-stream",
+               **headers}
+    if checksum is not None:
+        headers["Upload-Checksum"] = checksum
+    return await client.patch(url, data=data, headers=headers)
+
+
+def sha1_header(data: bytes) -> str:
+    return f"sha1 {b64(hashlib.sha1(data).digest())}"
+
+
+def files_of(config) -> list[str]:
+    folder = config.import_dir / "uploads"
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+async def test_options_tells_what_the_server_speaks(client, config):
+    resp = await client.options("/uploads")
+    assert resp.status == 204
+    assert resp.headers["Tus-Version"] == "1.0.0"
+    assert set(resp.headers["Tus-Extension"].split(",")) >= {"creation", "termination", "checksum", "expiration"}
+    assert "sha1" in resp.headers["Tus-Checksum-Algorithm"].split(",")
+    assert int(resp.headers["Tus-Max-Size"]) == config.upload_max_bytes
+
+
+async def test_an_upload_in_chunks_is_stored_whole_and_head_reports_the_offset(client, config, db):
+    url = await create(client, len(CSV), "my file.csv")
+    assert url.startswith("/uploads/")
+    upload_id = url.rsplit("/", 1)[1]
+    assert await db.one('SELECT filename, size, "offset", sha256 FROM uploads WHERE id = %s', (upload_id,)) == \
+        ("my file.csv", len(CSV), 0, None)
+
+    half = len(CSV) // 2
+    resp = await patch(client, url, 0, CSV[:half], sha1_header(CSV[:half]))
+    assert resp.status == 204, await resp.text()
+    assert resp.headers["Upload-Offset"] == str(half)
+    assert resp.headers["Tus-Resumable"] == "1.0.0"
+    assert "Upload-Expires" in resp.headers
+
+    head = await client.head(url, headers=TUS)
+    assert head.status == 200
+    assert (head.headers["Upload-Offset"], head.headers["Upload-Length"]) == (str(half), str(len(CSV)))
+    assert head.headers["Cache-Control"] == "no-store"
+    assert "Upload-Offset" in head.headers["Access-Control-Expose-Headers"]
+    assert head.headers["Upload-Metadata"] == f"filename {b64(b'my file.csv')}"
+
+    resp = await patch(client, url, half, CSV[half:])
+    assert resp.status == 204
+    assert resp.headers["Upload-Offset"] == str(len(CSV))
+    assert files_of(config) == [f"{upload_id}.csv"]
+    assert (config.import_dir / "uploads" / f"{upload_id}.csv").read_bytes() == CSV
+    assert await db.value("SELECT sha256 FROM uploads WHERE id = %s", (upload_id,)) == \
+        hashlib.sha256(CSV).hexdigest()
+
+
+async def test_a_wrong_checksum_is_460_and_nothing_of_the_chunk_is_kept(client, config, db):
+    url = await create(client, len(CSV))
+    assert (await patch(client, url, 0, CSV[:1000], sha1_header(CSV[:1000]))).status == 204
+    resp = await patch(client, url, 1000, CSV[1000:2000], sha1_header(b"something else"))
+    assert resp.status == 460
+    assert "sha1" in (await resp.json())["error"]
+    head = await client.head(url, headers=TUS)
+    assert head.headers["Upload-Offset"] == "1000"
+    [part] = files_of(config)
+    assert (config.import_dir / "uploads" / part).stat().st_size == 1000
+    # The same chunk with its right checksum goes on from there.
+    assert (await patch(client, url, 1000, CSV[1000:2000], sha1_header(CSV[1000:2000]))).status == 204
+
+
+@pytest.mark.parametrize(("checksum", "named"), [("crc32 AAAA", "crc32"), ("sha1 not-base64!", "base64"),
+                                                 ("sha1 " + b64(b"short"), "20 bytes")])
+async def test_a_checksum_the_server_cannot_check_is_400(client, checksum, named):
+    url = await create(client, 100)
+    resp = await patch(client, url, 0, b"x" * 10, checksum)
+    assert resp.status == 400
+    assert named in (await resp.json())["error"]
+
+
+async def test_offsets_are_checked_and_the_protocol_enforced(client):
+    url = await create(client, 100)
+    assert (await patch(client, url, 5, b"abc")).status == 409
+    assert (await patch(client, url, 0, b"x" * 101)).status == 413
+    resp = await client.patch(url, data=b"abc", headers={"Upload-Offset": "0",
+                                                         "Content-Type": "application/offset+octet-stream"})
+    assert resp.status == 412 and resp.headers["Tus-Version"] == "1.0.0"
+    resp = await client.patch(url, data=b"abc", headers={**TUS, "Upload-Offset": "0",
+                                                         "Content-Type": "text/plain"})
+    assert resp.status == 415
+    assert (await patch(client, "/uploads/" + "0" * 32, 0, b"abc")).status == 404
+    resp = await client.post("/uploads", headers=TUS)
+    assert resp.status == 400 and "Upload-Length" in (await resp.json())["error"]
+
+
+async def test_over_the_size_cap_is_413_at_creation(aiohttp_client, config):
+    client = await aiohttp_client(create_app(dataclasses.replace(config, upload_max_bytes=1000)))
+    resp = await client.post("/uploads", headers={**TUS, "Upload-Length": "1001"})
+    assert resp.status == 413
+
+
+async def test_a_second_patch_while_one_is_writing_is_423(client):
+    url = await create(client, 10 * 1024**2)
+    release = asyncio.Event()
+    sent = asyncio.Event()
+
+    async def slow_body():
+        yield b"a" * 65536
+        sent.set()
+        await release.wait()
+        yield b"b" * 65536
+
+    first = asyncio.create_task(patch(client, url, 0, slow_body()))
+    await sent.wait()
+    await asyncio.sleep(0.3)  # the server holds the upload now
+    second = await patch(client, url, 0, b"c" * 100)
+    assert second.status == 423
+    release.set()
+    resp = await first
+    assert resp.status == 204 and resp.headers["Upload-Offset"] == str(2 * 65536)
+
+
+async def test_delete_removes_the_file_and_the_row(client, config, db):
+    url = await create(client, len(CSV))
+    assert (await patch(client, url, 0, CSV[:500])).status == 204
+    assert files_of(config)
+    resp = await client.delete(url, headers=TUS)
+    assert resp.status == 204
+    assert files_of(config) == []
+    assert await db.value("SELECT count(*) FROM uploads") == 0
+    assert (await client.head(url, headers=TUS)).status == 404
+
+
+async def test_an_expired_upload_is_swept(aiohttp_client, config, db):
+    short = dataclasses.replace(config, tus_expire_seconds=0.5, tus_sweep_seconds=0.2)
+    client = await aiohttp_client(create_app(short))
+    url = await create(client, len(CSV))
+    assert (await patch(client, url, 0, CSV[:500])).status == 204
+    assert files_of(config)
+    for _ in range(100):
+        if not files_of(config) and not await db.value("SELECT count(*) FROM uploads"):
+            break
+        await asyncio.sleep(0.1)
+    assert files_of(config) == []
+    assert await db.value("SELECT count(*) FROM uploads") == 0
+    assert (await client.head(url, headers=TUS)).status == 404
+
+
+async def test_a_finished_upload_is_imported_and_an_unfinished_or_unknown_one_refused(client, config, db):
+    url = await create(client, len(CSV), "tus customers.csv")
+    upload_id = url.rsplit("/", 1)[1]
+    assert (await patch(client, url, 0, CSV[:100])).status == 204
+    resp = await client.post("/import", json={"upload": upload_id})
+    assert resp.status == 409
+    assert "100 of its" in (await resp.json())["error"]
+    resp = await client.post("/import", json={"upload": "f" * 32})
+    assert resp.status == 404
+    resp = await client.post("/import", json={"upload": "../etc"})
+    assert resp.status == 422
+    resp = await client.post("/import", json={"upload": upload_id, "path": "x.csv"})
+    assert resp.status == 422
+
+    assert (await patch(client, url, 100, CSV[100:])).status == 204
+    resp = await client.post("/import", json={"upload": upload_id})
+    assert resp.status == 202, await resp.text()
+    job = await resp.json()
+    assert job["filename"] == "tus customers.csv"
+    assert job["upload"] == {"sha256": hashlib.sha256(CSV).hexdigest(), "bytes": len(CSV)}
+    done = await wait_for_status(client.app, job["id"], TERMINAL)
+    assert (done["status"], done["inserted"]) == ("completed", 1000)
+    assert await db.value("SELECT count(*) FROM uploads") == 0  # it is the job's file now
+    assert files_of(config) == [f"{upload_id}.csv"]
+    # Imported once: the upload is no more.
+    assert (await client.post("/import", json={"upload": upload_id})).status == 404
+
+
+async def test_a_sweep_leaves_uploads_in_use_and_imported_files_alone(client, config, db):
+    url = await create(client, len(CSV))
+    upload_id = url.rsplit("/", 1)[1]
+    assert (await patch(client, url, 0, CSV)).status == 204
+    assert (await client.post("/import", json={"upload": upload_id})).status == 202
+    await db.all("UPDATE uploads SET expires = now() - interval '1 day'")
+    assert await client.app[uploads_key].sweep() == 0
+    assert files_of(config) == [f"{upload_id}.csv"]
