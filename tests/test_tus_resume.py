@@ -1,0 +1,100 @@
+"""A real tus client (tuspy) uploads 200 MB in 5 MB chunks, is killed mid-way, and a new
+client resumes from the URL the first one stored, ending with the very same bytes."""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from tusclient.client import TusClient
+from tusclient.storage.filestorage import FileStorage
+
+pytestmark = pytest.mark.slow
+
+SIZE = 200 * 1024**2
+CHUNK = 5 * 1024**2
+
+# The first client, in its own process so that it can be killed like a real one.
+FIRST_CLIENT = """
+import json, sys
+from tusclient.client import TusClient
+from tusclient.storage.filestorage import FileStorage
+url, path, storage, headers = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
+uploader = TusClient(url, headers=headers).uploader(
+    path, chunk_size=%d, store_url=True, url_storage=FileStorage(storage), upload_checksum=True,
+    metadata={"filename": "big.csv"})
+uploader.upload()
+""" % CHUNK
+
+
+def client_headers(client) -> dict[str, str]:
+    """What the test client sends on every request (its credentials, once sign-in exists)."""
+    return dict(client.session.headers)
+
+
+def write_random_file(path: Path, size: int) -> str:
+    rng = random.Random(13)
+    digest = hashlib.sha256()
+    with open(path, "wb") as f:
+        for _ in range(size // (4 * 1024**2)):
+            block = rng.randbytes(4 * 1024**2)
+            digest.update(block)
+            f.write(block)
+    return digest.hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+async def stored_offset(db) -> int:
+    return await db.value('SELECT coalesce(max("offset"), 0) FROM uploads')
+
+
+async def test_a_killed_tus_client_resumes_from_the_stored_url_and_the_file_is_whole(client, config, db, tmp_path):
+    source = tmp_path / "big.csv"
+    expected = await asyncio.to_thread(write_random_file, source, SIZE)
+    storage = tmp_path / "tus-urls.json"
+    endpoint = str(client.make_url("/uploads"))
+
+    first = subprocess.Popen([sys.executable, "-c", FIRST_CLIENT, endpoint, str(source), str(storage),
+                              json.dumps(client_headers(client))],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        for _ in range(600):  # until the server holds a good part of it, not all
+            if await stored_offset(db) >= 12 * CHUNK or first.poll() is not None:
+                break
+            await asyncio.sleep(0.05)
+        assert first.poll() is None, first.communicate()
+        os.kill(first.pid, signal.SIGKILL)
+    finally:
+        first.wait(10)
+    killed_at = await stored_offset(db)
+    assert 0 < killed_at < SIZE
+    assert killed_at % CHUNK == 0  # a chunk cut short by the kill left nothing (it had a checksum)
+
+    [stored_url] = [entry["url"] for entry in json.loads(storage.read_text())["_default"].values()]
+
+    # A new client, started from scratch, finds the URL the first one stored
+    # (on a thread: tuspy blocks, and the server runs in this event loop).
+    def new_client():
+        return TusClient(endpoint, headers=client_headers(client)).uploader(
+            str(source), chunk_size=CHUNK, store_url=True, url_storage=FileStorage(str(storage)),
+            upload_checksum=True)
+
+    uploader = await asyncio.to_thread(new_client)
+    assert uploader.url == stored_url
+    assert uploader.offset == killed_at  # it asked the server (HEAD) where to go on from
+    await asyncio.to_thread(uploader.upload)
+
+    upload_id = stored_url.rsplit("/", 1)[1]
+    assert await asyncio.to_thread(file_sha256, config.import_dir / "uploads" / f"{upload_id}.csv") == expected
+    assert await db.one('SELECT "offset", size, sha256 FROM uploads') == (SIZE, SIZE, expected)
