@@ -75,3 +75,8 @@ export async function deleteCustomer(id, etag) {
   const headers = etag ? { "If-Match": etag } : {};
   await request("DELETE", `/customers/${encodeURIComponent(id)}`, { headers });
 }
+
+// A finished resumable upload (its id: the last part of its /uploads URL) becomes an import job.
+export async function importUpload(uploadId) {
+  return (await request("POST", "/import", { json: { upload: uploadId } })).body;
+}

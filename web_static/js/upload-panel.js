@@ -1,13 +1,18 @@
-// Choosing or dropping a file and sending it to POST /import with a byte bar.
+// Choosing or dropping a file, uploading it resumably (bytes, percent, speed,
+// time left), then starting its import with POST /import {"upload": ID}.
 
-import { $, formatBytes, setText } from "./dom.js";
+import { ApiError, importUpload } from "./api.js";
+import { $, formatBytes, formatDuration, setText } from "./dom.js";
 import { uploadFile } from "./upload.js";
+
+const SPEED_WINDOW_MS = 5000; // speed over the last few seconds, not since the start
 
 export class UploadPanel {
   constructor({ onJob }) {
     this.onJob = onJob;
     this.jobActive = false;
     this.uploading = false;
+    this.chunkSize = Number($("upload-form").dataset.chunkBytes) || 16 * 1024 * 1024;
     this.input = $("file-input");
     this.input.addEventListener("change", () => this.update());
     $("upload-form").addEventListener("submit", (event) => {
@@ -54,29 +59,60 @@ export class UploadPanel {
     this.uploading = true;
     this.update();
     $("upload-progress").hidden = false;
-    const bar = $("upload-bar");
-    bar.value = 0;
+    const progress = new Progress($("upload-bar"));
     try {
-      const { status, body } = await uploadFile(file, {
-        onProgress: (loaded, total) => {
-          bar.max = total;
-          bar.value = loaded;
-          setText($("upload-text"), `${formatBytes(loaded)} of ${formatBytes(total)}`);
+      const uploadId = await uploadFile(file, {
+        chunkSize: this.chunkSize,
+        onResume: (offset, total) => {
+          progress.resumedAt(offset, total);
+          if (offset > 0) {
+            setText(message, `Continuing an earlier upload of this file from ${formatBytes(offset)} of ${formatBytes(total)}`);
+          }
         },
+        onProgress: (sent, total) => progress.show(sent, total),
       });
-      if (status === 202 || status === 200 || status === 201) {
-        this.input.value = "";
-        this.onJob(body);
-      } else {
-        setText(message, body.error || `the server refused the file (status ${status})`);
-        if (status === 409 && body.job) this.onJob(body.job);
-      }
+      setText($("upload-label"), "Starting the import");
+      this.input.value = "";
+      this.onJob(await importUpload(uploadId));
+      setText(message, "");
     } catch (error) {
       setText(message, error.message);
+      if (error instanceof ApiError && error.status === 409 && error.body.job) this.onJob(error.body.job);
     } finally {
       this.uploading = false;
       $("upload-progress").hidden = true;
+      setText($("upload-label"), "Uploading");
       this.update();
     }
+  }
+}
+
+// The byte bar and its figures: bytes, percent, speed and time left.
+class Progress {
+  constructor(bar) {
+    this.bar = bar;
+    this.samples = [];
+    bar.value = 0;
+    for (const id of ["upload-text", "upload-percent", "upload-speed", "upload-eta"]) setText($(id), "");
+  }
+
+  resumedAt(offset, total) {
+    this.samples = [];
+    this.show(offset, total);
+  }
+
+  show(sent, total) {
+    const now = performance.now();
+    this.samples.push([now, sent]);
+    while (this.samples.length > 2 && now - this.samples[0][0] > SPEED_WINDOW_MS) this.samples.shift();
+    const [since, from] = this.samples[0];
+    const speed = now > since ? ((sent - from) * 1000) / (now - since) : 0;
+    this.bar.max = total || 1;
+    this.bar.value = sent;
+    this.bar.dataset.sent = String(sent);
+    setText($("upload-text"), `${formatBytes(sent)} of ${formatBytes(total)}`);
+    setText($("upload-percent"), `${total ? ((100 * sent) / total).toFixed(1) : "0.0"}%`);
+    setText($("upload-speed"), speed > 0 ? `${formatBytes(speed)}/s` : "");
+    setText($("upload-eta"), speed > 0 && sent < total ? `${formatDuration((total - sent) / speed)} left` : "");
   }
 }

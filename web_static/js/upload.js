@@ -1,27 +1,60 @@
-// Multipart upload through XMLHttpRequest, because fetch() cannot report
-// upload progress and a multi-gigabyte file needs a byte bar while it goes up.
+// Resumable uploads (tus 1.0.0 at /uploads) through tus-js-client, vendored
+// under /static/vendor and loaded as a classic script (window.tus): no build step.
+//
+// A file is known again by its name, size and last-modified time: the
+// fingerprint under which tus-js-client keeps the upload's URL in
+// localStorage. Choosing the same file after a reload or a dropped network
+// asks the server (HEAD) how much it has, and goes on from there.
 
-export function uploadFile(file, { onProgress }) {
+const ENDPOINT = "/uploads";
+// Network drops, 423 (the previous page's PATCH still holds the upload) and
+// 409 (an offset moved on) are retried after these pauses, then given up.
+const RETRY_DELAYS_MS = [0, 1000, 3000, 5000, 10000, 20000];
+
+export function fingerprint(file) {
+  return ["csv-import", file.name, file.size, file.lastModified].join("/");
+}
+
+// Resolves with the upload's id (the last part of its URL) once the server has every byte.
+export function uploadFile(file, { chunkSize, onProgress, onResume }) {
+  const tus = window.tus;
+  if (!tus || !tus.isSupported) return Promise.reject(new Error("this browser cannot upload resumably"));
   return new Promise((resolve, reject) => {
-    const xhr = new XMLHttpRequest();
-    xhr.open("POST", "/import");
-    xhr.setRequestHeader("Accept", "application/json");
-    xhr.upload.addEventListener("progress", (event) => {
-      if (event.lengthComputable) onProgress(event.loaded, event.total);
+    const upload = new tus.Upload(file, {
+      endpoint: ENDPOINT,
+      chunkSize,
+      retryDelays: RETRY_DELAYS_MS,
+      metadata: { filename: file.name, filetype: file.type || "text/csv" },
+      fingerprint: (chosen) => Promise.resolve(fingerprint(chosen)),
+      // Kept until the import has started from it (an import refused with 409 can be
+      // tried again without sending the file again); a gone upload (404) forgets it.
+      removeFingerprintOnSuccess: false,
+      onAfterResponse: (req, res) => {
+        if (req.getMethod() === "HEAD" && res.getStatus() === 200) {
+          onResume(Number(res.getHeader("Upload-Offset")), Number(res.getHeader("Upload-Length")));
+        }
+      },
+      onProgress,
+      onSuccess: () => resolve(upload.url.split("/").pop()),
+      onError: (error) => reject(new Error(describe(error))),
     });
-    xhr.addEventListener("load", () => {
-      let body = null;
-      try {
-        body = JSON.parse(xhr.responseText);
-      } catch {
-        body = { error: xhr.responseText.slice(0, 300) || `upload failed with status ${xhr.status}` };
-      }
-      resolve({ status: xhr.status, body });
-    });
-    xhr.addEventListener("error", () => reject(new Error("the upload was interrupted (network error)")));
-    xhr.addEventListener("abort", () => reject(new Error("the upload was aborted")));
-    const form = new FormData();
-    form.append("file", file, file.name);
-    xhr.send(form);
+    upload.findPreviousUploads().then((previous) => {
+      if (previous.length) upload.resumeFromPreviousUpload(previous[0]);
+      upload.start();
+    }, reject);
   });
+}
+
+function describe(error) {
+  const res = error.originalResponse;
+  if (res) {
+    try {
+      const body = JSON.parse(res.getBody());
+      if (body && body.error) return body.error;
+    } catch {
+      // not JSON: fall through
+    }
+    return `the upload failed (status ${res.getStatus()})`;
+  }
+  return "the upload was interrupted; choose the same file again to continue where it stopped";
 }
