@@ -33,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     bench = commands.add_parser("bench", help="side-by-side benchmark against psql \\copy")
     bench.add_argument("rows", type=int, nargs="?", default=2_000_000)
     bench.add_argument("--about-bytes", type=int, default=1000)
+    bench.add_argument("--uploads", type=int, metavar="MB",
+                       help="only compare upload throughput (tus vs multipart) on a file of about MB megabytes")
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -60,6 +62,10 @@ def main(argv: list[str] | None = None) -> int:
         from .generate import generate
 
         return _generate(generate, args)
+    if args.command == "bench" and args.uploads:
+        from .bench.uploads import run_upload_bench
+
+        return run_upload_bench(config, args.uploads)
     if args.command == "bench":
         from .bench import run_bench
 
