@@ -210,3 +210,59 @@ async def test_a_sweep_leaves_uploads_in_use_and_imported_files_alone(client, co
     await db.all("UPDATE uploads SET expires = now() - interval '1 day'")
     assert await client.app[uploads_key].sweep() == 0
     assert files_of(config) == [f"{upload_id}.csv"]
+
+
+async def cut_short_patch(client, url: str, data: bytes, announced: int, **headers) -> None:
+    """A PATCH whose client goes away after `data` of the `announced` bytes."""
+    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+    lines = [f"PATCH {url} HTTP/1.1", "Host: localhost", "Tus-Resumable: 1.0.0", "Upload-Offset: 0",
+             "Content-Type: application/offset+octet-stream", f"Content-Length: {announced}",
+             *(f"{k}: {v}" for k, v in {**headers, **client_headers(client)}.items())]
+    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + data)
+    await writer.drain()
+    await asyncio.sleep(0.3)
+    writer.close()
+
+
+def client_headers(client) -> dict[str, str]:
+    """What the test client sends on every request (its credentials, once sign-in exists)."""
+    return dict(client.session.headers)
+
+
+async def wait_for_offset(client, url: str, offset: int) -> None:
+    for _ in range(100):
+        head = await client.head(url, headers=TUS)
+        if head.headers["Upload-Offset"] == str(offset):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the offset stayed {head.headers['Upload-Offset']}, not {offset}")
+
+
+async def test_a_chunk_cut_short_keeps_what_arrived_unless_it_had_a_checksum(client, config):
+    url = await create(client, 10**6)
+    await cut_short_patch(client, url, b"a" * 300_000, announced=10**6)
+    await wait_for_offset(client, url, 300_000)
+    assert (await patch(client, url, 300_000, b"b" * 700_000)).status == 204
+
+    url = await create(client, 10**6)
+    await cut_short_patch(client, url, b"a" * 300_000, announced=10**6,
+                          **{"Upload-Checksum": sha1_header(b"a" * 10**6)})
+    await asyncio.sleep(0.5)
+    await wait_for_offset(client, url, 0)
+
+
+async def test_a_patch_to_a_finished_upload_changes_nothing(client, config):
+    url = await create(client, 10)
+    assert (await patch(client, url, 0, b"0123456789")).status == 204
+    resp = await patch(client, url, 10, b"")
+    assert (resp.status, resp.headers["Upload-Offset"]) == (204, "10")
+    assert (config.import_dir / "uploads" / (url.rsplit("/", 1)[1] + ".csv")).read_bytes() == b"0123456789"
+
+
+async def test_an_upload_whose_file_was_lost_is_gone(client, config, db):
+    url = await create(client, 100)
+    assert (await patch(client, url, 0, b"x" * 50)).status == 204
+    (config.import_dir / "uploads" / (url.rsplit("/", 1)[1] + ".tus")).unlink()
+    resp = await patch(client, url, 50, b"y" * 50)
+    assert resp.status == 410
+    assert await db.value("SELECT count(*) FROM uploads") == 0

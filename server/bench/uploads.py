@@ -24,7 +24,7 @@ from .runner import REPO, _fresh_database, _free_port, _wait_healthy
 
 TUS = {"Tus-Resumable": "1.0.0"}
 CHUNK_SIZES = (5 * 1024**2, 50 * 1024**2, None)  # None: the whole file in one PATCH
-ROUNDS = 2
+ROUNDS = 3
 
 
 def run_upload_bench(config: Config, megabytes: int) -> int:

@@ -98,7 +98,7 @@ def header_int(request: web.Request, name: str) -> int:
     raw = request.headers.get(name)
     if raw is None:
         raise BadTusRequest(f"the {name} header is missing")
-    if not raw.isdigit() or len(raw) > 19:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 19:
         raise BadTusRequest(f"{name} must be a whole number of bytes, got {raw[:40]!r}")
     return int(raw)
 

@@ -78,6 +78,25 @@ class _Digests:
             digest.update(data)
 
 
+class _Sink:
+    """The part file and its hashes, written on a thread; counts what really went to disk."""
+
+    def __init__(self, out: Any, digests: _Digests) -> None:
+        self.out = out
+        self.digests = digests
+        self.written = 0
+        self.pending: asyncio.Future | None = None
+
+    def write(self, data: bytes) -> None:
+        _write(self.out, self.digests, data)
+        self.written += len(data)
+
+    async def settled(self) -> None:
+        """Until a write a cancellation left running on its thread has ended."""
+        if self.pending is not None:
+            await asyncio.wait({self.pending})
+
+
 class Uploads:
     def __init__(self, config: Config, pool: aiopg.Pool) -> None:
         self.config = config
@@ -115,6 +134,8 @@ class Uploads:
                 upload = await _live_row(cur, upload_id)
                 if offset != upload.offset:
                     raise OffsetMismatch(offset, upload.offset)
+                if upload.complete:
+                    return upload  # and its part file is the final one already
                 if length is not None and offset + length > upload.size:
                     raise UploadTooLarge(f"the chunk would end at byte {offset + length}, past the "
                                          f"upload's Upload-Length of {upload.size}")
@@ -125,31 +146,45 @@ class Uploads:
     async def _append(self, cur, upload: Upload, body: StreamReader,
                       checksum: tuple[str, bytes] | None) -> Upload:
         loop = asyncio.get_running_loop()
-        out = await loop.run_in_executor(None, files.open_at, self.directory, upload.id, upload.offset)
+        try:
+            out = await loop.run_in_executor(None, files.open_at, self.directory, upload.id, upload.offset)
+        except (FileNotFoundError, files.FileLost):
+            # Someone removed or cut the file behind our back: its bytes cannot be trusted.
+            await self._remove(cur, upload.id)
+            raise UploadGone(f"the stored bytes of upload {upload.id} were lost; start it again") from None
         cached = self._sha256.get(upload.id)
         running = cached[1].copy() if cached and cached[0] == upload.offset else None
         check = hashlib.new(checksum[0]) if checksum else None
-        digests = _Digests(running, check)
-        written = 0
+        sink = _Sink(out, _Digests(running, check))
+        received = _Body(body)
         try:
-            async for buffer in _buffers(body):
-                if upload.offset + written + len(buffer) > upload.size:
+            async for buffer in received.buffers():
+                if upload.offset + sink.written + len(buffer) > upload.size:
                     raise UploadTooLarge(f"the body runs past the upload's Upload-Length of {upload.size}")
-                await loop.run_in_executor(None, _write, out, digests, buffer)
-                written += len(buffer)
+                sink.pending = loop.run_in_executor(None, sink.write, buffer)
+                await sink.pending
             if check is not None and check.digest() != checksum[1]:
                 raise ChecksumMismatch(checksum[0])
-        except _ClientGone:
-            # The core protocol asks to keep what arrived; a chunk with a checksum
-            # cannot be verified, so none of it is kept. Nobody hears the answer.
-            if check is not None or written == 0:
-                await _shielded(loop.run_in_executor(None, files.drop_from, out, upload.offset))
-                return upload
-            return await _shielded(self._commit(cur, loop, out, upload, written, running))
-        except BaseException:
+        except (ChecksumMismatch, UploadTooLarge, OSError):  # refused, or the disk failed: none of it counts
             await _shielded(loop.run_in_executor(None, files.drop_from, out, upload.offset))
             raise
-        return await self._commit(cur, loop, out, upload, written, running)
+        except BaseException as exc:
+            # The client went away (aiohttp may cancel the handler), or the server is
+            # stopping. The core protocol asks to keep what arrived; a chunk with a
+            # checksum cannot be verified, so none of it is kept.
+            await sink.settled()
+            leftover = received.leftover()
+            if check is None and upload.offset + sink.written + len(leftover) <= upload.size:
+                await _shielded(loop.run_in_executor(None, sink.write, leftover))
+            if check is not None or sink.written == 0:
+                await _shielded(loop.run_in_executor(None, files.drop_from, out, upload.offset))
+                kept = upload
+            else:
+                kept = await _shielded(self._commit(cur, loop, out, upload, sink.written, running))
+            if isinstance(exc, _ClientGone):
+                return kept  # nobody hears the answer
+            raise
+        return await self._commit(cur, loop, out, upload, sink.written, running)
 
     async def _commit(self, cur, loop, out, upload: Upload, written: int, running) -> Upload:
         await loop.run_in_executor(None, files.keep, out)
@@ -231,9 +266,12 @@ class Uploads:
             finally:
                 try:
                     await cur.execute(SQL["unlock"], {"id": upload_id})
-                except BaseException:
+                except asyncio.CancelledError:
                     conn.close()  # the session ends, and its lock with it
                     raise
+                except Exception as exc:  # what was done is committed; only the lock is left
+                    conn.close()
+                    log.warning("upload %s: unlocked by closing its connection (%s)", upload_id, exc)
 
 
 async def _row(cur, upload_id: str) -> Upload:
@@ -251,22 +289,32 @@ async def _live_row(cur, upload_id: str) -> Upload:
     return upload
 
 
-async def _buffers(body: StreamReader) -> AsyncIterator[bytes]:
-    """The body in buffers of about CHUNK_BYTES: few thread hops, little memory."""
-    buffer = bytearray()
-    while True:
-        try:
-            piece = await body.read(CHUNK_BYTES)
-        except (ConnectionError, HttpProcessingError) as exc:  # lost, or cut short mid-length
-            raise _ClientGone() from exc
-        if not piece:
-            break
-        buffer += piece
-        if len(buffer) >= CHUNK_BYTES:
-            yield bytes(buffer)
-            buffer.clear()
-    if buffer:
-        yield bytes(buffer)
+class _Body:
+    """The request body in buffers of about CHUNK_BYTES: few thread hops, little memory.
+    What arrived but was not handed out yet stays readable (leftover) when it is cut short."""
+
+    def __init__(self, stream: StreamReader) -> None:
+        self.stream = stream
+        self.buffer = bytearray()
+
+    async def buffers(self) -> AsyncIterator[bytes]:
+        while True:
+            try:
+                piece = await self.stream.read(CHUNK_BYTES)
+            except (ConnectionError, HttpProcessingError) as exc:  # lost, or cut short mid-length
+                raise _ClientGone() from exc
+            if not piece:
+                break
+            self.buffer += piece
+            if len(self.buffer) >= CHUNK_BYTES:
+                yield self.leftover()
+        if self.buffer:
+            yield self.leftover()
+
+    def leftover(self) -> bytes:
+        data = bytes(self.buffer)
+        self.buffer.clear()
+        return data
 
 
 async def _shielded(awaitable) -> Any:

@@ -71,11 +71,10 @@ async def upload_offset(request: web.Request) -> web.Response:
     """tus core: how many bytes the server has (Upload-Offset) of how many (Upload-Length)."""
     protocol.check_version(request)
     upload = await request.app[uploads_key].get(request.match_info["id"])
-    headers = {**NO_STORE, "Upload-Offset": str(upload.offset), "Upload-Length": str(upload.size)}
+    headers = {**NO_STORE, "Upload-Offset": str(upload.offset), "Upload-Length": str(upload.size),
+               "Upload-Expires": http_date(upload.expires)}  # a finished one not imported expires too
     if upload.metadata:
         headers["Upload-Metadata"] = upload.metadata
-    if not upload.complete:
-        headers["Upload-Expires"] = http_date(upload.expires)
     return web.Response(status=200, headers=headers)
 
 
@@ -97,10 +96,8 @@ async def append_chunk(request: web.Request) -> web.Response:
     upload = await request.app[uploads_key].write(
         request.match_info["id"], offset, request.content,
         length=request.content_length, checksum=checksum)
-    headers = {"Upload-Offset": str(upload.offset)}
-    if not upload.complete:
-        headers["Upload-Expires"] = http_date(upload.expires)
-    return web.Response(status=204, headers=headers)
+    return web.Response(status=204, headers={"Upload-Offset": str(upload.offset),
+                                             "Upload-Expires": http_date(upload.expires)})
 
 
 @routes.delete(UPLOAD)
