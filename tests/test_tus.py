@@ -266,3 +266,43 @@ async def test_an_upload_whose_file_was_lost_is_gone(client, config, db):
     resp = await patch(client, url, 50, b"y" * 50)
     assert resp.status == 410
     assert await db.value("SELECT count(*) FROM uploads") == 0
+
+
+@pytest.mark.parametrize(("env", "named"), [
+    ({"TUS_EXPIRE_SECONDS": "0"}, "TUS_EXPIRE_SECONDS"),
+    ({"TUS_SWEEP_SECONDS": "soon"}, "TUS_SWEEP_SECONDS"),
+    ({"TUS_MAX_CONCURRENT": "0"}, "TUS_MAX_CONCURRENT"),
+    ({"TUS_MIN_FREE_BYTES": "-1"}, "TUS_MIN_FREE_BYTES"),
+    ({"TUS_PAGE_CHUNK_BYTES": "1000"}, "TUS_PAGE_CHUNK_BYTES must be from 65536"),
+])
+def test_a_bad_tus_setting_names_the_variable(env, named):
+    from server.config import Config, ConfigError
+
+    with pytest.raises(ConfigError, match=named):
+        Config.from_env(env)
+
+
+async def test_past_the_concurrency_cap_a_patch_is_429_with_retry_after(aiohttp_client, config):
+    client = await aiohttp_client(create_app(dataclasses.replace(config, tus_max_concurrent=1)))
+    first_url, second_url = await create(client, 10**6), await create(client, 10**6)
+    release, sent = asyncio.Event(), asyncio.Event()
+
+    async def slow_body():
+        yield b"a" * 1000
+        sent.set()
+        await release.wait()
+
+    first = asyncio.create_task(patch(client, first_url, 0, slow_body()))
+    await sent.wait()
+    await asyncio.sleep(0.3)
+    resp = await patch(client, second_url, 0, b"b" * 1000)
+    assert resp.status == 429 and resp.headers["Retry-After"] == "5"
+    release.set()
+    assert (await first).status == 204
+
+
+async def test_no_upload_that_would_leave_less_than_the_free_space_floor(aiohttp_client, config):
+    client = await aiohttp_client(create_app(dataclasses.replace(config, tus_min_free_bytes=2**62)))
+    resp = await client.post("/uploads", headers={**TUS, "Upload-Length": "1000"})
+    assert resp.status == 507
+    assert "free" in (await resp.json())["error"]
