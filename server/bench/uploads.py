@@ -23,7 +23,7 @@ from ..generate import generate
 from .runner import REPO, _fresh_database, _free_port, _wait_healthy
 
 TUS = {"Tus-Resumable": "1.0.0"}
-CHUNK_SIZES = (5 * 1024**2, 50 * 1024**2, None)  # None: the whole file in one PATCH
+CHUNK_SIZES = (5 * 1024**2, 16 * 1024**2, None)  # 16 MB: the page's; None: the whole file in one PATCH
 ROUNDS = 3
 
 

@@ -24,16 +24,16 @@ from typing import Any
 
 import aiopg
 from aiohttp import StreamReader
-from aiohttp.http_exceptions import HttpProcessingError
 
 from ..config import Config
 from ..errors import Conflict
 from ..sqlfiles import queries
-from ..uploads import CHUNK_BYTES, StoredFile, _write
+from ..uploads import StoredFile
 from . import files
 from .limits import admit
 from .protocol import (ChecksumMismatch, OffsetMismatch, UploadBusy, UploadGone, UploadNotFound,
                        UploadTooLarge)
+from .stream import Body, ClientGone, Digests, Sink, shielded
 
 log = logging.getLogger(__name__)
 SQL = queries("uploads")
@@ -61,40 +61,6 @@ class Upload:
     @property
     def complete(self) -> bool:
         return self.offset == self.size
-
-
-class _ClientGone(Exception):
-    """The request body ended early: the client went away mid-chunk."""
-
-
-class _Digests:
-    """Feeds each written buffer to several hashes (uploads._write takes one)."""
-
-    def __init__(self, *digests: Any) -> None:
-        self.digests = [d for d in digests if d is not None]
-
-    def update(self, data: bytes) -> None:
-        for digest in self.digests:
-            digest.update(data)
-
-
-class _Sink:
-    """The part file and its hashes, written on a thread; counts what really went to disk."""
-
-    def __init__(self, out: Any, digests: _Digests) -> None:
-        self.out = out
-        self.digests = digests
-        self.written = 0
-        self.pending: asyncio.Future | None = None
-
-    def write(self, data: bytes) -> None:
-        _write(self.out, self.digests, data)
-        self.written += len(data)
-
-    async def settled(self) -> None:
-        """Until a write a cancellation left running on its thread has ended."""
-        if self.pending is not None:
-            await asyncio.wait({self.pending})
 
 
 class Uploads:
@@ -155,8 +121,8 @@ class Uploads:
         cached = self._sha256.get(upload.id)
         running = cached[1].copy() if cached and cached[0] == upload.offset else None
         check = hashlib.new(checksum[0]) if checksum else None
-        sink = _Sink(out, _Digests(running, check))
-        received = _Body(body)
+        sink = Sink(out, Digests(running, check))
+        received = Body(body)
         try:
             async for buffer in received.buffers():
                 if upload.offset + sink.written + len(buffer) > upload.size:
@@ -166,7 +132,7 @@ class Uploads:
             if check is not None and check.digest() != checksum[1]:
                 raise ChecksumMismatch(checksum[0])
         except (ChecksumMismatch, UploadTooLarge, OSError):  # refused, or the disk failed: none of it counts
-            await _shielded(loop.run_in_executor(None, files.drop_from, out, upload.offset))
+            await shielded(loop.run_in_executor(None, files.drop_from, out, upload.offset))
             raise
         except BaseException as exc:
             # The client went away (aiohttp may cancel the handler), or the server is
@@ -175,13 +141,13 @@ class Uploads:
             await sink.settled()
             leftover = received.leftover()
             if check is None and upload.offset + sink.written + len(leftover) <= upload.size:
-                await _shielded(loop.run_in_executor(None, sink.write, leftover))
+                await shielded(loop.run_in_executor(None, sink.write, leftover))
             if check is not None or sink.written == 0:
-                await _shielded(loop.run_in_executor(None, files.drop_from, out, upload.offset))
+                await shielded(loop.run_in_executor(None, files.drop_from, out, upload.offset))
                 kept = upload
             else:
-                kept = await _shielded(self._commit(cur, loop, out, upload, sink.written, running))
-            if isinstance(exc, _ClientGone):
+                kept = await shielded(self._commit(cur, loop, out, upload, sink.written, running))
+            if isinstance(exc, ClientGone):
                 return kept  # nobody hears the answer
             raise
         return await self._commit(cur, loop, out, upload, sink.written, running)
@@ -287,36 +253,3 @@ async def _live_row(cur, upload_id: str) -> Upload:
     if upload.expired:
         raise UploadGone(f"upload {upload_id} expired at {upload.expires.isoformat()}; start it again")
     return upload
-
-
-class _Body:
-    """The request body in buffers of about CHUNK_BYTES: few thread hops, little memory.
-    What arrived but was not handed out yet stays readable (leftover) when it is cut short."""
-
-    def __init__(self, stream: StreamReader) -> None:
-        self.stream = stream
-        self.buffer = bytearray()
-
-    async def buffers(self) -> AsyncIterator[bytes]:
-        while True:
-            try:
-                piece = await self.stream.read(CHUNK_BYTES)
-            except (ConnectionError, HttpProcessingError) as exc:  # lost, or cut short mid-length
-                raise _ClientGone() from exc
-            if not piece:
-                break
-            self.buffer += piece
-            if len(self.buffer) >= CHUNK_BYTES:
-                yield self.leftover()
-        if self.buffer:
-            yield self.leftover()
-
-    def leftover(self) -> bytes:
-        data = bytes(self.buffer)
-        self.buffer.clear()
-        return data
-
-
-async def _shielded(awaitable) -> Any:
-    """Clean-up that a cancelled handler must still finish (the file must match the row)."""
-    return await asyncio.shield(asyncio.ensure_future(awaitable))
