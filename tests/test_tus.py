@@ -306,3 +306,26 @@ async def test_no_upload_that_would_leave_less_than_the_free_space_floor(aiohttp
     resp = await client.post("/uploads", headers={**TUS, "Upload-Length": "1000"})
     assert resp.status == 507
     assert "free" in (await resp.json())["error"]
+
+
+async def test_an_import_refused_while_a_job_is_active_keeps_the_upload_for_later(client, config, db):
+    from tests.importing import write_csv
+
+    write_csv(config.import_dir / "first.csv", [HEADER] + [row(i, f"F{i}") for i in range(20000)])
+    first = await (await client.post("/import", json={"path": "first.csv"})).json()
+    assert (await client.post(f"/import/jobs/{first['id']}/pause")).status == 200
+    url = await create(client, len(CSV))
+    upload_id = url.rsplit("/", 1)[1]
+    assert (await patch(client, url, 0, CSV)).status == 204
+
+    resp = await client.post("/import", json={"upload": upload_id})
+    assert resp.status == 409
+    assert (await resp.json())["job"]["id"] == first["id"]
+    head = await client.head(url, headers=TUS)
+    assert (head.status, head.headers["Upload-Offset"]) == (200, str(len(CSV)))
+
+    assert (await client.post(f"/import/jobs/{first['id']}/cancel")).status == 200
+    resp = await client.post("/import", json={"upload": upload_id})
+    assert resp.status == 202, await resp.text()
+    done = await wait_for_status(client.app, (await resp.json())["id"], TERMINAL)
+    assert (done["status"], done["inserted"]) == ("completed", 1000)

@@ -12,9 +12,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import aiohttp
+import psutil
 import pytest
 from tusclient.client import TusClient
 from tusclient.storage.filestorage import FileStorage
+
+from tests.processes import cli, free_port, server_env, wait_healthy
 
 pytestmark = pytest.mark.slow
 
@@ -109,3 +113,57 @@ async def test_a_killed_tus_client_resumes_from_the_stored_url_and_the_file_is_w
     upload_id = stored_url.rsplit("/", 1)[1]
     assert await asyncio.to_thread(file_sha256, config.import_dir / "uploads" / f"{upload_id}.csv") == expected
     assert await db.one('SELECT "offset", size, sha256 FROM uploads') == (SIZE, SIZE, expected)
+
+
+def api_session() -> aiohttp.ClientSession:
+    """Every call this file makes to a server process goes through here (credentials, later)."""
+    return aiohttp.ClientSession(headers={"Tus-Resumable": "1.0.0"})
+
+
+async def tus_upload(session: aiohttp.ClientSession, url: str, size: int, body) -> int:
+    async with session.post(f"{url}/uploads", headers={"Upload-Length": str(size)}) as resp:
+        assert resp.status == 201, await resp.text()
+        location = resp.headers["Location"]
+    async with session.patch(url + location, data=body, headers={
+            "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"}) as resp:
+        assert resp.status == 204, await resp.text()
+        return int(resp.headers["Upload-Offset"])
+
+
+async def generated(total: int):
+    block = random.Random(5).randbytes(1024**2)
+    for _ in range(total // len(block)):
+        yield block
+
+
+async def test_a_200_mb_patch_grows_the_server_rss_by_less_than_50_mb(db_url, tmp_path):
+    port = free_port()
+    proc = cli("serve", "--port", str(port), env=server_env(DATABASE_URL=db_url, IMPORT_DIR=str(tmp_path)))
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with api_session() as session:
+            await wait_healthy(url, proc)
+            server = psutil.Process(proc.pid)
+            await tus_upload(session, url, 4 * 1024**2, generated(4 * 1024**2))  # warm up
+            baseline = max(server.memory_info().rss for _ in range(5))
+            peak = baseline
+            done = asyncio.Event()
+
+            async def sample():
+                nonlocal peak
+                while not done.is_set():
+                    peak = max(peak, server.memory_info().rss)
+                    await asyncio.sleep(0.02)
+
+            sampler = asyncio.create_task(sample())
+            offset = await tus_upload(session, url, SIZE, generated(SIZE))
+            done.set()
+            await sampler
+        growth_mb = (peak - baseline) / 1024**2
+        print(f"\n200 MB in one PATCH: server RSS {baseline / 1024**2:.0f} MB -> peak {peak / 1024**2:.0f} MB "
+              f"(+{growth_mb:.1f} MB)", file=sys.stderr)
+        assert offset == SIZE
+        assert growth_mb < 50
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)

@@ -38,6 +38,7 @@ from .stream import Body, ClientGone, Digests, Sink, shielded
 log = logging.getLogger(__name__)
 SQL = queries("uploads")
 SWEEP_BATCH = 1000
+HASHES_KEPT = 1000
 
 
 class UploadIncomplete(Conflict):
@@ -83,7 +84,6 @@ class Uploads:
             (expires,) = await cur.fetchone()
         # After the row: a crash in between leaves a row without a file, which the sweep removes.
         await asyncio.to_thread(files.create, self.directory, upload_id)
-        self._sha256[upload_id] = (0, hashlib.sha256())
         return Upload(upload_id, filename, size, 0, metadata, owner, expires, None, False)
 
     async def get(self, upload_id: str) -> Upload:
@@ -119,7 +119,10 @@ class Uploads:
             await self._remove(cur, upload.id)
             raise UploadGone(f"the stored bytes of upload {upload.id} were lost; start it again") from None
         cached = self._sha256.get(upload.id)
-        running = cached[1].copy() if cached and cached[0] == upload.offset else None
+        if upload.offset == 0:
+            running = hashlib.sha256()
+        else:
+            running = cached[1].copy() if cached and cached[0] == upload.offset else None
         check = hashlib.new(checksum[0]) if checksum else None
         sink = Sink(out, Digests(running, check))
         received = Body(body)
@@ -168,7 +171,10 @@ class Uploads:
         if sha256 is not None:
             await asyncio.to_thread(files.finish, self.directory, upload.id)
         elif running is not None:
+            self._sha256.pop(upload.id, None)  # to the end of the line, the latest
             self._sha256[upload.id] = (offset, running)
+            while len(self._sha256) > HASHES_KEPT:  # uploads another process finished, or abandoned
+                del self._sha256[next(iter(self._sha256))]
         return dataclasses.replace(upload, offset=offset, expires=expires, sha256=sha256)
 
     async def delete(self, upload_id: str) -> None:

@@ -39,7 +39,9 @@ export function uploadFile(file, { chunkSize, onProgress, onResume }) {
       onError: (error) => reject(new Error(describe(error))),
     });
     upload.findPreviousUploads().then((previous) => {
-      if (previous.length) upload.resumeFromPreviousUpload(previous[0]);
+      // The latest one: an older one was most likely imported already (the server says 404).
+      const latest = previous.sort((a, b) => (Date.parse(b.creationTime) || 0) - (Date.parse(a.creationTime) || 0))[0];
+      if (latest) upload.resumeFromPreviousUpload(latest);
       upload.start();
     }, reject);
   });
