@@ -93,9 +93,9 @@ class Uploads:
     async def write(self, upload_id: str, offset: int, body: StreamReader, *,
                     length: int | None, checksum: tuple[str, bytes] | None) -> Upload:
         """Append the request body at `offset`; the upload as it is afterwards."""
-        await admit(self.config, self.directory, incoming=length or 0, in_flight=self.in_flight)
-        self.in_flight += 1
+        self.in_flight += 1  # before the first await: two requests never both see the last place free
         try:
+            await admit(self.config, self.directory, incoming=length or 0, in_flight=self.in_flight - 1)
             async with self._locked(upload_id) as cur:
                 upload = await _live_row(cur, upload_id)
                 if offset != upload.offset:
