@@ -65,7 +65,7 @@ def elsewhere(tmp_path) -> dict:
     """Another directory to run from, and an environment that cannot see the checkout."""
     cwd = tmp_path / "elsewhere"
     cwd.mkdir()
-    env = {key: value for key, value in os.environ.items() 
+    env = {key: value for key, value in os.environ.items()
            if key not in ("PYTHONPATH", "DATABASE_URL", "XDG_RUNTIME_DIR")}
     env["DATA_DIR"] = str(tmp_path / "data")
     yield {"cwd": cwd, "env": env}
@@ -110,7 +110,8 @@ async def test_import_then_serve_and_list_customers_from_the_installed_wheel(ins
     # The import runs before the server starts: a server beside it may claim the
     # CLI's queued job first (the CLI then exits 2), a race that is not this test's.
     path = write_csv(tmp_path / "few.csv", [HEADER] + [row(i, f"W{i}") for i in range(3)])
-    done = subprocess.run([str(installed / "bin" / "csv-import"), "import", str(path), "--json", "--no-progress"],
+    command = str(installed / "bin" / "csv-import")
+    done = subprocess.run([command, "import", str(path), "--json", "--no-progress"],
                           capture_output=True, text=True, timeout=120, **elsewhere)
     assert done.returncode == 0, done.stderr
     job = json.loads(done.stdout)
@@ -121,7 +122,7 @@ async def test_import_then_serve_and_list_customers_from_the_installed_wheel(ins
     url = f"http://127.0.0.1:{port}"
     log = tmp_path / "serve.log"
     with log.open("w") as out:
-        server = subprocess.Popen([str(installed / "bin" / "csv-import"), "serve", "--port", str(port)],
+        server = subprocess.Popen([command, "serve", "--port", str(port)],
                                   stdout=out, stderr=subprocess.STDOUT, **elsewhere)
     try:
         await wait_healthy(url, server, timeout=90, log=log)
