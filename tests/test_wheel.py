@@ -51,8 +51,13 @@ def installed(tmp_path_factory) -> Path:
 def _clean_checkout(target: Path) -> Path:
     """The files git would commit, copied: a build/ left in the checkout by an
     earlier build would otherwise slip files into the wheel that setup.py forgot."""
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                            cwd=REPO, capture_output=True, check=True).stdout.decode().split("\0")
+    try:
+        listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                                cwd=REPO, capture_output=True, check=True).stdout.decode().split("\0")
+    except (OSError, subprocess.CalledProcessError):  # not a git checkout: leave out what .gitignore does
+        shutil.copytree(REPO, target, ignore=shutil.ignore_patterns(
+            ".git", ".venv", "var", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", "test-artifacts"))
+        return target
     for name in filter(None, listed):
         if (REPO / name).is_file():  # not a file deleted but not yet committed
             (target / name).parent.mkdir(parents=True, exist_ok=True)
