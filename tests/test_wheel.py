@@ -56,7 +56,8 @@ def _clean_checkout(target: Path) -> Path:
                                 cwd=REPO, capture_output=True, check=True).stdout.decode().split("\0")
     except (OSError, subprocess.CalledProcessError):  # not a git checkout: leave out what .gitignore does
         shutil.copytree(REPO, target, ignore=shutil.ignore_patterns(
-            ".git", ".venv", "var", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", "test-artifacts"))
+            ".git", ".venv", "var", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache",
+            "test-artifacts"))
         return target
     for name in filter(None, listed):
         if (REPO / name).is_file():  # not a file deleted but not yet committed
