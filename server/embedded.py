@@ -103,10 +103,19 @@ def _clear_stale_state(pgdata: Path) -> None:
 
 
 def _is_postmaster(pid: int | None, pgdata: Path) -> bool:
+    """Whether `pid` is a live PostgreSQL process of this cluster.
+
+    A postmaster writes its pid; a standalone backend (initdb's, or single-user
+    mode) writes it negated and names the cluster only through PGDATA, so the
+    directory every PostgreSQL process changes into identifies it as well.
+    """
     if pid is None:
         return False
     try:
-        proc = psutil.Process(pid)
-        return proc.name() == "postgres" and str(pgdata.resolve()) in " ".join(proc.cmdline())
+        proc = psutil.Process(abs(pid))
+        if proc.name() != "postgres":
+            return False
+        target = pgdata.resolve()
+        return Path(proc.cwd()) == target or str(target) in " ".join(proc.cmdline())
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return False
