@@ -1,12 +1,66 @@
+import re
+import shutil
+from pathlib import Path
+
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
+
+HERE = Path(__file__).resolve().parent
+
+# The repository keeps the SQL and the page assets in top-level folders, beside
+# the package, where people look for them. A wheel installs only packages, so
+# the build copies each folder into the package as server/_data/<folder>, and
+# server/resources.py looks there first. An editable install (pip install -e .,
+# which run.sh uses) builds nothing: the package is the checkout's server/, and
+# resources.py finds the folders beside it. One lookup, both ways of installing;
+# MANIFEST.in carries the folders into the sdist, so `pip install .` and a
+# wheel built from the sdist get them too.
+DATA_FOLDERS = ("sql", "web_static")
+
+
+class build_py_with_data(build_py):
+    """build_py, plus the top-level data folders copied into the built package."""
+
+    def run(self):
+        super().run()
+        if self.editable_mode:
+            return
+        for folder in DATA_FOLDERS:
+            target = Path(self.build_lib) / "server" / "_data" / folder
+            # A build/ left by an earlier build may hold files deleted since.
+            shutil.rmtree(target, ignore_errors=True)
+            self.copy_tree(str(HERE / folder), str(target))
+
+
+def version() -> str:
+    """The one version of the project, from server/__init__.py (read, not imported:
+    importing the package would need its dependencies at build time)."""
+    text = (HERE / "server" / "__init__.py").read_text(encoding="utf-8")
+    return re.search(r'^__version__ = "([^"]+)"$', text, re.MULTILINE).group(1)
+
 
 setup(
     name="csv-import-service",
-    version="0.1.0",
+    version=version(),
     description="Streams huge customer CSV files into PostgreSQL with live progress",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="MIT",
     python_requires=">=3.11",
+    classifiers=[
+        "Development Status :: 4 - Beta",
+        "Environment :: Web Environment",
+        "Framework :: aiohttp",
+        "Intended Audience :: System Administrators",
+        "Operating System :: POSIX :: Linux",
+        "Programming Language :: Python :: 3",
+        "Programming Language :: Python :: 3.11",
+        "Topic :: Database",
+    ],
     packages=find_packages(include=["server", "server.*"]),
     package_data={"server": ["templates/*.html"]},
+    cmdclass={"build_py": build_py_with_data},
+    entry_points={"console_scripts": ["csv-import = server.__main__:main"]},
     install_requires=[
         "aiohttp>=3.11,<4",
         "aiohttp-jinja2>=1.6",

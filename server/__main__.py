@@ -1,4 +1,4 @@
-"""python -m server serve | import | generate | bench"""
+"""python -m server (or csv-import) serve | import | generate | bench"""
 from __future__ import annotations
 
 import argparse
@@ -6,11 +6,13 @@ import logging
 import sys
 from pathlib import Path
 
+from . import __version__
 from .config import Config, ConfigError
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m server", description=__doc__)
+    parser = argparse.ArgumentParser(prog=_prog(), description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="serve the web app and the API")
@@ -72,6 +74,12 @@ def main(argv: list[str] | None = None) -> int:
         return run_bench(config, args.rows, about_bytes=args.about_bytes)
     parser.error(f"unknown command {args.command}")
     return 2
+
+
+def _prog() -> str:
+    """The name the user typed: `csv-import` (the console command) or `python -m server`."""
+    name = Path(sys.argv[0]).name
+    return "python -m server" if name in ("__main__.py", "-m", "") else name
 
 
 def _generate(generate, args) -> int:

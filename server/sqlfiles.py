@@ -1,5 +1,8 @@
 """SQL lives in .sql files under sql/; Python only passes parameters.
 
+The folder is found by server.resources: the checkout's top-level sql/, or
+its copy inside an installed wheel.
+
 A query file holds named queries, each introduced by a `-- name: NAME` line
 (the aiosql convention). Files are read once, when the module that uses them
 is imported, and the text never changes after that.
@@ -7,11 +10,12 @@ is imported, and the text never changes after that.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from types import MappingProxyType
 from typing import Mapping
 
-SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+from .resources import resource_dir
+
+SQL_DIR = resource_dir("sql")
 
 _NAME_LINE = re.compile(r"^--\s*name:\s*(\w+)\s*$", re.MULTILINE)
 

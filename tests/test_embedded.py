@@ -2,11 +2,13 @@
 import contextlib
 import os
 import signal
+import subprocess
 
 import psutil
 import pytest
 
 from server.embedded import postmaster_pid
+from tests.importing import HEADER, row, write_csv
 from tests.processes import cli, free_port, server_env, wait_healthy
 
 
@@ -17,9 +19,9 @@ def embedded_env(tmp_path):
     yield env
     # Whatever happened, leave no server of this test behind.
     pid = postmaster_pid(tmp_path / "var" / "pgdata")
-    if pid:
+    if pid:  # negative while a standalone backend (initdb's) holds the directory
         with contextlib.suppress(psutil.NoSuchProcess):
-            psutil.Process(pid).kill()
+            psutil.Process(abs(pid)).kill()
 
 
 @pytest.mark.slow
@@ -65,3 +67,19 @@ async def test_with_database_url_no_embedded_server_is_made(db_url, tmp_path):
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
     assert not (tmp_path / "var" / "pgdata").exists()
+
+
+def test_a_stale_pid_file_of_a_standalone_backend_does_not_stop_the_start(embedded_env, tmp_path):
+    """initdb's backends (and single-user mode) write their pid negated into postmaster.pid."""
+    def import_one(customer: str) -> None:
+        proc = cli("import", str(write_csv(tmp_path / f"{customer}.csv", [HEADER, row(1, customer)])),
+                   "--no-progress", env=embedded_env)
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+
+    import_one("S1")
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    pgdata = tmp_path / "var" / "pgdata"
+    (pgdata / "postmaster.pid").write_text(f"-{gone.pid}\n{pgdata}\n")
+    import_one("S2")
