@@ -63,9 +63,9 @@ async def test_a_body_without_the_file_field_is_400(client):
     assert "'file'" in (await resp.json())["error"]
 
 
-async def test_over_the_cap_is_413_and_leaves_no_file(aiohttp_client, config, db):
+async def test_over_the_cap_is_413_and_leaves_no_file(client_as, config, db):
     small = dataclasses.replace(config, upload_max_bytes=100_000)
-    client = await aiohttp_client(create_app(small))
+    client = await client_as("admin", app=create_app(small))
     resp = await client.post("/import", data=form(CSV))
     assert len(CSV) > 100_000 and resp.status == 413
     assert "100000 bytes" in (await resp.json())["error"]

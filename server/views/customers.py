@@ -11,6 +11,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 from .. import customers
 from ..csvout import stream_csv
+from ..auth.roles import Role, requires
 from ..keys import pool_key
 from ..openapi import describe
 from .params import query_params
@@ -166,6 +167,7 @@ class Invalid(BaseModel):
 
 
 @routes.get("/customers")
+@requires(Role.viewer)
 @describe("A keyset page of customers, optionally searched", query=PageQuery, tags=("customers",),
           responses={200: CustomerPage, 422: Invalid})
 async def list_customers(request: web.Request) -> web.Response:
@@ -177,6 +179,7 @@ async def list_customers(request: web.Request) -> web.Response:
 
 
 @routes.get("/customers.csv")
+@requires(Role.viewer)
 @describe("Every customer (or those matching q) as a streamed CSV download", query=SearchQuery,
           tags=("customers",), responses={200: "text/csv, one row a customer", 422: Invalid})
 async def export_customers(request: web.Request) -> web.StreamResponse:
@@ -186,6 +189,7 @@ async def export_customers(request: web.Request) -> web.StreamResponse:
 
 
 @routes.post("/customers")
+@requires(Role.editor)
 @describe("Create a customer (marked as edited by hand)", body=CustomerCreate, tags=("customers",),
           responses={201: Customer, 409: Problem, 422: Invalid})
 async def create_customer(request: web.Request) -> web.Response:
@@ -197,12 +201,14 @@ async def create_customer(request: web.Request) -> web.Response:
 
 
 @routes.get("/customers/{id}", name="customer")
+@requires(Role.viewer)
 @describe("One customer, with its ETag", tags=("customers",), responses={200: Customer, 404: Problem})
 async def get_customer(request: web.Request) -> web.Response:
     return _customer_response(await customers.get(request.app[pool_key], _path_id(request)))
 
 
 @routes.patch("/customers/{id}")
+@requires(Role.editor)
 @describe("Change some fields of a customer (marked as edited by hand); honours If-Match",
           body=CustomerPatch, tags=("customers",),
           responses={200: Customer, 404: Problem, 409: Problem, 412: Stale, 422: Invalid})
@@ -215,6 +221,7 @@ async def patch_customer(request: web.Request) -> web.Response:
 
 
 @routes.delete("/customers/{id}")
+@requires(Role.editor)
 @describe("Delete a customer; honours If-Match", tags=("customers",),
           responses={204: "deleted", 404: Problem, 412: Stale})
 async def delete_customer(request: web.Request) -> web.Response:

@@ -12,6 +12,7 @@ from ..config import Config
 from ..csvout import stream_csv
 from ..errors import DomainError
 from ..importer import jobs
+from ..auth.roles import Role, requires
 from ..keys import config_key, events_key, pool_key, runner_key
 from ..openapi import describe
 from .params import query_params
@@ -107,6 +108,7 @@ class UnsupportedBody(DomainError):
 
 
 @routes.post("/import")
+@requires(Role.admin)
 @describe("Start an import: JSON {\"path\"} naming a file in the import directory, "
           "or a multipart/form-data upload with the file in the field `file`",
           body=ImportPath, tags=TAGS,
@@ -150,6 +152,7 @@ async def _create_job(pool, stored: uploads.StoredFile) -> dict:
 
 
 @routes.get("/import")
+@requires(Role.viewer)
 @describe("The current import job, else the last one, else {\"status\": \"idle\"}",
           responses={200: CurrentJob}, tags=TAGS)
 async def current_import(request: web.Request) -> web.Response:
@@ -158,6 +161,7 @@ async def current_import(request: web.Request) -> web.Response:
 
 
 @routes.get("/import/jobs")
+@requires(Role.viewer)
 @describe("Import jobs, newest first (keyset: ?before=ID&limit=N)", query=JobsQuery,
           responses={200: JobPage, 422: Error}, tags=TAGS)
 async def list_jobs(request: web.Request) -> web.Response:
@@ -168,6 +172,7 @@ async def list_jobs(request: web.Request) -> web.Response:
 
 
 @routes.get(f"/import/jobs/{JOB_ID}")
+@requires(Role.viewer)
 @describe("One import job", responses={200: Job, 404: Error}, tags=TAGS)
 async def get_job(request: web.Request) -> web.Response:
     return web.json_response(await jobs.get(request.app[pool_key], _job_id(request)))
@@ -181,6 +186,7 @@ async def _control(request: web.Request, action: str) -> web.Response:
 
 
 @routes.post(f"/import/jobs/{JOB_ID}/pause")
+@requires(Role.admin)
 @describe("Pause a queued or running job at its next batch", tags=TAGS,
           responses={200: Job, 404: Error, 409: JobConflict})
 async def pause_job(request: web.Request) -> web.Response:
@@ -188,6 +194,7 @@ async def pause_job(request: web.Request) -> web.Response:
 
 
 @routes.post(f"/import/jobs/{JOB_ID}/resume")
+@requires(Role.admin)
 @describe("Resume a paused job from its last committed byte", tags=TAGS,
           responses={200: Job, 404: Error, 409: JobConflict})
 async def resume_job(request: web.Request) -> web.Response:
@@ -195,6 +202,7 @@ async def resume_job(request: web.Request) -> web.Response:
 
 
 @routes.post(f"/import/jobs/{JOB_ID}/cancel")
+@requires(Role.admin)
 @describe("Cancel a queued, running or paused job; what was committed stays", tags=TAGS,
           responses={200: Job, 404: Error, 409: JobConflict})
 async def cancel_job(request: web.Request) -> web.Response:
@@ -202,12 +210,14 @@ async def cancel_job(request: web.Request) -> web.Response:
 
 
 @routes.get(f"/import/jobs/{JOB_ID}/recent")
+@requires(Role.viewer)
 @describe("The most recently imported rows of a job", responses={200: RecentRows, 404: Error}, tags=TAGS)
 async def recent_rows(request: web.Request) -> web.Response:
     return web.json_response({"items": await jobs.recent(request.app[pool_key], _job_id(request))})
 
 
 @routes.get(f"/import/jobs/{JOB_ID}/rejects.csv")
+@requires(Role.viewer)
 @describe("Every rejected row of a job as CSV: line_no, byte_offset, reason, raw", tags=TAGS,
           responses={200: "text/csv, streamed", 404: Error})
 async def rejects_csv(request: web.Request) -> web.StreamResponse:
@@ -224,6 +234,7 @@ async def _reject_rows(pool, job_id: int):
 
 
 @routes.get("/import/events")
+@requires(Role.viewer)
 @describe("Server-Sent Events: `snapshot` first, then `progress` and `state`; id = event sequence",
           responses={200: "text/event-stream"}, tags=TAGS)
 async def import_events(request: web.Request) -> web.StreamResponse:
