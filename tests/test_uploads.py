@@ -79,6 +79,7 @@ async def test_a_client_that_goes_away_mid_upload_leaves_no_file_and_no_job(clie
     head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.csv\"\r\n"
             "Content-Type: text/csv\r\n\r\n").encode()
     writer.write(("POST /import HTTP/1.1\r\nHost: localhost\r\n"
+                  f"Authorization: Bearer {client.token}\r\n"
                   f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
                   f"Content-Length: {len(head) + 50 * len(CSV)}\r\n\r\n").encode() + head + CSV)
     await writer.drain()
