@@ -11,7 +11,7 @@ import pytest
 
 from server.app import create_app
 from tests.importing import HEADER, TERMINAL, row, wait_for_status, write_csv
-from tests.processes import cli, free_port, server_env, wait_healthy
+from tests.processes import admin_headers, cli, free_port, server_env, wait_healthy
 
 CSV = ("\n".join([HEADER] + [row(i, f"U{i}", f"Up{i}") for i in range(1, 2001)]) + "\n").encode()
 
@@ -126,7 +126,7 @@ async def test_a_200_mb_upload_grows_the_server_rss_by_less_than_50_mb(db_url, t
     proc = cli("serve", "--port", str(port), env=env)
     url = f"http://127.0.0.1:{port}"
     try:
-        async with aiohttp.ClientSession() as session:
+        async with aiohttp.ClientSession(headers=await admin_headers(db_url)) as session:
             await wait_healthy(url, proc)
             server = psutil.Process(proc.pid)
             # Warm up: the first upload imports what an upload needs, like any later one.

@@ -5,9 +5,9 @@ from __future__ import annotations
 import ipaddress
 import logging
 import socket
-from urllib.parse import quote
 
 from aiohttp import hdrs, web
+from yarl import URL
 
 from ..config import Config
 from ..keys import config_key, pool_key
@@ -111,7 +111,7 @@ async def _bearer_principal(request: web.Request, authorization: str) -> Princip
 def _unauthorized(request: web.Request, challenge: str, message: str) -> web.Response:
     if request.method == hdrs.METH_GET and "text/html" in request.headers.get(hdrs.ACCEPT, ""):
         # A person at a browser: to the sign-in page, and back here afterwards.
-        raise web.HTTPSeeOther(f"/login?next={quote(request.path_qs, safe='')}")
+        raise web.HTTPSeeOther(URL("/login").with_query(next=request.path_qs))
     return web.json_response({"error": message}, status=401, headers={hdrs.WWW_AUTHENTICATE: challenge})
 
 

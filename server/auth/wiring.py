@@ -28,10 +28,10 @@ def _setup_cors(app: web.Application) -> None:
     options = aiohttp_cors.ResourceOptions(
         allow_credentials=True, allow_headers="*", max_age=600,
         expose_headers=("ETag", "Location", "Retry-After", "WWW-Authenticate"))
+    routes = list(app.router.routes())
+    # A resource that answers OPTIONS itself (tus) keeps its own answer.
+    own_options = {route.resource for route in routes if route.method == hdrs.METH_OPTIONS}
     cors = aiohttp_cors.setup(app, defaults={origin: options for origin in origins})
-    for route in list(app.router.routes()):
-        if isinstance(route.resource, web.StaticResource):
-            continue
-        if any(r.method == hdrs.METH_OPTIONS for r in route.resource):
-            continue  # a route that answers OPTIONS itself (tus) keeps its own answer
-        cors.add(route)
+    for route in routes:
+        if not isinstance(route.resource, web.StaticResource) and route.resource not in own_options:
+            cors.add(route)

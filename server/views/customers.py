@@ -11,6 +11,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 from .. import customers
 from ..csvout import stream_csv
+from ..auth.middleware import principal
 from ..auth.roles import Role, requires
 from ..keys import pool_key
 from ..openapi import describe
@@ -117,6 +118,7 @@ class Customer(BaseModel):
     created_at: str
     updated_at: str
     updated_manually_at: str | None
+    updated_manually_by: str | None = Field(description="who edited it by hand last (a user, or token:NAME)")
 
 
 Cursor = Annotated[int, BeforeValidator(customers.decode_cursor),
@@ -194,7 +196,7 @@ async def export_customers(request: web.Request) -> web.StreamResponse:
           responses={201: Customer, 409: Problem, 422: Invalid})
 async def create_customer(request: web.Request) -> web.Response:
     fields = CustomerCreate.model_validate_json(await request.read())
-    customer = await customers.create(request.app[pool_key], fields.model_dump())
+    customer = await customers.create(request.app[pool_key], fields.model_dump(), by=principal(request).label)
     return _customer_response(customer, status=201,
                               headers={"Location": str(request.app.router["customer"].url_for(
                                   id=str(customer["id"])))})
@@ -216,7 +218,8 @@ async def patch_customer(request: web.Request) -> web.Response:
     customer_id = _path_id(request)
     changes = CustomerPatch.model_validate_json(await request.read())
     customer = await customers.update(request.app[pool_key], customer_id,
-                                      changes.model_dump(exclude_unset=True), _if_match(request, customer_id))
+                                      changes.model_dump(exclude_unset=True), _if_match(request, customer_id),
+                                      by=principal(request).label)
     return _customer_response(customer)
 
 

@@ -12,6 +12,7 @@ from ..config import Config
 from ..csvout import stream_csv
 from ..errors import DomainError
 from ..importer import jobs
+from ..auth.middleware import principal
 from ..auth.roles import Role, requires
 from ..keys import config_key, events_key, pool_key, runner_key
 from ..openapi import describe
@@ -45,6 +46,8 @@ class Job(pydantic.BaseModel):
     finished_at: datetime | None
     error: str | None
     worker: str | None = pydantic.Field(description="host:pid of the process running it")
+    created_by: str | None = pydantic.Field(
+        None, description="who started it: a user, token:NAME, or null for the command line")
     event_seq: int = pydantic.Field(description="id of the last event about this job")
 
 
@@ -129,7 +132,7 @@ async def start_import(request: web.Request) -> web.Response:
                                                   max_line_bytes=config.max_record_bytes)
     else:
         raise UnsupportedBody("send JSON {\"path\": ...} or a multipart/form-data upload (field 'file')")
-    job = await _create_job(pool, stored)
+    job = await _create_job(pool, stored, principal(request).label)
     request.app[runner_key].wake()
     if stored.sha256 is not None:
         job["upload"] = {"sha256": stored.sha256, "bytes": stored.size}
@@ -142,9 +145,10 @@ async def _refuse_while_active(pool) -> None:
         raise jobs.JobActive(active[4])
 
 
-async def _create_job(pool, stored: uploads.StoredFile) -> dict:
+async def _create_job(pool, stored: uploads.StoredFile, created_by: str) -> dict:
     try:
-        return await jobs.create(pool, filename=stored.filename, path=stored.path, bytes_total=stored.size)
+        return await jobs.create(pool, filename=stored.filename, path=stored.path, bytes_total=stored.size,
+                                 created_by=created_by)
     except jobs.JobActive:
         if stored.sha256 is not None:  # our own upload: no job will ever read it
             await uploads.remove(stored.path)
