@@ -89,3 +89,13 @@ async def test_the_page_shows_only_the_controls_the_role_may_use(csp_page, base_
     assert await page.locator("#upload-form").is_visible() is upload
     assert await page.locator("#new-customer-button").is_visible() is new_customer
     assert (await page.locator("#import-note").count() == 1) is not upload
+
+
+async def test_a_page_whose_session_ends_goes_to_the_sign_in_page(csp_page, base_url, db):
+    page = csp_page
+    await store.add_user(db.pool, "fay", Role.editor)
+    await page.goto(f"{base_url}/login/link/{await store.create_login_link(db.pool, 'fay')}")
+    await expect(page.locator("#connection")).to_have_text("Live")
+    await store.remove_user(db.pool, "fay")  # ends her sessions
+    await page.locator("#search-input").fill("anything")  # the next API call finds the session gone
+    await expect(page).to_have_url(base_url + "/login?next=%2F")
