@@ -75,6 +75,8 @@ async def test_a_token_is_printed_once_works_and_can_be_revoked(db_url, anonymou
     code, out, _ = run("token", "list", db_url=db_url)
     assert "\trevoked " in out
     assert run("token", "revoke", "grafana", db_url=db_url)[0] == 1
+    code, _, err = run("token", "create", "--name", "x", "--role", "viewer", "--expires-days", "0", db_url=db_url)
+    assert code == 2 and "at least 1" in err
 
 
 async def test_login_link_prints_a_url_that_signs_in_once(db_url, anonymous_client):

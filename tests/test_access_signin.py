@@ -129,3 +129,11 @@ async def test_sign_in_attempts_are_limited_per_user_and_per_address(aiohttp_cli
 
     await db.all("UPDATE login_failures SET failed_at = failed_at - interval '601 seconds'")
     assert (await sign_in("ann", "correct horse")).status == 303
+
+
+async def test_the_cookie_is_secure_when_people_come_over_https(aiohttp_client, config, db):
+    secure = dataclasses.replace(config, public_url="https://imports.example.com", allowed_hosts=("*",))
+    client = await aiohttp_client(create_app(secure))
+    await store.add_user(db.pool, "cy", Role.viewer)
+    resp = await client.get(f"/login/link/{await store.create_login_link(db.pool, 'cy')}", allow_redirects=False)
+    assert "Secure" in resp.headers["Set-Cookie"]

@@ -36,7 +36,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     create = token_commands.add_parser("create", help="print a new token, once")
     create.add_argument("--name", required=True)
     create.add_argument("--role", required=True, choices=[r.name for r in Role])
-    create.add_argument("--expires-days", type=int, help="valid for N days (default: until revoked)")
+    create.add_argument("--expires-days", type=_positive, help="valid for N days (default: until revoked)")
     token_commands.add_parser("list", help="every token, without its secret")
     revoke = token_commands.add_parser("revoke", help="revoke a token at once")
     revoke.add_argument("name")
@@ -45,6 +45,12 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     link.add_argument("--user", help="who it signs in (default: the first admin)")
 
     commands.add_parser("migrate", help="apply the schema migrations and exit")
+
+
+def _positive(raw: str) -> int:
+    if not raw.isdigit() or int(raw) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of days, at least 1, got {raw!r}")
+    return int(raw)
 
 
 def run_access_command(config: Config, args: argparse.Namespace) -> int:
@@ -105,8 +111,6 @@ async def _remove_user(pool: aiopg.Pool, name: str) -> None:
 
 
 async def _create_token(pool: aiopg.Pool, name: str, role: Role, expires_days: int | None) -> None:
-    if expires_days is not None and expires_days < 1:
-        raise store.InvalidName("--expires-days must be at least 1")
     token = await store.create_token(pool, name, role, expires_days)
     until = f"for {expires_days} days" if expires_days else "until revoked"
     print(f"token {name} ({role.name}), valid {until}. It is shown this once; send it as "

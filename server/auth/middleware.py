@@ -12,7 +12,7 @@ from yarl import URL
 from ..config import Config
 from ..keys import config_key, pool_key
 from . import store
-from .roles import PUBLIC, Principal, Role, required_role
+from .roles import PUBLIC, Principal, required_role
 from .sessions import session_principal
 
 log = logging.getLogger(__name__)
@@ -131,5 +131,5 @@ async def security_headers(request: web.Request, response: web.StreamResponse) -
         response.headers.setdefault(name, value)
 
 
-__all__ = ["Role", "access_middleware", "allowed_hosts", "host_middleware", "principal",
+__all__ = ["access_middleware", "allowed_hosts", "host_middleware", "principal",
            "security_headers", "signed_in_via_token"]

@@ -15,6 +15,7 @@ from aiohttp import web
 from aiohttp_session.cookie_storage import EncryptedCookieStorage
 from cryptography.fernet import Fernet
 
+from ..config import Config
 from ..keys import config_key, pool_key
 from . import store
 from .roles import Principal
@@ -24,17 +25,20 @@ SESSION_ID = "sid"
 cookie_storage_key = web.AppKey("cookie_storage", EncryptedCookieStorage)
 
 
-def _cookie_params(max_age: int) -> dict:
+def _cookie_params(config: Config) -> dict:
     # Lax: sent on a link followed from another site, never on its POSTs or fetches.
-    return {"cookie_name": COOKIE, "max_age": max_age, "httponly": True, "samesite": "Lax"}
+    # Secure when people reach the server over https (PUBLIC_URL says so).
+    secure = (config.public_url or "").startswith("https://")
+    return {"cookie_name": COOKIE, "max_age": config.session_max_age, "httponly": True, "samesite": "Lax",
+            "secure": secure}
 
 
 class DatabaseKeyStorage(aiohttp_session.AbstractStorage):
     """aiohttp-session's encrypted cookies, with the key read from the database at
     startup (the middleware must exist before the app starts; the key after)."""
 
-    def __init__(self, app: web.Application, max_age: int) -> None:
-        super().__init__(**_cookie_params(max_age))
+    def __init__(self, app: web.Application) -> None:
+        super().__init__(**_cookie_params(app[config_key]))
         self._app = app
 
     async def load_session(self, request: web.Request) -> aiohttp_session.Session:
@@ -46,14 +50,14 @@ class DatabaseKeyStorage(aiohttp_session.AbstractStorage):
 
 
 def session_middleware(app: web.Application):
-    return aiohttp_session.session_middleware(DatabaseKeyStorage(app, app[config_key].session_max_age))
+    return aiohttp_session.session_middleware(DatabaseKeyStorage(app))
 
 
 async def cookie_key_ctx(app: web.Application) -> AsyncIterator[None]:
     key = await store.shared_secret(app[pool_key], "session_cookie_key",
                                     lambda: Fernet.generate_key().decode("ascii"))
     app[cookie_storage_key] = EncryptedCookieStorage(
-        Fernet(key.encode("ascii")), **_cookie_params(app[config_key].session_max_age))
+        Fernet(key.encode("ascii")), **_cookie_params(app[config_key]))
     yield
 
 

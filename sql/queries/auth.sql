@@ -58,6 +58,8 @@ WHERE token_hash = %(token_hash)s AND used_at IS NULL AND expires_at > now()
 RETURNING user_name
 
 -- name: add_session
+-- Sessions that ended by expiry go at the next sign-in (sign-out deletes its own).
+WITH expired AS (DELETE FROM user_sessions WHERE expires_at <= now())
 INSERT INTO user_sessions (id_hash, user_name, expires_at)
 VALUES (%(id_hash)s, %(user_name)s, now() + make_interval(secs => %(seconds)s))
 
@@ -69,9 +71,8 @@ WHERE s.id_hash = %(id_hash)s AND s.expires_at > now()
 DELETE FROM user_sessions WHERE id_hash = %(id_hash)s
 
 -- name: forget_expired
--- Housekeeping at each sign-in: expired sessions, used or expired links, old failures.
-WITH s AS (DELETE FROM user_sessions WHERE expires_at <= now()),
-     l AS (DELETE FROM login_links WHERE expires_at <= now() OR used_at IS NOT NULL)
+-- Housekeeping at each failed sign-in: used or expired links, failures out of the window.
+WITH links AS (DELETE FROM login_links WHERE expires_at <= now() OR used_at IS NOT NULL)
 DELETE FROM login_failures WHERE failed_at < clock_timestamp() - make_interval(secs => %(window)s)
 
 -- name: recent_failures
