@@ -49,9 +49,10 @@ def route_name(route) -> str:
 
 
 def served_routes(app):
+    """Every route but the HEADs that aiohttp adds beside a GET (same handler)."""
     for route in app.router.routes():
-        if route.method in ("HEAD", "OPTIONS"):
-            continue  # HEAD follows its GET; OPTIONS are CORS preflights
+        if route.method == "HEAD" and any(r.method == "GET" and r.handler == route.handler for r in route.resource):
+            continue
         yield route.method, route_name(route), route
 
 

@@ -137,3 +137,9 @@ async def test_the_cookie_is_secure_when_people_come_over_https(aiohttp_client, 
     await store.add_user(db.pool, "cy", Role.viewer)
     resp = await client.get(f"/login/link/{await store.create_login_link(db.pool, 'cy')}", allow_redirects=False)
     assert "Secure" in resp.headers["Set-Cookie"]
+
+
+async def test_the_sign_in_page_sends_a_signed_in_browser_on(browser_client):
+    client = await browser_client("viewer")
+    resp = await client.get("/login?next=/customers", allow_redirects=False)
+    assert resp.status == 303 and resp.headers["Location"] == "/customers"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import hashlib
 import hmac
 import re
@@ -29,8 +30,12 @@ NAME = re.compile(r"[A-Za-z0-9._@-]{1,64}")
 LINK_SECONDS = 15 * 60
 
 _hasher = argon2.PasswordHasher()  # argon2id with the library's current recommended costs
-# Verified against for unknown names, so they take as long as known ones.
-_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified against for unknown names, so they take as long as known ones (made once, when needed)."""
+    return _hasher.hash(secrets.token_urlsafe(16))
 
 
 class InvalidName(DomainError):
@@ -121,7 +126,7 @@ async def remove_user(pool: aiopg.Pool, name: str) -> None:
 async def check_password(pool: aiopg.Pool, name: str, password: str) -> Principal | None:
     """The user, when the password is theirs. Takes as long for unknown names."""
     row = await _one(pool, Q["user_by_name"], {"name": name})
-    stored = row[2] if row is not None and row[2] is not None else _DUMMY_HASH
+    stored = row[2] if row is not None and row[2] is not None else await asyncio.to_thread(_dummy_hash)
     try:
         await asyncio.to_thread(_hasher.verify, stored, password)
     except (VerificationError, InvalidHashError):
