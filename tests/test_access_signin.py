@@ -1,6 +1,8 @@
 """Signing a browser in and out: the page, passwords, one-time links, sessions, the rate limit."""
 import dataclasses
 
+import pytest
+
 from server.app import create_app
 from server.auth import store
 from server.auth.roles import Role
@@ -43,10 +45,12 @@ async def test_a_wrong_password_and_an_unknown_name_get_the_same_answer(anonymou
     assert (await anonymous_client.get("/customers")).status == 401
 
 
-async def test_after_signing_in_only_a_path_of_this_site_is_followed(anonymous_client, db):
+@pytest.mark.parametrize("next_path", ["//evil.example/x", "/\t/evil.example", "/\\evil.example",
+                                       "https://evil.example", "/\n/evil.example"])
+async def test_after_signing_in_only_a_path_of_this_site_is_followed(anonymous_client, db, next_path):
     await store.add_user(db.pool, "ann", Role.viewer, "correct horse")
     resp = await anonymous_client.post("/login", data={"name": "ann", "password": "correct horse",
-                                                        "next": "//evil.example/x"}, allow_redirects=False)
+                                                        "next": next_path}, allow_redirects=False)
     assert resp.headers["Location"] == "/"
 
 

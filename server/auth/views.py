@@ -18,8 +18,10 @@ MAX_PASSWORD = 1024
 
 
 def _next_path(raw: str | None) -> str:
-    """Where to go after signing in: a path of this site only, never `//evil.example`."""
-    if not raw or not raw.startswith("/") or raw.startswith("//") or "\\" in raw:
+    """Where to go after signing in: a path of this site only, never `//evil.example`
+    (nor `/<TAB>/evil.example`: browsers drop tabs and newlines from a URL)."""
+    if (not raw or not raw.startswith("/") or raw.startswith("//") or "\\" in raw
+            or any(c.isspace() or ord(c) < 32 for c in raw)):
         return "/"
     return raw
 
@@ -54,7 +56,7 @@ async def login(request: web.Request) -> web.Response:
     form = await request.post()
     name, password = str(form.get("name", "")).strip(), str(form.get("password", ""))
     next_path = _next_path(str(form.get("next", "")))
-    user_key = f"user:{name}"
+    user_key = f"user:{name[:MAX_NAME]}"
     limits = {user_key: config.login_max_failures,
               f"address:{request.remote}": config.login_max_failures_per_address}
     wait = await store.retry_after(pool, limits, config.login_window_seconds)
