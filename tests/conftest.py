@@ -68,9 +68,21 @@ def app(config: Config) -> web.Application:
 
 
 @pytest.fixture
-async def app_server(aiohttp_server, app: web.Application):
+def serve_app(aiohttp_server, app: web.Application):
+    """Starts the test's app on a real port when first asked; the same server after."""
+    started = []
+
+    async def get():
+        if not started:
+            started.append(await aiohttp_server(app))
+        return started[0]
+    return get
+
+
+@pytest.fixture
+async def app_server(serve_app):
     """The test's app on a real port; every client fixture talks to this one server."""
-    return await aiohttp_server(app)
+    return await serve_app()
 
 
 _names = itertools.count(1)
@@ -81,12 +93,13 @@ def _role(role: Role | str) -> Role:
 
 
 @pytest.fixture
-def client_as(aiohttp_client, aiohttp_server, app_server):
+def client_as(serve_app, aiohttp_client, aiohttp_server):
     """A factory: `await client_as("viewer")` is a client that sends a new token of that
-    role on every request. `app=` serves another app (one made with other settings)."""
+    role on every request. `app=` serves another app (one made with other settings)
+    instead of the test's own, which then does not start at all."""
     async def make(role: Role | str = Role.admin, *, app: web.Application | None = None,
                    name: str | None = None):
-        server = app_server if app is None else await aiohttp_server(app)
+        server = await serve_app() if app is None else await aiohttp_server(app)
         role = _role(role)
         name = name or f"test-{role.name}-{next(_names)}"
         token = await store.create_token(server.app[pool_key], name, role)
