@@ -109,7 +109,7 @@ async def _bearer_principal(request: web.Request, authorization: str) -> Princip
 
 
 def _unauthorized(request: web.Request, challenge: str, message: str) -> web.Response:
-    if request.method == hdrs.METH_GET and "text/html" in request.headers.get(hdrs.ACCEPT, ""):
+    if request.method in (hdrs.METH_GET, hdrs.METH_HEAD) and "text/html" in request.headers.get(hdrs.ACCEPT, ""):
         # A person at a browser: to the sign-in page, and back here afterwards.
         raise web.HTTPSeeOther(URL("/login").with_query(next=request.path_qs))
     return web.json_response({"error": message}, status=401, headers={hdrs.WWW_AUTHENTICATE: challenge})
