@@ -72,6 +72,9 @@ setup(
         "pydantic>=2.7,<3",
         "tqdm>=4.66",
         "psutil>=5.9",
+        "aiohttp-session[secure]>=2.12",
+        "argon2-cffi>=23.1",
+        "aiohttp-cors>=0.8",
     ],
     extras_require={
         "test": [

@@ -1,7 +1,8 @@
-"""python -m server (or csv-import) serve | import | generate | bench"""
+"""python -m server (or csv-import) serve | import | generate | bench | user | token | login-link | migrate"""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 from pathlib import Path
@@ -38,6 +39,10 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--uploads", type=int, metavar="MB",
                        help="only compare upload throughput (tus vs multipart) on a file of about MB megabytes")
 
+    from .auth.command import add_commands
+
+    add_commands(commands)
+
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # The wheel narrates every pg_ctl call at INFO; its warnings are what matter.
@@ -52,9 +57,18 @@ def main(argv: list[str] | None = None) -> int:
         from aiohttp import web
 
         from .app import create_app
+        from .auth.command import announce_sign_in
 
-        web.run_app(create_app(config), host=args.host or config.host, port=args.port or config.port)
+        # The Host allowlist and the printed sign-in link follow the address really served.
+        config = dataclasses.replace(config, host=args.host or config.host, port=args.port or config.port)
+        app = create_app(config)
+        app.on_startup.append(announce_sign_in)
+        web.run_app(app, host=config.host, port=config.port)
         return 0
+    if args.command in ("user", "token", "login-link", "migrate"):
+        from .auth.command import run_access_command
+
+        return run_access_command(config, args)
     if args.command == "import":
         from .importer.command import run_import_command
 

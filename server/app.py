@@ -6,6 +6,8 @@ import jinja2
 from aiohttp import web
 
 from . import openapi
+from .auth import views as access_views
+from .auth.wiring import access_middlewares, setup_access
 from .config import Config
 from .db import database_ctx
 from .errors import error_middleware
@@ -20,9 +22,9 @@ from .views import customers, health, imports, pages, tus
 
 
 def create_app(config: Config) -> web.Application:
-    app = web.Application(middlewares=[same_origin_middleware, error_middleware],
-                          client_max_size=1024**2)
+    app = web.Application(client_max_size=1024**2)
     app[config_key] = config
+    app.middlewares.extend([*access_middlewares(app), same_origin_middleware, error_middleware])
     aiohttp_jinja2.setup(
         app,
         loader=jinja2.PackageLoader("server", "templates"),
@@ -36,7 +38,8 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(tus_ctx)  # its sweep stops first
     app.on_shutdown.append(stop_streams)  # SSE streams end before the server waits for handlers
     app.on_response_prepare.append(protocol_headers)
-    for module in (health, pages, imports, customers, tus, openapi):
+    for module in (health, pages, access_views, imports, customers, tus, openapi):
         app.add_routes(module.routes)
     app.router.add_static("/static", resource_dir("web_static"))
+    setup_access(app)  # after the routes: CORS covers them all
     return app

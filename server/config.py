@@ -30,6 +30,14 @@ class Config:
     tus_max_concurrent: int = 4             # PATCHes in flight per process (each holds a connection)
     tus_min_free_bytes: int = 1024**3       # free space IMPORT_DIR keeps after an upload
     tus_page_chunk_bytes: int = 16 * 1024**2  # the page's PATCH size: what a dropped connection costs
+    # Access (docs/access.md).
+    allowed_hosts: tuple[str, ...] = ()      # Host names answered; () = the listening name (+ loopback names)
+    cors_origins: tuple[str, ...] = ()       # origins whose pages may call the API with credentials
+    session_max_age: int = 12 * 3600         # seconds a browser session lasts after sign-in
+    login_max_failures: int = 5              # failed sign-ins per user within the window, then 429
+    login_max_failures_per_address: int = 20  # the same, per client address
+    login_window_seconds: int = 15 * 60
+    public_url: str | None = None            # base of printed sign-in links; default http://HOST:PORT
 
     @property
     def pgdata(self) -> Path:
@@ -58,6 +66,15 @@ class Config:
             tus_min_free_bytes=_int(env, "TUS_MIN_FREE_BYTES", cls.tus_min_free_bytes, low=0),
             tus_page_chunk_bytes=_int(env, "TUS_PAGE_CHUNK_BYTES", cls.tus_page_chunk_bytes,
                                       low=64 * 1024, high=1024**3),
+            # Access.
+            allowed_hosts=_names(env, "ALLOWED_HOSTS"),
+            cors_origins=_origins(env, "CORS_ORIGINS"),
+            session_max_age=_int(env, "SESSION_MAX_AGE", cls.session_max_age, low=60),
+            login_max_failures=_int(env, "LOGIN_MAX_FAILURES", cls.login_max_failures, low=1),
+            login_max_failures_per_address=_int(env, "LOGIN_MAX_FAILURES_PER_ADDRESS",
+                                                cls.login_max_failures_per_address, low=1),
+            login_window_seconds=_int(env, "LOGIN_WINDOW_SECONDS", cls.login_window_seconds, low=1),
+            public_url=_url(env, "PUBLIC_URL", ("http", "https")),
         )
 
 
@@ -66,6 +83,34 @@ def _database_url(env: Mapping[str, str]) -> str | None:
     if url is not None and urlsplit(url).scheme not in ("postgres", "postgresql"):
         raise ConfigError("DATABASE_URL must be a postgresql:// URL")
     return url
+
+
+def _names(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """A comma-separated list of host names (`*` for any)."""
+    items = tuple(item.strip().lower() for item in env.get(name, "").split(",") if item.strip())
+    for item in items:
+        if item != "*" and not all(c.isalnum() or c in ".-_[]:" for c in item):
+            raise ConfigError(f"{name} holds {item!r}, which is not a host name")
+    return items
+
+
+def _origins(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """A comma-separated list of origins, each scheme://host[:port] with nothing after."""
+    items = tuple(item.strip().rstrip("/") for item in env.get(name, "").split(",") if item.strip())
+    for item in items:
+        parts = urlsplit(item)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.path or parts.query:
+            raise ConfigError(f"{name} holds {item!r}; an origin is scheme://host[:port], e.g. https://dash.example.com")
+    return items
+
+
+def _url(env: Mapping[str, str], name: str, schemes: tuple[str, ...]) -> str | None:
+    raw = (env.get(name) or "").strip().rstrip("/")
+    if not raw:
+        return None
+    if urlsplit(raw).scheme not in schemes or not urlsplit(raw).netloc:
+        raise ConfigError(f"{name} must be a URL starting with {' or '.join(s + '://' for s in schemes)}")
+    return raw
 
 
 def _path(env: Mapping[str, str], name: str, default: Path) -> Path:

@@ -22,7 +22,7 @@ SQL = queries("customers")
 # The JSON fields, the table's columns and the export's header: one order.
 FIELDS = ("id", "customer_id", "first_name", "last_name", "company", "city", "country",
           "phone_1", "phone_2", "email", "subscription_date", "website", "about",
-          "created_at", "updated_at", "updated_manually_at")
+          "created_at", "updated_at", "updated_manually_at", "updated_manually_by")
 EDITABLE = ("customer_id", "first_name", "last_name", "company", "city", "country",
             "phone_1", "phone_2", "email", "subscription_date", "website", "about")
 EXPORT_PAGE = 2000  # rows a page of the export: a few MB at ~1 KB a row
@@ -143,8 +143,10 @@ async def get(pool: aiopg.Pool, customer_id: int) -> dict:
     return customer
 
 
-async def create(pool: aiopg.Pool, fields: Mapping[str, object]) -> dict:
+async def create(pool: aiopg.Pool, fields: Mapping[str, object], by: str | None = None) -> dict:
+    """A new customer, edited by hand by `by` (who is signed in)."""
     params = {name: fields.get(name) for name in EDITABLE}
+    params["by"] = by
     try:
         return await _one(pool, SQL["create"], params)
     except psycopg2.errors.UniqueViolation:
@@ -152,10 +154,11 @@ async def create(pool: aiopg.Pool, fields: Mapping[str, object]) -> dict:
 
 
 async def update(pool: aiopg.Pool, customer_id: int, changes: Mapping[str, object],
-                 versions: list[int] | None = None) -> dict:
-    """Change the fields in `changes`; with `versions`, only if the customer is at one of them."""
+                 versions: list[int] | None = None, by: str | None = None) -> dict:
+    """Change the fields in `changes` (by `by`); with `versions`, only if the customer is at one of them."""
     params = {name: changes.get(name) for name in EDITABLE}
-    params.update(id=customer_id, present=[name for name in EDITABLE if name in changes], versions=versions)
+    params.update(id=customer_id, present=[name for name in EDITABLE if name in changes], versions=versions,
+                  by=by)
     try:
         customer = await _one(pool, SQL["update"], params)
     except psycopg2.errors.UniqueViolation:

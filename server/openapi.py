@@ -10,6 +10,8 @@ from typing import Any
 import pydantic
 from aiohttp import web
 
+from .auth.roles import PUBLIC, Role, declared_role, requires
+
 ATTR = "__openapi__"
 
 
@@ -34,13 +36,36 @@ def build_spec(app: web.Application) -> dict[str, Any]:
         described = getattr(route.handler, ATTR, None)
         if path is None or described is None or route.method == "HEAD":
             continue
-        paths.setdefault(path, {})[route.method.lower()] = _operation(path, described, components)
+        op = _operation(path, described, components)
+        _secure(op, declared_role(route))
+        paths.setdefault(path, {})[route.method.lower()] = op
     return {
         "openapi": "3.1.0",
         "info": {"title": "Customer CSV import", "version": "1.0.0"},
         "paths": paths,
-        "components": {"schemas": components},
+        "components": {"schemas": components, "securitySchemes": SECURITY_SCHEMES},
+        "security": [{"bearer": []}, {"session": []}],
     }
+
+
+SECURITY_SCHEMES = {
+    "bearer": {"type": "http", "scheme": "bearer",
+               "description": "an API token: python -m server token create --name NAME --role ROLE"},
+    "session": {"type": "apiKey", "in": "cookie", "name": "csvimp_session",
+                "description": "the browser session the sign-in page sets"},
+}
+
+
+def _secure(op: dict, role: Role | object | None) -> None:
+    """Who may call it: no credentials for public routes, else the role (x-required-role)."""
+    if role is PUBLIC:
+        op["security"] = []
+        return
+    needed = role if isinstance(role, Role) else Role.admin  # undeclared routes are admin-only
+    op["x-required-role"] = needed.name
+    op["description"] = f"Needs the `{needed.name}` role or above."
+    op["responses"].setdefault("401", {"description": "not signed in, or the token is unknown, expired or revoked"})
+    op["responses"].setdefault("403", {"description": f"signed in, but below the {needed.name} role"})
 
 
 def _operation(path: str, described: dict, components: dict) -> dict:
@@ -85,6 +110,7 @@ routes = web.RouteTableDef()
 
 
 @routes.get("/openapi.json")
+@requires(Role.viewer)
 @describe("This API, described as OpenAPI 3", responses={200: "The OpenAPI document"})
 async def openapi_json(request: web.Request) -> web.Response:
     return web.json_response(build_spec(request.app))

@@ -3,6 +3,7 @@ fresh database per test copied from a migrated template, which is cheap."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -13,6 +14,8 @@ import pytest
 from aiohttp import web
 
 from server.app import create_app
+from server.auth import store
+from server.auth.roles import Role
 from server.config import Config
 from server.db import drop_database, migrate_database, recreate_database
 from server.embedded import start_embedded
@@ -65,8 +68,74 @@ def app(config: Config) -> web.Application:
 
 
 @pytest.fixture
-async def client(aiohttp_client, app: web.Application):
-    return await aiohttp_client(app)
+def serve_app(aiohttp_server, app: web.Application):
+    """Starts the test's app on a real port when first asked; the same server after."""
+    started = []
+
+    async def get():
+        if not started:
+            started.append(await aiohttp_server(app))
+        return started[0]
+    return get
+
+
+@pytest.fixture
+async def app_server(serve_app):
+    """The test's app on a real port; every client fixture talks to this one server."""
+    return await serve_app()
+
+
+_names = itertools.count(1)
+
+
+def _role(role: Role | str) -> Role:
+    return role if isinstance(role, Role) else Role[role]
+
+
+@pytest.fixture
+def client_as(serve_app, aiohttp_client, aiohttp_server):
+    """A factory: `await client_as("viewer")` is a client that sends a new token of that
+    role on every request. `app=` serves another app (one made with other settings)
+    instead of the test's own, which then does not start at all."""
+    async def make(role: Role | str = Role.admin, *, app: web.Application | None = None,
+                   name: str | None = None):
+        server = await serve_app() if app is None else await aiohttp_server(app)
+        role = _role(role)
+        name = name or f"test-{role.name}-{next(_names)}"
+        token = await store.create_token(server.app[pool_key], name, role)
+        client = await aiohttp_client(server, headers={"Authorization": f"Bearer {token}"})
+        client.token, client.principal_name = token, f"token:{name}"
+        return client
+    return make
+
+
+@pytest.fixture
+async def client(client_as):
+    """Signed in as an admin (a Bearer token on every request): may do everything."""
+    return await client_as(Role.admin, name="test-admin")
+
+
+@pytest.fixture
+async def anonymous_client(aiohttp_client, app_server):
+    return await aiohttp_client(app_server)
+
+
+@pytest.fixture
+def browser_client(aiohttp_client, app_server):
+    """A factory: `await browser_client("editor")` is a client with a session cookie, as a
+    browser has after following a one-time sign-in link (and no Authorization header)."""
+    async def make(role: Role | str = Role.admin, *, name: str | None = None):
+        role = _role(role)
+        name = name or f"person-{role.name}-{next(_names)}"
+        pool = app_server.app[pool_key]
+        await store.add_user(pool, name, role)
+        secret = await store.create_login_link(pool, name)
+        client = await aiohttp_client(app_server)
+        resp = await client.get(f"/login/link/{secret}", allow_redirects=False)
+        assert resp.status == 303, await resp.text()
+        client.principal_name = name
+        return client
+    return make
 
 
 @pytest.fixture

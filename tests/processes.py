@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import socket
 import subprocess
@@ -10,8 +11,13 @@ import time
 from pathlib import Path
 
 import aiohttp
+import aiopg
+
+from server.auth import store
+from server.auth.roles import Role
 
 REPO = Path(__file__).resolve().parent.parent
+_token_names = itertools.count(1)
 
 
 def server_env(**overrides: str) -> dict[str, str]:
@@ -54,3 +60,12 @@ async def wait_healthy(url: str, proc: subprocess.Popen, *, timeout: float = 60,
                 pass
             await asyncio.sleep(0.1)
     raise AssertionError(f"the server did not answer /healthz in {timeout}s: {output()}")
+
+
+async def admin_headers(db_url: str, role: str = "admin") -> dict[str, str]:
+    """Headers that sign a request to a server process on `db_url` in: a new API token
+    of `role`, made in that database as `python -m server token create` would."""
+    name = f"test-process-{os.getpid()}-{next(_token_names)}"
+    async with aiopg.create_pool(db_url, minsize=1, maxsize=1) as pool:
+        token = await store.create_token(pool, name, Role[role])
+    return {"Authorization": f"Bearer {token}"}

@@ -12,7 +12,7 @@ from tests.importing import HEADER, import_file, row, write_csv
 
 FIELDS = ["id", "customer_id", "first_name", "last_name", "company", "city", "country", "phone_1",
           "phone_2", "email", "subscription_date", "website", "about", "created_at", "updated_at",
-          "updated_manually_at"]
+          "updated_manually_at", "updated_manually_by"]
 
 
 async def create(client, **fields) -> dict:

@@ -6,7 +6,7 @@ from server.customers import EXPORT_PAGE
 
 HEADER = ["id", "customer_id", "first_name", "last_name", "company", "city", "country", "phone_1",
           "phone_2", "email", "subscription_date", "website", "about", "created_at", "updated_at",
-          "updated_manually_at"]
+          "updated_manually_at", "updated_manually_by"]
 
 
 async def download(client, **params) -> list[list[str]]:

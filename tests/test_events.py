@@ -11,6 +11,7 @@ from server.app import create_app
 from server.events import LISTENER_NAME, MAX_PENDING_STATES, Event, Subscriber
 from server.generate import generate
 from tests.importing import HEADER, TERMINAL, row, write_csv
+from tests.processes import admin_headers
 from tests.sse import open_stream
 
 
@@ -105,7 +106,7 @@ async def test_a_lost_listen_connection_is_replaced_and_clients_start_again(clie
 async def test_shutdown_ends_every_stream_cleanly(config):
     server = TestServer(create_app(config))
     await server.start_server()
-    async with ClientSession() as session:
+    async with ClientSession(headers=await admin_headers(config.database_url)) as session:
         streams = [await open_stream(session, server.make_url("/import/events")) for _ in range(3)]
         for stream in streams:
             assert (await stream.next()).event == "snapshot"

@@ -14,7 +14,7 @@ import psutil
 import pytest
 
 from server.generate import generate
-from tests.processes import REPO, free_port, server_env, wait_healthy
+from tests.processes import REPO, admin_headers, free_port, server_env, wait_healthy
 from tests.sse import open_stream
 
 TABLE = ("SELECT count(*), md5(coalesce(string_agg(customer_id || '|' || coalesce(first_name, ''), E'\\n' "
@@ -78,10 +78,10 @@ def servers(db_url, tmp_path):
 
 
 @pytest.mark.slow
-async def test_a_job_survives_kill_9_of_its_process_and_every_page_sees_it(servers, tmp_path, db):
+async def test_a_job_survives_kill_9_of_its_process_and_every_page_sees_it(servers, tmp_path, db, db_url):
     path = tmp_path / "shared.csv"
     generate(path, 40_000, seed=21, about_bytes=400)
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession(headers=await admin_headers(db_url)) as session:
         await asyncio.gather(*(s.wait_healthy(session) for s in servers))
         job = await (await session.post(servers[0].url + "/import", json={"path": "shared.csv"})).json()
         # Both runners were woken; the job's worker field says which one won.

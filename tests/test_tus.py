@@ -121,8 +121,8 @@ async def test_offsets_are_checked_and_the_protocol_enforced(client):
     assert resp.status == 400 and "Upload-Length" in (await resp.json())["error"]
 
 
-async def test_over_the_size_cap_is_413_at_creation(aiohttp_client, config):
-    client = await aiohttp_client(create_app(dataclasses.replace(config, upload_max_bytes=1000)))
+async def test_over_the_size_cap_is_413_at_creation(client_as, config):
+    client = await client_as("admin", app=create_app(dataclasses.replace(config, upload_max_bytes=1000)))
     resp = await client.post("/uploads", headers={**TUS, "Upload-Length": "1001"})
     assert resp.status == 413
 
@@ -159,9 +159,9 @@ async def test_delete_removes_the_file_and_the_row(client, config, db):
     assert (await client.head(url, headers=TUS)).status == 404
 
 
-async def test_an_expired_upload_is_swept(aiohttp_client, config, db):
+async def test_an_expired_upload_is_swept(client_as, config, db):
     short = dataclasses.replace(config, tus_expire_seconds=0.5, tus_sweep_seconds=0.2)
-    client = await aiohttp_client(create_app(short))
+    client = await client_as("admin", app=create_app(short))
     url = await create(client, len(CSV))
     assert (await patch(client, url, 0, CSV[:500])).status == 204
     assert files_of(config)
@@ -282,8 +282,8 @@ def test_a_bad_tus_setting_names_the_variable(env, named):
         Config.from_env(env)
 
 
-async def test_past_the_concurrency_cap_a_patch_is_429_with_retry_after(aiohttp_client, config):
-    client = await aiohttp_client(create_app(dataclasses.replace(config, tus_max_concurrent=1)))
+async def test_past_the_concurrency_cap_a_patch_is_429_with_retry_after(client_as, config):
+    client = await client_as("admin", app=create_app(dataclasses.replace(config, tus_max_concurrent=1)))
     first_url, second_url = await create(client, 10**6), await create(client, 10**6)
     release, sent = asyncio.Event(), asyncio.Event()
 
@@ -301,8 +301,8 @@ async def test_past_the_concurrency_cap_a_patch_is_429_with_retry_after(aiohttp_
     assert (await first).status == 204
 
 
-async def test_no_upload_that_would_leave_less_than_the_free_space_floor(aiohttp_client, config):
-    client = await aiohttp_client(create_app(dataclasses.replace(config, tus_min_free_bytes=2**62)))
+async def test_no_upload_that_would_leave_less_than_the_free_space_floor(client_as, config):
+    client = await client_as("admin", app=create_app(dataclasses.replace(config, tus_min_free_bytes=2**62)))
     resp = await client.post("/uploads", headers={**TUS, "Upload-Length": "1000"})
     assert resp.status == 507
     assert "free" in (await resp.json())["error"]

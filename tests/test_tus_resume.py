@@ -18,7 +18,7 @@ import pytest
 from tusclient.client import TusClient
 from tusclient.storage.filestorage import FileStorage
 
-from tests.processes import cli, free_port, server_env, wait_healthy
+from tests.processes import admin_headers, cli, free_port, server_env, wait_healthy
 
 pytestmark = pytest.mark.slow
 
@@ -115,9 +115,9 @@ async def test_a_killed_tus_client_resumes_from_the_stored_url_and_the_file_is_w
     assert await db.one('SELECT "offset", size, sha256 FROM uploads') == (SIZE, SIZE, expected)
 
 
-def api_session() -> aiohttp.ClientSession:
-    """Every call this file makes to a server process goes through here (credentials, later)."""
-    return aiohttp.ClientSession(headers={"Tus-Resumable": "1.0.0"})
+async def api_session(db_url: str) -> aiohttp.ClientSession:
+    """Every call this file makes to a server process goes through here, signed in as an admin."""
+    return aiohttp.ClientSession(headers={"Tus-Resumable": "1.0.0", **await admin_headers(db_url)})
 
 
 async def tus_upload(session: aiohttp.ClientSession, url: str, size: int, body) -> int:
@@ -141,7 +141,7 @@ async def test_a_200_mb_patch_grows_the_server_rss_by_less_than_50_mb(db_url, tm
     proc = cli("serve", "--port", str(port), env=server_env(DATABASE_URL=db_url, IMPORT_DIR=str(tmp_path)))
     url = f"http://127.0.0.1:{port}"
     try:
-        async with api_session() as session:
+        async with await api_session(db_url) as session:
             await wait_healthy(url, proc)
             server = psutil.Process(proc.pid)
             await tus_upload(session, url, 4 * 1024**2, generated(4 * 1024**2))  # warm up

@@ -11,7 +11,7 @@ import pytest
 
 from server.app import create_app
 from tests.importing import HEADER, TERMINAL, row, wait_for_status, write_csv
-from tests.processes import cli, free_port, server_env, wait_healthy
+from tests.processes import admin_headers, cli, free_port, server_env, wait_healthy
 
 CSV = ("\n".join([HEADER] + [row(i, f"U{i}", f"Up{i}") for i in range(1, 2001)]) + "\n").encode()
 
@@ -63,9 +63,9 @@ async def test_a_body_without_the_file_field_is_400(client):
     assert "'file'" in (await resp.json())["error"]
 
 
-async def test_over_the_cap_is_413_and_leaves_no_file(aiohttp_client, config, db):
+async def test_over_the_cap_is_413_and_leaves_no_file(client_as, config, db):
     small = dataclasses.replace(config, upload_max_bytes=100_000)
-    client = await aiohttp_client(create_app(small))
+    client = await client_as("admin", app=create_app(small))
     resp = await client.post("/import", data=form(CSV))
     assert len(CSV) > 100_000 and resp.status == 413
     assert "100000 bytes" in (await resp.json())["error"]
@@ -79,6 +79,7 @@ async def test_a_client_that_goes_away_mid_upload_leaves_no_file_and_no_job(clie
     head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.csv\"\r\n"
             "Content-Type: text/csv\r\n\r\n").encode()
     writer.write(("POST /import HTTP/1.1\r\nHost: localhost\r\n"
+                  f"Authorization: Bearer {client.token}\r\n"
                   f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
                   f"Content-Length: {len(head) + 50 * len(CSV)}\r\n\r\n").encode() + head + CSV)
     await writer.drain()
@@ -125,7 +126,7 @@ async def test_a_200_mb_upload_grows_the_server_rss_by_less_than_50_mb(db_url, t
     proc = cli("serve", "--port", str(port), env=env)
     url = f"http://127.0.0.1:{port}"
     try:
-        async with aiohttp.ClientSession() as session:
+        async with aiohttp.ClientSession(headers=await admin_headers(db_url)) as session:
             await wait_healthy(url, proc)
             server = psutil.Process(proc.pid)
             # Warm up: the first upload imports what an upload needs, like any later one.

@@ -124,6 +124,10 @@ async def test_import_then_serve_and_list_customers_from_the_installed_wheel(ins
     assert (job["status"], job["inserted"]) == ("completed", 3)
     assert "Warning" not in done.stderr, done.stderr
 
+    made = subprocess.run([command, "token", "create", "--name", "smoke", "--role", "viewer"],
+                          capture_output=True, text=True, timeout=120, check=True, **elsewhere)
+    token = made.stdout.strip().splitlines()[-1]
+
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = tmp_path / "serve.log"
@@ -132,7 +136,7 @@ async def test_import_then_serve_and_list_customers_from_the_installed_wheel(ins
                                   stdout=out, stderr=subprocess.STDOUT, **elsewhere)
     try:
         await wait_healthy(url, server, timeout=90, log=log)
-        async with aiohttp.ClientSession() as session:
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as session:
             status, body = await call(session, "GET", f"{url}/healthz")
             assert status == 200, body
             status, body = await call(session, "GET", f"{url}/customers")

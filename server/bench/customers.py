@@ -31,11 +31,11 @@ FRAGMENTS = 100
 
 
 async def run(base_url: str, server_pid: int | None = None, *, limit: int = 50,
-              repeats: int = 9) -> list[tuple[str, str]]:
+              repeats: int = 9, headers: dict[str, str] | None = None) -> list[tuple[str, str]]:
     base = base_url.rstrip("/")
     rows: list[tuple[str, str]] = []
     timeout = aiohttp.ClientTimeout(total=None, sock_read=300)
-    async with aiohttp.ClientSession(timeout=timeout) as session:
+    async with aiohttp.ClientSession(timeout=timeout, headers=headers) as session:
         max_id, probes = await _max_id(session, base)
         if max_id == 0:
             return [("customers", "none: load a file first")]

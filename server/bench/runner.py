@@ -152,25 +152,39 @@ async def _api_benchmarks(config: Config, db_url: str, csv_path: Path) -> list[t
     base = f"http://127.0.0.1:{port}"
     try:
         await _wait_healthy(base)
+        headers = await _admin_headers(db_url)
         results = [("customers API (2 reads: first and last keyset page, search, export)",
-                    await customers.run(base, server_pid=server.pid))]
+                    await customers.run(base, server_pid=server.pid, headers=headers))]
         results.append(("1,000 SSE clients on one process during an import",
-                        await _sse_during_import(base, csv_path, sse_load)))
+                        await _sse_during_import(base, csv_path, sse_load, headers)))
         return results
     finally:
         server.terminate()
         server.wait(30)
 
 
-async def _sse_during_import(base: str, csv_path: Path, sse_load) -> list[tuple[str, str]]:
+async def _admin_headers(db_url: str) -> dict[str, str]:
+    """A fresh admin token in the bench database: the API needs a signed-in caller."""
+    import aiopg
+
+    from ..auth import store
+    from ..auth.roles import Role
+
+    async with aiopg.create_pool(db_url, minsize=1, maxsize=1) as pool:
+        token = await store.create_token(pool, f"bench-{os.getpid()}-{int(time.time())}", Role.admin,
+                                         expires_days=1)
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def _sse_during_import(base: str, csv_path: Path, sse_load, headers: dict[str, str]) -> list[tuple[str, str]]:
     import aiohttp
 
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession(headers=headers) as session:
         async with session.post(f"{base}/import", json={"path": csv_path.name}) as resp:
             job = await resp.json()
             if resp.status != 202:
                 return [("could not start an import", json.dumps(job))]
-        report = await sse_load.run(base, clients=1000, seconds=20)
+        report = await sse_load.run(base, clients=1000, seconds=20, headers=headers)
         async with session.post(f"{base}/import/jobs/{job['id']}/cancel") as resp:
             await resp.read()
     return [(key, str(value)) for key, value in report.items()]

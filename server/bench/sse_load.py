@@ -15,14 +15,15 @@ EVENTS_PATH = "/import/events"
 LAG_SAMPLE_SECONDS = 0.5
 
 
-async def run(base_url: str, clients: int = 1000, seconds: float = 20) -> dict:
+async def run(base_url: str, clients: int = 1000, seconds: float = 20,
+              headers: dict[str, str] | None = None) -> dict:
     base_url = base_url.rstrip("/")
     counts = [0] * clients
     updates = [0] * clients  # events after the first snapshot
     lag_p99: list[float] = []
     connector = aiohttp.TCPConnector(limit=clients + 10)
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=30)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout, headers=headers) as session:
         readers = [asyncio.create_task(_read(session, base_url, i, counts, updates)) for i in range(clients)]
         sampler = asyncio.create_task(_sample_lag(session, base_url, lag_p99))
         try:

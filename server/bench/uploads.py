@@ -20,7 +20,7 @@ import aiohttp
 from ..config import Config
 from ..db import resolve_database_url
 from ..generate import generate
-from .runner import REPO, _fresh_database, _free_port, _wait_healthy
+from .runner import REPO, _admin_headers, _fresh_database, _free_port, _wait_healthy
 
 TUS = {"Tus-Resumable": "1.0.0"}
 CHUNK_SIZES = (5 * 1024**2, 16 * 1024**2, None)  # 16 MB: the page's; None: the whole file in one PATCH
@@ -43,7 +43,7 @@ def run_upload_bench(config: Config, megabytes: int) -> int:
     server = subprocess.Popen([sys.executable, "-m", "server", "serve"], cwd=REPO, env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        results = asyncio.run(_measure(f"http://127.0.0.1:{port}", csv_path))
+        results = asyncio.run(_measure(f"http://127.0.0.1:{port}", csv_path, db_url))
     finally:
         server.terminate()
         server.wait(30)
@@ -52,15 +52,15 @@ def run_upload_bench(config: Config, megabytes: int) -> int:
     return 0
 
 
-def session() -> aiohttp.ClientSession:
-    """Every request of this benchmark goes through here (credentials, once sign-in exists)."""
-    return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None))
+def session(headers: dict[str, str]) -> aiohttp.ClientSession:
+    """Every request of this benchmark goes through here, signed in as an admin."""
+    return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None), headers=headers)
 
 
-async def _measure(base: str, path: Path) -> dict[str, list[float]]:
+async def _measure(base: str, path: Path, db_url: str) -> dict[str, list[float]]:
     await _wait_healthy(base)
     results: dict[str, list[float]] = {}
-    async with session() as http:
+    async with session(await _admin_headers(db_url)) as http:
         for _ in range(ROUNDS):
             results.setdefault("multipart POST /import", []).append(await _multipart(http, base, path))
             for chunk in CHUNK_SIZES:

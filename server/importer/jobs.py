@@ -46,11 +46,12 @@ class TransitionNotAllowed(Conflict):
         return {"error": str(self), "job": self.job}
 
 
-async def create(pool: aiopg.Pool, *, filename: str, path: Path, bytes_total: int) -> dict:
+async def create(pool: aiopg.Pool, *, filename: str, path: Path, bytes_total: int,
+                 created_by: str | None = None) -> dict:
     async with pool.acquire() as conn, conn.cursor() as cur:
         try:
             await cur.execute(SQL["create"], {"filename": filename, "path": str(path),
-                                              "bytes_total": bytes_total})
+                                              "bytes_total": bytes_total, "created_by": created_by})
         except psycopg2.errors.UniqueViolation:
             active = await _active(cur)
             if active is None:  # it ended in between: let the caller try again

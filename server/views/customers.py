@@ -11,6 +11,8 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 from .. import customers
 from ..csvout import stream_csv
+from ..auth.middleware import principal
+from ..auth.roles import Role, requires
 from ..keys import pool_key
 from ..openapi import describe
 from .params import query_params
@@ -116,6 +118,7 @@ class Customer(BaseModel):
     created_at: str
     updated_at: str
     updated_manually_at: str | None
+    updated_manually_by: str | None = Field(description="who edited it by hand last (a user, or token:NAME)")
 
 
 Cursor = Annotated[int, BeforeValidator(customers.decode_cursor),
@@ -166,6 +169,7 @@ class Invalid(BaseModel):
 
 
 @routes.get("/customers")
+@requires(Role.viewer)
 @describe("A keyset page of customers, optionally searched", query=PageQuery, tags=("customers",),
           responses={200: CustomerPage, 422: Invalid})
 async def list_customers(request: web.Request) -> web.Response:
@@ -177,6 +181,7 @@ async def list_customers(request: web.Request) -> web.Response:
 
 
 @routes.get("/customers.csv")
+@requires(Role.viewer)
 @describe("Every customer (or those matching q) as a streamed CSV download", query=SearchQuery,
           tags=("customers",), responses={200: "text/csv, one row a customer", 422: Invalid})
 async def export_customers(request: web.Request) -> web.StreamResponse:
@@ -186,23 +191,26 @@ async def export_customers(request: web.Request) -> web.StreamResponse:
 
 
 @routes.post("/customers")
+@requires(Role.editor)
 @describe("Create a customer (marked as edited by hand)", body=CustomerCreate, tags=("customers",),
           responses={201: Customer, 409: Problem, 422: Invalid})
 async def create_customer(request: web.Request) -> web.Response:
     fields = CustomerCreate.model_validate_json(await request.read())
-    customer = await customers.create(request.app[pool_key], fields.model_dump())
+    customer = await customers.create(request.app[pool_key], fields.model_dump(), by=principal(request).label)
     return _customer_response(customer, status=201,
                               headers={"Location": str(request.app.router["customer"].url_for(
                                   id=str(customer["id"])))})
 
 
 @routes.get("/customers/{id}", name="customer")
+@requires(Role.viewer)
 @describe("One customer, with its ETag", tags=("customers",), responses={200: Customer, 404: Problem})
 async def get_customer(request: web.Request) -> web.Response:
     return _customer_response(await customers.get(request.app[pool_key], _path_id(request)))
 
 
 @routes.patch("/customers/{id}")
+@requires(Role.editor)
 @describe("Change some fields of a customer (marked as edited by hand); honours If-Match",
           body=CustomerPatch, tags=("customers",),
           responses={200: Customer, 404: Problem, 409: Problem, 412: Stale, 422: Invalid})
@@ -210,11 +218,13 @@ async def patch_customer(request: web.Request) -> web.Response:
     customer_id = _path_id(request)
     changes = CustomerPatch.model_validate_json(await request.read())
     customer = await customers.update(request.app[pool_key], customer_id,
-                                      changes.model_dump(exclude_unset=True), _if_match(request, customer_id))
+                                      changes.model_dump(exclude_unset=True), _if_match(request, customer_id),
+                                      by=principal(request).label)
     return _customer_response(customer)
 
 
 @routes.delete("/customers/{id}")
+@requires(Role.editor)
 @describe("Delete a customer; honours If-Match", tags=("customers",),
           responses={204: "deleted", 404: Problem, 412: Stale})
 async def delete_customer(request: web.Request) -> web.Response:

@@ -1,6 +1,7 @@
 from aiohttp import web
 
 from ..db import ping
+from ..auth.roles import public
 from ..keys import lag_key, pool_key
 from ..openapi import describe
 
@@ -8,6 +9,7 @@ routes = web.RouteTableDef()
 
 
 @routes.get("/healthz")
+@public
 @describe("200 when the database answers; also how late the event loop runs (p50/p99, ms)",
           responses={200: "healthy", 503: "the database does not answer"})
 async def healthz(request: web.Request) -> web.Response:

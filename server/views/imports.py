@@ -12,6 +12,8 @@ from ..config import Config
 from ..csvout import stream_csv
 from ..errors import DomainError
 from ..importer import jobs
+from ..auth.middleware import principal
+from ..auth.roles import Role, requires
 from ..keys import config_key, events_key, pool_key, runner_key, uploads_key
 from ..openapi import describe
 from .params import query_params
@@ -44,6 +46,8 @@ class Job(pydantic.BaseModel):
     finished_at: datetime | None
     error: str | None
     worker: str | None = pydantic.Field(description="host:pid of the process running it")
+    created_by: str | None = pydantic.Field(
+        None, description="who started it: a user, token:NAME, or null for the command line")
     event_seq: int = pydantic.Field(description="id of the last event about this job")
 
 
@@ -118,6 +122,7 @@ class UnsupportedBody(DomainError):
 
 
 @routes.post("/import")
+@requires(Role.admin)
 @describe("Start an import: JSON {\"path\"} naming a file in the import directory, "
           "JSON {\"upload\"} naming a finished upload (/uploads), "
           "or a multipart/form-data upload with the file in the field `file`",
@@ -141,7 +146,7 @@ async def start_import(request: web.Request) -> web.Response:
                                                   max_line_bytes=config.max_record_bytes)
     else:
         raise UnsupportedBody("send JSON {\"path\": ...} or a multipart/form-data upload (field 'file')")
-    job = await _create_job(pool, stored)
+    job = await _create_job(pool, stored, principal(request).label)
     request.app[runner_key].wake()
     if stored.sha256 is not None:
         job["upload"] = {"sha256": stored.sha256, "bytes": stored.size}
@@ -152,7 +157,7 @@ async def _import_upload(request: web.Request, upload_id: str) -> web.Response:
     """A finished tus upload becomes the job's file; refused, it stays an upload to import later."""
     async with request.app[uploads_key].claim(upload_id) as stored:
         job = await jobs.create(request.app[pool_key], filename=stored.filename, path=stored.path,
-                                bytes_total=stored.size)
+                                bytes_total=stored.size, created_by=principal(request).label)
     request.app[runner_key].wake()
     job["upload"] = {"sha256": stored.sha256, "bytes": stored.size}
     return web.json_response(job, status=202)
@@ -164,9 +169,10 @@ async def _refuse_while_active(pool) -> None:
         raise jobs.JobActive(active[4])
 
 
-async def _create_job(pool, stored: uploads.StoredFile) -> dict:
+async def _create_job(pool, stored: uploads.StoredFile, created_by: str) -> dict:
     try:
-        return await jobs.create(pool, filename=stored.filename, path=stored.path, bytes_total=stored.size)
+        return await jobs.create(pool, filename=stored.filename, path=stored.path, bytes_total=stored.size,
+                                 created_by=created_by)
     except jobs.JobActive:
         if stored.sha256 is not None:  # our own upload: no job will ever read it
             await uploads.remove(stored.path)
@@ -174,6 +180,7 @@ async def _create_job(pool, stored: uploads.StoredFile) -> dict:
 
 
 @routes.get("/import")
+@requires(Role.viewer)
 @describe("The current import job, else the last one, else {\"status\": \"idle\"}",
           responses={200: CurrentJob}, tags=TAGS)
 async def current_import(request: web.Request) -> web.Response:
@@ -182,6 +189,7 @@ async def current_import(request: web.Request) -> web.Response:
 
 
 @routes.get("/import/jobs")
+@requires(Role.viewer)
 @describe("Import jobs, newest first (keyset: ?before=ID&limit=N)", query=JobsQuery,
           responses={200: JobPage, 422: Error}, tags=TAGS)
 async def list_jobs(request: web.Request) -> web.Response:
@@ -192,6 +200,7 @@ async def list_jobs(request: web.Request) -> web.Response:
 
 
 @routes.get(f"/import/jobs/{JOB_ID}")
+@requires(Role.viewer)
 @describe("One import job", responses={200: Job, 404: Error}, tags=TAGS)
 async def get_job(request: web.Request) -> web.Response:
     return web.json_response(await jobs.get(request.app[pool_key], _job_id(request)))
@@ -205,6 +214,7 @@ async def _control(request: web.Request, action: str) -> web.Response:
 
 
 @routes.post(f"/import/jobs/{JOB_ID}/pause")
+@requires(Role.admin)
 @describe("Pause a queued or running job at its next batch", tags=TAGS,
           responses={200: Job, 404: Error, 409: JobConflict})
 async def pause_job(request: web.Request) -> web.Response:
@@ -212,6 +222,7 @@ async def pause_job(request: web.Request) -> web.Response:
 
 
 @routes.post(f"/import/jobs/{JOB_ID}/resume")
+@requires(Role.admin)
 @describe("Resume a paused job from its last committed byte", tags=TAGS,
           responses={200: Job, 404: Error, 409: JobConflict})
 async def resume_job(request: web.Request) -> web.Response:
@@ -219,6 +230,7 @@ async def resume_job(request: web.Request) -> web.Response:
 
 
 @routes.post(f"/import/jobs/{JOB_ID}/cancel")
+@requires(Role.admin)
 @describe("Cancel a queued, running or paused job; what was committed stays", tags=TAGS,
           responses={200: Job, 404: Error, 409: JobConflict})
 async def cancel_job(request: web.Request) -> web.Response:
@@ -226,12 +238,14 @@ async def cancel_job(request: web.Request) -> web.Response:
 
 
 @routes.get(f"/import/jobs/{JOB_ID}/recent")
+@requires(Role.viewer)
 @describe("The most recently imported rows of a job", responses={200: RecentRows, 404: Error}, tags=TAGS)
 async def recent_rows(request: web.Request) -> web.Response:
     return web.json_response({"items": await jobs.recent(request.app[pool_key], _job_id(request))})
 
 
 @routes.get(f"/import/jobs/{JOB_ID}/rejects.csv")
+@requires(Role.viewer)
 @describe("Every rejected row of a job as CSV: line_no, byte_offset, reason, raw", tags=TAGS,
           responses={200: "text/csv, streamed", 404: Error})
 async def rejects_csv(request: web.Request) -> web.StreamResponse:
@@ -248,6 +262,7 @@ async def _reject_rows(pool, job_id: int):
 
 
 @routes.get("/import/events")
+@requires(Role.viewer)
 @describe("Server-Sent Events: `snapshot` first, then `progress` and `state`; id = event sequence",
           responses={200: "text/event-stream"}, tags=TAGS)
 async def import_events(request: web.Request) -> web.StreamResponse:

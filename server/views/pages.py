@@ -1,6 +1,8 @@
 import aiohttp_jinja2
 from aiohttp import web
 
+from ..auth.middleware import principal
+from ..auth.roles import Role, requires
 from ..keys import config_key
 from ..openapi import describe
 
@@ -8,7 +10,11 @@ routes = web.RouteTableDef()
 
 
 @routes.get("/")
+@requires(Role.viewer)
 @describe("The web page: live import panel and customer list", responses={200: "text/html page"})
 @aiohttp_jinja2.template("index.html")
 async def index(request: web.Request) -> dict:
-    return {"upload_chunk_bytes": request.app[config_key].tus_page_chunk_bytes}
+    user = principal(request)
+    # The page shows only what the role may do; the server refuses the rest anyway.
+    return {"user": user, "can_edit": user.role >= Role.editor, "can_import": user.role >= Role.admin,
+            "upload_chunk_bytes": request.app[config_key].tus_page_chunk_bytes}

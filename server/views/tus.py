@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from ..auth.middleware import principal
+from ..auth.roles import Role, public, requires
 from ..config import Config
 from ..keys import config_key, uploads_key
 from ..openapi import describe
@@ -28,6 +30,7 @@ def discovery_headers(config: Config) -> dict[str, str]:
 
 
 @routes.options("/uploads")
+@public  # discovery and CORS preflights come without credentials
 @describe("tus discovery: version, extensions, size limit, checksum algorithms (headers)",
           responses={204: "Tus-Version, Tus-Extension, Tus-Max-Size, Tus-Checksum-Algorithm"}, tags=TAGS)
 async def options_uploads(request: web.Request) -> web.Response:
@@ -35,6 +38,7 @@ async def options_uploads(request: web.Request) -> web.Response:
 
 
 @routes.options(UPLOAD)
+@public  # discovery and CORS preflights come without credentials
 @describe("tus discovery, on an upload's URL", tags=TAGS,
           responses={204: "Tus-Version, Tus-Extension, Tus-Max-Size, Tus-Checksum-Algorithm"})
 async def options_upload(request: web.Request) -> web.Response:
@@ -42,6 +46,7 @@ async def options_upload(request: web.Request) -> web.Response:
 
 
 @routes.post("/uploads")
+@requires(Role.admin)
 @describe("tus creation: Upload-Length (and Upload-Metadata, `filename` shown to people); "
           "201 with Location and Upload-Expires", tags=TAGS,
           responses={201: "Location: /uploads/ID", 400: "bad headers", 412: "not Tus-Resumable: 1.0.0",
@@ -67,6 +72,7 @@ async def create_upload(request: web.Request) -> web.Response:
 
 
 @routes.head(UPLOAD)
+@requires(Role.admin)
 async def upload_offset(request: web.Request) -> web.Response:
     """tus core: how many bytes the server has (Upload-Offset) of how many (Upload-Length)."""
     protocol.check_version(request)
@@ -79,6 +85,7 @@ async def upload_offset(request: web.Request) -> web.Response:
 
 
 @routes.patch(UPLOAD)
+@requires(Role.admin)
 @describe("tus core: append the body (application/offset+octet-stream) at Upload-Offset; "
           "Upload-Checksum (sha1, sha256, md5) is checked before the bytes count", tags=TAGS,
           body_content_type=protocol.OFFSET_CONTENT_TYPE,
@@ -101,6 +108,7 @@ async def append_chunk(request: web.Request) -> web.Response:
 
 
 @routes.delete(UPLOAD)
+@requires(Role.admin)
 @describe("tus termination: the upload's file and row are removed", tags=TAGS,
           responses={204: "removed", 404: "no such upload", 423: "another request holds the upload"})
 async def delete_upload(request: web.Request) -> web.Response:
@@ -109,7 +117,6 @@ async def delete_upload(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-def request_user(request: web.Request) -> str | None:
-    """Who creates the upload, for its `owner`: the signed-in user once access
-    control is wired in; until then nobody is signed in."""
-    return None
+def request_user(request: web.Request) -> str:
+    """Who creates the upload, for its `owner`."""
+    return principal(request).label

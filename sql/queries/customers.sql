@@ -8,7 +8,8 @@
 
 -- name: page
 SELECT id, customer_id, first_name, last_name, company, city, country, phone_1, phone_2,
-       email, subscription_date, website, about, created_at, updated_at, updated_manually_at
+       email, subscription_date, website, about, created_at, updated_at, updated_manually_at,
+       updated_manually_by
 FROM customers
 WHERE id > %(after)s
 ORDER BY id
@@ -19,7 +20,8 @@ LIMIT %(limit)s
 -- ids in the narrow search table; only those rows are read here.
 -- The patterns arrive with LIKE's wildcards already escaped by a backslash.
 SELECT id, customer_id, first_name, last_name, company, city, country, phone_1, phone_2,
-       email, subscription_date, website, about, created_at, updated_at, updated_manually_at
+       email, subscription_date, website, about, created_at, updated_at, updated_manually_at,
+       updated_manually_by
 FROM customer_search_ids(%(after)s, lower(%(pattern)s), lower(%(index_pattern)s), lower(%(proposed)s),
                          %(limit)s) AS hit (id)
 JOIN customers USING (id)
@@ -27,19 +29,21 @@ ORDER BY id
 
 -- name: by_id
 SELECT id, customer_id, first_name, last_name, company, city, country, phone_1, phone_2,
-       email, subscription_date, website, about, created_at, updated_at, updated_manually_at
+       email, subscription_date, website, about, created_at, updated_at, updated_manually_at,
+       updated_manually_by
 FROM customers
 WHERE id = %(id)s
 
 -- name: create
 -- Made by a person, so marked as edited by hand: imports leave it alone.
 INSERT INTO customers (customer_id, first_name, last_name, company, city, country, phone_1, phone_2,
-                       email, subscription_date, website, about, updated_manually_at)
+                       email, subscription_date, website, about, updated_manually_at, updated_manually_by)
 VALUES (%(customer_id)s, %(first_name)s, %(last_name)s, %(company)s, %(city)s, %(country)s,
         %(phone_1)s, %(phone_2)s, %(email)s, %(subscription_date)s::date, %(website)s, %(about)s,
-        now())
+        now(), %(by)s)
 RETURNING id, customer_id, first_name, last_name, company, city, country, phone_1, phone_2,
-          email, subscription_date, website, about, created_at, updated_at, updated_manually_at
+          email, subscription_date, website, about, created_at, updated_at, updated_manually_at,
+       updated_manually_by
 
 -- name: update
 -- Only the fields named in `present` change. With `versions` (updated_at in
@@ -62,12 +66,14 @@ UPDATE customers SET
     about = CASE WHEN 'about' = ANY(%(present)s) THEN %(about)s ELSE about END,
     -- clock time, not transaction time: the version must move on every edit.
     updated_at = greatest(clock_timestamp(), updated_at + interval '1 microsecond'),
-    updated_manually_at = clock_timestamp()
+    updated_manually_at = clock_timestamp(),
+    updated_manually_by = %(by)s
 WHERE id = %(id)s
   AND (%(versions)s::bigint[] IS NULL
        OR (extract(epoch FROM updated_at) * 1000000)::bigint = ANY(%(versions)s::bigint[]))
 RETURNING id, customer_id, first_name, last_name, company, city, country, phone_1, phone_2,
-          email, subscription_date, website, about, created_at, updated_at, updated_manually_at
+          email, subscription_date, website, about, created_at, updated_at, updated_manually_at,
+       updated_manually_by
 
 -- name: delete
 -- Conditional like update: see there.

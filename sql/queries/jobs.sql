@@ -1,8 +1,8 @@
 -- Import jobs: their life cycle and what the API shows of them.
 
 -- name: create
-INSERT INTO import_jobs (filename, path, bytes_total)
-VALUES (%(filename)s, %(path)s, %(bytes_total)s)
+INSERT INTO import_jobs (filename, path, bytes_total, created_by)
+VALUES (%(filename)s, %(path)s, %(bytes_total)s, %(created_by)s)
 RETURNING import_job_json(import_jobs.*)
 
 -- name: active

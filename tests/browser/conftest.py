@@ -13,9 +13,12 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiopg
 import pytest
 from playwright.async_api import Browser, Page, async_playwright
 
+from server.auth import store
+from server.auth.roles import Role
 from tests.conftest import ROOT
 from tests.processes import free_port, wait_healthy
 
@@ -60,7 +63,9 @@ class PageWatch:
 
 @pytest.fixture
 async def page(browser: Browser) -> AsyncIterator[Page]:
-    context = await browser.new_context(viewport=DESKTOP)
+    # Playwright's wait_for_function evaluates its predicate as a string, which the
+    # page's CSP (no eval) forbids; test_access_browser.py checks the page under its CSP.
+    context = await browser.new_context(viewport=DESKTOP, bypass_csp=True)
     page = await context.new_page()
     page.set_default_timeout(15_000)
     page.watch = PageWatch(page)
@@ -72,10 +77,23 @@ async def page(browser: Browser) -> AsyncIterator[Page]:
 
 
 @pytest.fixture
-async def live_app(aiohttp_server, app):
-    """The real app factory's app on a real port, in the test's event loop."""
-    server = await aiohttp_server(app)
-    return str(server.make_url("/")).rstrip("/"), app
+async def live_app(app_server, page, db_url):
+    """The real app factory's app on a real port, in the test's event loop, and the
+    `page` signed in to it as an admin."""
+    url = str(app_server.make_url("/")).rstrip("/")
+    await sign_in(page, url, db_url)
+    return url, app_server.app
+
+
+async def sign_in(page: Page, url: str, db_url: str, name: str = "admin", role: str = "admin") -> None:
+    """Sign the page's browser in as a person would on first start: by a one-time link.
+    Makes the user in the server's database when it is missing."""
+    async with aiopg.create_pool(db_url, minsize=1, maxsize=1) as pool:
+        if name not in {user.name for user in await store.list_users(pool)}:
+            await store.add_user(pool, name, Role[role])
+        secret = await store.create_login_link(pool, name)
+    await page.goto(f"{url}/login/link/{secret}")
+    await page.wait_for_url(f"{url}/")
 
 
 async def screenshot(page: Page, name: str, *, full_page: bool = False) -> Path:

@@ -11,7 +11,7 @@ from server.generate import generate
 from server.importer import jobs
 from server.keys import pool_key, runner_key
 
-from .conftest import DESKTOP, PHONE, screenshot
+from .conftest import DESKTOP, PHONE, screenshot, sign_in
 from .pages import WATCH_BAR, bar, count, wait_for_bar_between, wait_for_status
 
 pytestmark = pytest.mark.browser
@@ -147,10 +147,11 @@ async def test_a_reload_mid_import_shows_the_persisted_progress_before_any_event
 
 
 @pytest.mark.slow
-async def test_the_page_recovers_by_itself_from_a_server_restart_mid_import(page, server_process, db):
+async def test_the_page_recovers_by_itself_from_a_server_restart_mid_import(page, server_process, db, db_url):
     path = server_process.import_dir / "restart.csv"
     generate(path, 16_000, about_bytes=800)
     await server_process.start()
+    await sign_in(page, server_process.url, db_url)
     await jobs.create(db.pool, filename=path.name, path=path, bytes_total=path.stat().st_size)
     await page.goto(server_process.url)
     await page.evaluate(WATCH_BAR)

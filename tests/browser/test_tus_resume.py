@@ -11,6 +11,7 @@ from playwright.async_api import expect
 from server.app import create_app
 from server.generate import generate
 
+from .conftest import sign_in
 from .pages import wait_for_status
 
 pytestmark = pytest.mark.browser
@@ -37,6 +38,7 @@ async def test_a_reloaded_upload_continues_from_the_servers_offset_and_imports(
         page, aiohttp_server, config, db, tmp_path):
     server = await aiohttp_server(create_app(dataclasses.replace(config, tus_page_chunk_bytes=CHUNK)))
     url = str(server.make_url("/")).rstrip("/")
+    await sign_in(page, url, config.database_url)
     path = tmp_path / "resumable customers.csv"
     generate(path, ROWS, about_bytes=900)
     size = path.stat().st_size

@@ -15,9 +15,16 @@ async function request(method, url, { json, headers = {}, signal } = {}) {
     init.body = JSON.stringify(json);
   }
   const response = await fetch(url, init);
+  if (response.status === 401) signInAgain();
   const body = response.status === 204 ? null : await readJson(response);
   if (!response.ok) throw new ApiError(response.status, body);
   return { body, response };
+}
+
+// The session ended (signed out elsewhere, expired, user removed): to the sign-in page, then back.
+function signInAgain() {
+  const next = window.location.pathname + window.location.search;
+  window.location.assign(`/login?next=${encodeURIComponent(next)}`);
 }
 
 async function readJson(response) {

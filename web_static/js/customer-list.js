@@ -155,7 +155,8 @@ export class CustomerList {
       // The mark says imports will leave this row alone from now on.
       nameCell.append(el("span", {
         className: "mark-manual", text: "edited",
-        title: `Edited by hand on ${new Date(customer.updated_manually_at).toLocaleString()}; imports skip this customer`,
+        title: `Edited by hand${customer.updated_manually_by ? ` by ${customer.updated_manually_by}` : ""} on `
+          + `${new Date(customer.updated_manually_at).toLocaleString()}; imports skip this customer`,
       }));
     }
     const edit = el("button", { type: "button", className: "small", text: "Edit", "aria-label": `Edit ${name}` });

@@ -1,0 +1,123 @@
+"""python -m server user | token | login-link | migrate, and the link `serve` prints on start."""
+import asyncio
+import re
+import subprocess
+import sys
+import uuid
+
+import aiohttp
+
+from server.db import drop_database, recreate_database
+from tests.processes import REPO, free_port, server_env, wait_healthy
+
+LINK = re.compile(r"http://\S+/login/link/\S+")
+
+
+def run(*args, db_url, stdin=None):
+    proc = subprocess.run([sys.executable, "-m", "server", *args], cwd=REPO, input=stdin, capture_output=True,
+                          text=True, env=server_env(DATABASE_URL=db_url), timeout=120)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def test_migrate_builds_an_empty_database_and_exits(server_url):
+    name = f"csvimp_fresh_{uuid.uuid4().hex[:8]}"
+    url = recreate_database(server_url, name)
+    try:
+        code, _, err = run("migrate", db_url=url)
+        assert code == 0, err
+        code, out, err = run("user", "list", db_url=url)
+        assert (code, out) == (0, "")
+    finally:
+        drop_database(server_url, name)
+
+
+async def test_users_are_added_listed_signed_in_and_removed(db_url, anonymous_client):
+    code, out, err = run("user", "add", "ann", "--role", "editor", "--password-stdin", db_url=db_url,
+                         stdin="correct horse\n")
+    assert code == 0, err
+    assert "added editor ann, with a password" in out
+    code, out, _ = run("user", "add", "bob", "--role", "viewer", db_url=db_url)
+    assert code == 0 and "login-link --user bob" in out
+    code, _, err = run("user", "add", "ann", "--role", "admin", db_url=db_url)
+    assert code == 1 and "exists" in err
+    code, _, err = run("user", "add", "cy", "--role", "admin", "--password-stdin", db_url=db_url, stdin="short\n")
+    assert code == 2 and "at least 8" in err
+    code, out, _ = run("user", "list", db_url=db_url)
+    assert [line.split("\t")[:3] for line in out.splitlines()] == [["ann", "editor", "password"],
+                                                                   ["bob", "viewer", "link only"]]
+
+    resp = await anonymous_client.post("/login", data={"name": "ann", "password": "correct horse"},
+                                       allow_redirects=False)
+    assert resp.status == 303
+    assert (await anonymous_client.post("/customers", json={"customer_id": "A"})).status == 201
+
+    assert run("user", "remove", "ann", db_url=db_url)[0] == 0
+    assert (await anonymous_client.get("/customers")).status == 401
+    code, _, err = run("user", "remove", "ann", db_url=db_url)
+    assert code == 1 and "no user" in err
+
+
+async def test_a_token_is_printed_once_works_and_can_be_revoked(db_url, anonymous_client, db):
+    code, out, err = run("token", "create", "--name", "grafana", "--role", "viewer", "--expires-days", "30",
+                         db_url=db_url)
+    assert code == 0, err
+    token = out.splitlines()[-1]
+    assert token.startswith("csvi_") and " " not in token
+    headers = {"Authorization": f"Bearer {token}"}
+    assert (await anonymous_client.get("/customers", headers=headers)).status == 200
+    assert (await anonymous_client.post("/customers", json={"customer_id": "A"}, headers=headers)).status == 403
+    assert 29 <= await db.value("SELECT extract(day FROM expires_at - now()) FROM api_tokens") <= 30
+
+    code, out, _ = run("token", "list", db_url=db_url)
+    assert out.startswith("grafana\tviewer\texpires ") and token not in out
+    assert run("token", "revoke", "grafana", db_url=db_url)[0] == 0
+    assert (await anonymous_client.get("/customers", headers=headers)).status == 401
+    code, out, _ = run("token", "list", db_url=db_url)
+    assert "\trevoked " in out
+    assert run("token", "revoke", "grafana", db_url=db_url)[0] == 1
+    code, _, err = run("token", "create", "--name", "x", "--role", "viewer", "--expires-days", "0", db_url=db_url)
+    assert code == 2 and "at least 1" in err
+
+
+async def test_login_link_prints_a_url_that_signs_in_once(db_url, anonymous_client):
+    code, _, err = run("login-link", "--user", "nobody", db_url=db_url)
+    assert code == 1 and "no user 'nobody'" in err
+    code, out, err = run("login-link", db_url=db_url)  # no users yet: makes the first admin
+    assert code == 0, err
+    [url] = LINK.findall(out)
+    path = url.split("://", 1)[1].split("/", 1)[1]
+    resp = await anonymous_client.get("/" + path, allow_redirects=False)
+    assert resp.status == 303
+    assert (await anonymous_client.post("/import", json={"path": "absent.csv"})).status == 404  # admin
+
+
+async def test_serve_makes_the_admin_on_first_start_and_prints_a_link(db_url, tmp_path):
+    port = free_port()
+    log = tmp_path / "serve.log"
+    env = server_env(DATABASE_URL=db_url, IMPORT_DIR=str(tmp_path))
+    env.pop("PORT", None)
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "server", "serve", "--port", str(port)], cwd=REPO, env=env,
+                                stdout=out, stderr=subprocess.STDOUT)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        await wait_healthy(base, proc, log=log)
+        for _ in range(50):
+            links = LINK.findall(log.read_text())
+            if links:
+                break
+            await asyncio.sleep(0.1)
+        assert links and links[0].startswith(base + "/login/link/"), log.read_text()
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:
+            assert (await browser.get(base + "/import")).status == 401
+            async with browser.get(links[0]) as page:
+                assert page.status == 200 and str(page.url) == base + "/"
+                assert "admin" in await page.text()
+            assert (await browser.get(base + "/import")).status == 200
+            async with browser.get(links[0], allow_redirects=False) as again:
+                assert again.status == 410
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    code, out, _ = run("user", "list", db_url=db_url)
+    assert out.split("\t")[:2] == ["admin", "admin"]
