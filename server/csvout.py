@@ -3,6 +3,9 @@
 A cell that starts with = + - @ or a tab or carriage return is run as a
 formula by spreadsheet programs; following OWASP's CSV-injection advice such
 a cell is prefixed with a single quote, which shows it as the text it is.
+
+Bytes that are not text (a reject's raw line) are shown escaped, so a person
+sees exactly which bytes were there: see escape_bytes.
 """
 from __future__ import annotations
 
@@ -11,7 +14,31 @@ from collections.abc import AsyncIterable, Iterable
 from aiocsv import AsyncWriter
 from aiohttp import web
 
+from .capacity import Busy, Slots
+from .config import Config
+
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# C0 controls but tab, LF and CR (CSV quoting carries those), and DEL.
+_CONTROL_ESCAPES = {c: f"\\x{c:02x}" for c in (*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F)}
+
+
+def slots(config: Config) -> Slots:
+    """This process's download slots (EXPORTS_MAX_CONCURRENT)."""
+    return Slots(config.exports_max_concurrent, lambda limit: Busy(
+        f"{limit} downloads are already in progress on this server (EXPORTS_MAX_CONCURRENT); "
+        "try again shortly", retry_after=10))
+
+
+def escape_bytes(raw: bytes) -> str:
+    """`raw` as readable, unambiguous text, one rule for every byte.
+
+    Valid UTF-8 stays as it is; a byte that is not valid UTF-8, a NUL or
+    another control character (but tab, LF and CR) becomes `\\xNN`, as in
+    Python and C; a backslash itself is doubled, so `\\xff` written in the
+    file and a real 0xFF byte never look alike.
+    """
+    text = raw.replace(b"\\", b"\\\\").decode("utf-8", errors="backslashreplace")
+    return text.translate(_CONTROL_ESCAPES)
 
 
 def neutralise(value: object) -> object:

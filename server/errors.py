@@ -13,6 +13,9 @@ class DomainError(Exception):
     """An error a client can act on. Subclasses say which status it maps to."""
 
     status = 400
+    # True when the request's body may still be arriving and is not wanted: the
+    # answer closes the connection instead of reading the rest of it first.
+    close_connection = False
 
     def body(self) -> dict:
         return {"error": str(self)}
@@ -44,7 +47,10 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except DomainError as exc:
-        return web.json_response(exc.body(), status=exc.status, headers=exc.headers())
+        response = web.json_response(exc.body(), status=exc.status, headers=exc.headers())
+        if exc.close_connection:
+            response.force_close()
+        return response
     except pydantic.ValidationError as exc:
         return web.json_response(validation_body(exc), status=422)
     except web.HTTPException as exc:

@@ -8,6 +8,8 @@ from aiohttp import web
 
 from .config import Config
 
+from .capacity import Slots
+
 if TYPE_CHECKING:
     from .events import EventHub
     from .importer.runner import JobRunner
@@ -19,3 +21,5 @@ pool_key = web.AppKey("pool", aiopg.Pool)
 events_key: web.AppKey["EventHub"] = web.AppKey("events")
 runner_key: web.AppKey["JobRunner"] = web.AppKey("runner")
 lag_key: web.AppKey["LoopLag"] = web.AppKey("loop_lag")
+uploads_key = web.AppKey("uploads", Slots)    # multipart uploads in progress
+exports_key = web.AppKey("exports", Slots)    # CSV downloads in progress

@@ -68,3 +68,11 @@ async def test_a_q_export_holds_every_match_once_across_pages(client, db):
     rows = await download(client, q="ann")
     assert [r[0] for r in rows[1:]] == expected
     assert len(expected) == 2 * EXPORT_PAGE + 1
+
+
+async def test_a_nul_in_the_export_search_is_422_before_any_csv_is_sent(client):
+    resp = await client.get("/customers.csv?q=%00")
+    assert resp.status == 422
+    assert resp.headers["Content-Type"].startswith("application/json")
+    assert (await resp.json())["fields"][0]["field"] == "q"
+

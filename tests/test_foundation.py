@@ -61,6 +61,13 @@ def test_import_dir_follows_data_dir():
         ({"UPLOAD_MAX_BYTES": "lots"}, "UPLOAD_MAX_BYTES"),
         ({"WORKER_POLL_SECONDS": "0"}, "WORKER_POLL_SECONDS"),
         ({"IMPORT_BATCH_BYTES": str(512 * 1024**2)}, "IMPORT_BATCH_BYTES must be from 65536 to 268435456"),
+        ({"UPLOADS_MAX_CONCURRENT": "0"}, "UPLOADS_MAX_CONCURRENT"),
+        ({"UPLOAD_MIN_FREE_BYTES": "1GB"}, "UPLOAD_MIN_FREE_BYTES"),
+        ({"UPLOAD_STALL_SECONDS": "-5"}, "UPLOAD_STALL_SECONDS"),
+        ({"MULTIPART_MAX_PARTS": "100000"}, "MULTIPART_MAX_PARTS"),
+        ({"SSE_MAX_STREAMS": "none"}, "SSE_MAX_STREAMS"),
+        ({"SSE_SEND_TIMEOUT_SECONDS": "0"}, "SSE_SEND_TIMEOUT_SECONDS"),
+        ({"EXPORTS_MAX_CONCURRENT": "0"}, "EXPORTS_MAX_CONCURRENT"),
     ],
 )
 def test_a_bad_value_names_the_variable(env, named):

@@ -164,3 +164,66 @@ async def test_a_200_mb_upload_grows_the_server_rss_by_less_than_50_mb(db_url, t
     finally:
         proc.kill()
         proc.wait(timeout=10)
+
+
+def multipart(boundary: str, parts: list[tuple[str, bytes]], *, close: bool = True) -> bytes:
+    """A multipart/form-data body by hand: [(headers, content)]."""
+    body = b"".join(f"--{boundary}\r\n{headers}\r\n\r\n".encode() + content + b"\r\n"
+                    for headers, content in parts)
+    return body + (f"--{boundary}--\r\n".encode() if close else b"")
+
+
+FILE_HEADERS = 'Content-Disposition: form-data; name="file"; filename="a.csv"\r\nContent-Type: text/csv'
+
+
+@pytest.mark.parametrize(("content_type", "body", "named"), [
+    ("multipart/form-data", multipart("xyz", [(FILE_HEADERS, CSV)]), "boundary"),
+    ("multipart/form-data; boundary=", multipart("", [(FILE_HEADERS, CSV)]), "boundary"),
+    ("multipart/form-data; boundary=xyz", CSV, "boundary"),
+    ("multipart/form-data; boundary=xyz", multipart("xyz", [(FILE_HEADERS, CSV)], close=False), "boundary"),
+    ("multipart/form-data; boundary=xyz",
+     multipart("xyz", [('Content-Disposition: form-data; name="file"; filename="a\x00.csv"', CSV)]), "header"),
+    ("multipart/form-data; boundary=xyz",
+     multipart("xyz", [('Content-Disposition: form-data; name="file"\x00; filename="a.csv"', CSV)]), "header"),
+    ("multipart/form-data; boundary=" + "b" * 80, multipart("b" * 80, [(FILE_HEADERS, CSV)]), "boundary"),
+])
+async def test_a_malformed_multipart_body_is_400_and_leaves_nothing(client, config, db, content_type, body, named):
+    resp = await client.post("/import", data=body, headers={"Content-Type": content_type})
+    assert resp.status == 400, await resp.text()
+    assert named in (await resp.json())["error"]
+    assert stored(config) == []
+    assert await db.value("SELECT count(*) FROM import_jobs") == 0
+
+
+async def test_a_compressed_request_body_is_415_and_stores_nothing(client, config, db):
+    import gzip
+    body = aiohttp.MultipartWriter("form-data", boundary="gz")
+    part = body.append(b"x" * 10_000_000 + CSV)
+    part.set_content_disposition("form-data", name="file", filename="a.csv")
+    packed = gzip.compress(await body.as_bytes())
+    resp = await client.post("/import", data=packed, headers={
+        "Content-Type": "multipart/form-data; boundary=gz", "Content-Encoding": "gzip"})
+    assert resp.status == 415
+    assert "Content-Encoding" in (await resp.json())["error"]
+    assert stored(config) == []
+    assert await db.value("SELECT count(*) FROM import_jobs") == 0
+
+
+async def test_bidi_and_invisible_characters_leave_the_stored_name(client):
+    resp = await client.post("/import", data=form(CSV, filename="invoice\u202egpj.csv\u200b\u2066\u0085"))
+    assert resp.status == 202, await resp.text()
+    assert (await resp.json())["filename"] == "invoicegpj.csv"
+
+
+async def test_many_parts_before_the_file_are_refused_without_reading_them(client, config, db):
+    empty = ('Content-Disposition: form-data; name="x"', b"")
+    body = multipart("many", [empty] * 40_000 + [(FILE_HEADERS, CSV)])
+    resp = await client.post("/import", data=body, headers={"Content-Type": "multipart/form-data; boundary=many"})
+    assert resp.status == 413
+    assert f"{config.multipart_max_parts} parts" in (await resp.json())["error"]
+    assert stored(config) == []
+    assert await db.value("SELECT count(*) FROM import_jobs") == 0
+    # A few fields beside the file are fine.
+    body = multipart("few", [empty] * (config.multipart_max_parts - 1) + [(FILE_HEADERS, CSV)])
+    resp = await client.post("/import", data=body, headers={"Content-Type": "multipart/form-data; boundary=few"})
+    assert resp.status == 202, await resp.text()
