@@ -212,7 +212,8 @@ async def test_rejects_csv_has_line_offset_reason_and_raw_text_neutralised(clien
     assert rows[2][3] == "4,J4,Ann\\xff,Lee,Acme,Oslo,Norway,1,,a@b.c,2021-01-01,w,x"
 
 
-async def test_a_name_too_long_for_the_file_system_is_400(client, db):
+async def test_a_name_too_long_for_the_file_system_is_400(client, config, db):
+    (config.import_dir / "sub").mkdir()
     resp = await client.post("/import", json={"path": "a" * 300})
     assert resp.status == 400
     assert "too long" in (await resp.json())["error"]
