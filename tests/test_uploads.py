@@ -227,3 +227,105 @@ async def test_many_parts_before_the_file_are_refused_without_reading_them(clien
     body = multipart("few", [empty] * (config.multipart_max_parts - 1) + [(FILE_HEADERS, CSV)])
     resp = await client.post("/import", data=body, headers={"Content-Type": "multipart/form-data; boundary=few"})
     assert resp.status == 202, await resp.text()
+
+
+async def _start_raw_upload(host: str, port: int, first: bytes, total: int | None):
+    """An upload by hand that sends `first` and then waits: the test decides what comes next."""
+    reader, writer = await asyncio.open_connection(host, port)
+    length = f"Content-Length: {total}\r\n" if total is not None else ""
+    writer.write(("POST /import HTTP/1.1\r\nHost: localhost\r\n"
+                  "Content-Type: multipart/form-data; boundary=raw\r\n"
+                  f"{length}\r\n").encode()
+                 + f"--raw\r\n{FILE_HEADERS}\r\n\r\n".encode() + first)
+    await writer.drain()
+    return reader, writer
+
+
+async def _eventually(predicate, timeout: float = 10) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.02)
+
+
+def partials(config) -> list:
+    folder = config.import_dir / "uploads"
+    return sorted(folder.glob("*.part")) if folder.exists() else []
+
+
+async def test_one_upload_too_many_is_429_with_retry_after(aiohttp_client, config, db):
+    client = await aiohttp_client(create_app(dataclasses.replace(config, uploads_max_concurrent=1)))
+    tail = b"\r\n--raw--\r\n"
+    total = len(f"--raw\r\n{FILE_HEADERS}\r\n\r\n") + len(CSV) + len(tail)
+    reader, writer = await _start_raw_upload(client.server.host, client.server.port, CSV[:1000], total)
+    await _eventually(lambda: partials(config))
+    resp = await client.post("/import", data=form(CSV))
+    assert resp.status == 429
+    assert int(resp.headers["Retry-After"]) > 0
+    assert "UPLOADS_MAX_CONCURRENT" in (await resp.json())["error"]
+    writer.write(CSV[1000:] + tail)  # the first one goes on to the end
+    await writer.drain()
+    status_line = await asyncio.wait_for(reader.readline(), 10)
+    writer.close()
+    assert b" 202 " in status_line
+    [path] = stored(config)
+    assert path.suffix == ".csv" and path.read_bytes() == CSV
+
+
+async def test_an_upload_that_would_leave_too_little_free_space_is_507(aiohttp_client, config, db):
+    import shutil
+    free = shutil.disk_usage(config.import_dir).free
+    client = await aiohttp_client(create_app(dataclasses.replace(config, upload_min_free_bytes=free + 10**12)))
+    resp = await client.post("/import", data=form(CSV))  # with a Content-Length: refused before the body
+    assert resp.status == 507
+    assert "UPLOAD_MIN_FREE_BYTES" in (await resp.json())["error"]
+    # Without a Content-Length the floor is met while writing: 100 MB would cross it.
+    client = await aiohttp_client(create_app(dataclasses.replace(
+        config, upload_min_free_bytes=free - 30 * 1024**2)))
+    body = aiohttp.MultipartWriter("form-data")
+    part = body.append(aiohttp.payload.AsyncIterablePayload(_body(100 * 1024 * 1024)))
+    part.set_content_disposition("form-data", name="file", filename="big.csv")
+    resp = await client.post("/import", data=body)
+    assert resp.status == 507
+    assert stored(config) == [] and partials(config) == []
+    assert await db.value("SELECT count(*) FROM import_jobs") == 0
+
+
+async def test_a_body_that_stalls_is_dropped_and_its_file_removed(aiohttp_client, config, db):
+    client = await aiohttp_client(create_app(dataclasses.replace(config, upload_stall_seconds=1)))
+    reader, writer = await _start_raw_upload(client.server.host, client.server.port, CSV[:5000], 10**7)
+    await _eventually(lambda: partials(config))
+    answer = await asyncio.wait_for(reader.read(3000), 10)  # nothing more is sent
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 408 ") and b"Connection: close" in answer
+    assert b"UPLOAD_STALL_SECONDS" in answer
+    assert stored(config) == [] and partials(config) == []
+    assert await db.value("SELECT count(*) FROM import_jobs") == 0
+
+
+@pytest.mark.slow
+async def test_a_server_killed_mid_upload_leaves_no_file_that_looks_complete(db_url, tmp_path):
+    port = free_port()
+    uploads = tmp_path / "uploads"
+    env = server_env(DATABASE_URL=db_url, IMPORT_DIR=str(tmp_path), UPLOAD_STALL_SECONDS="0.5")
+    proc = cli("serve", "--port", str(port), env=env)
+    try:
+        await wait_healthy(f"http://127.0.0.1:{port}", proc)
+        reader, writer = await _start_raw_upload("127.0.0.1", port, CSV[:100_000], 10**7)
+        await _eventually(lambda: any(uploads.iterdir()) if uploads.exists() else False)
+        proc.kill()
+        proc.wait(timeout=10)
+        writer.close()
+    finally:
+        proc.kill()
+    left = sorted(uploads.iterdir())
+    assert left and all(p.name.endswith(".csv.part") for p in left), left
+    # The next start clears what nobody is writing any more.
+    await asyncio.sleep(1.2)
+    proc = cli("serve", "--port", str(port), env=env)
+    try:
+        await wait_healthy(f"http://127.0.0.1:{port}", proc)
+        assert sorted(uploads.iterdir()) == []
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
