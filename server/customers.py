@@ -177,13 +177,14 @@ async def export_rows(pool: aiopg.Pool, q: str | None = None,
     """Every customer (or those matching q) in id order, a page at a time: constant memory.
 
     The connection goes back to the pool between pages, so a slow download
-    never holds one.
+    never holds one. Rows come as the database gives them (dates as dates):
+    the export formats them off the loop.
     """
     after = 0
     while True:
         rows = await _page(pool, page_size, after, q)
         for row in rows:
-            yield tuple(_plain(value) for value in row)
+            yield row
         if len(rows) < page_size:
             return
         after = rows[-1][0]

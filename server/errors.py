@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import logging
 
+import psycopg2
 import pydantic
 from aiohttp import web
 
 log = logging.getLogger(__name__)
+DATABASE_RETRY_AFTER = 5  # seconds: about what a PostgreSQL restart or failover takes
 
 
 class DomainError(Exception):
@@ -32,6 +34,10 @@ class Conflict(DomainError):
     status = 409
 
 
+def database_unavailable() -> dict:
+    return {"error": "the database is not available right now; try again in a few seconds"}
+
+
 def validation_body(exc: pydantic.ValidationError, where: str = "body") -> dict:
     """A 422 body that names every field that is wrong."""
     fields = []
@@ -53,6 +59,13 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
         return response
     except pydantic.ValidationError as exc:
         return web.json_response(validation_body(exc), status=422)
+    except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
+        # The connection is lost or refused (a restart, a failover, a full server): the
+        # request may well work in a moment. An error in the query itself is not this.
+        log.warning("%s %s: the database is unavailable: %s", request.method, request.path,
+                    str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+        return web.json_response(database_unavailable(), status=503,
+                                 headers={"Retry-After": str(DATABASE_RETRY_AFTER)})
     except web.HTTPException as exc:
         if exc.status < 400 or exc.content_type == "application/json":
             raise

@@ -12,7 +12,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from .. import customers
 from ..csvout import stream_csv
 from ..errors import DomainError
-from ..keys import pool_key
+from ..keys import exports_key, pool_key
 from ..openapi import describe
 from .params import query_params
 
@@ -189,11 +189,12 @@ async def list_customers(request: web.Request) -> web.Response:
 
 @routes.get("/customers.csv")
 @describe("Every customer (or those matching q) as a streamed CSV download", query=SearchQuery,
-          tags=("customers",), responses={200: "text/csv, one row a customer", 422: Invalid})
+          tags=("customers",), responses={200: "text/csv, one row a customer", 422: Invalid, 429: Problem})
 async def export_customers(request: web.Request) -> web.StreamResponse:
     query = query_params(SearchQuery, request)
-    return await stream_csv(request, "customers.csv", customers.FIELDS,
-                            customers.export_rows(request.app[pool_key], query.q))
+    with request.app[exports_key].hold():
+        return await stream_csv(request, "customers.csv", customers.FIELDS,
+                                customers.export_rows(request.app[pool_key], query.q))
 
 
 @routes.post("/customers")

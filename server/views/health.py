@@ -1,6 +1,7 @@
 from aiohttp import web
 
 from ..db import ping
+from ..errors import DATABASE_RETRY_AFTER
 from ..keys import lag_key, pool_key
 from ..openapi import describe
 
@@ -13,4 +14,5 @@ routes = web.RouteTableDef()
 async def healthz(request: web.Request) -> web.Response:
     if await ping(request.app[pool_key]):
         return web.json_response({"status": "ok", "loop_lag_ms": request.app[lag_key].percentiles()})
-    return web.json_response({"status": "database unavailable"}, status=503)
+    return web.json_response({"status": "database unavailable"}, status=503,
+                             headers={"Retry-After": str(DATABASE_RETRY_AFTER)})
