@@ -48,7 +48,10 @@ def main(argv: list[str] | None = None) -> int:
         from aiohttp import web
 
         from .app import create_app
+        from .capacity import raise_open_files_limit
 
+        before, after = raise_open_files_limit()  # a connection is an open file
+        logging.getLogger("server").info("open files limit: %s (was %s)", after, before)
         web.run_app(create_app(config), host=args.host or config.host, port=args.port or config.port)
         return 0
     if args.command == "import":
