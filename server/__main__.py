@@ -31,8 +31,10 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument("--about-bytes", type=int, default=1000)
 
     bench = commands.add_parser("bench", help="side-by-side benchmark against psql \\copy")
-    bench.add_argument("rows", type=int, nargs="?", default=2_000_000)
+    bench.add_argument("rows", type=int, nargs="?", help="default 2,000,000 (200,000 with --edge)")
     bench.add_argument("--about-bytes", type=int, default=1000)
+    bench.add_argument("--edge", action="store_true",
+                       help="only the HTTP edge: loop lag during 40,000-part uploads and four exports")
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -64,9 +66,13 @@ def main(argv: list[str] | None = None) -> int:
 
         return _generate(generate, args)
     if args.command == "bench":
+        if args.edge:
+            from .bench.edge import run_edge_bench
+
+            return run_edge_bench(config, args.rows or 200_000)
         from .bench import run_bench
 
-        return run_bench(config, args.rows, about_bytes=args.about_bytes)
+        return run_bench(config, args.rows or 2_000_000, about_bytes=args.about_bytes)
     parser.error(f"unknown command {args.command}")
     return 2
 

@@ -14,6 +14,23 @@ async def test_healthz_answers_when_the_database_does(client):
     assert set(body["loop_lag_ms"]) == {"p50", "p99"}
 
 
+async def test_healthz_gives_the_loop_lag_of_the_last_seconds_asked_for(client):
+    import asyncio
+    import time
+
+    await asyncio.sleep(0.5)
+    whole = (await (await client.get("/healthz")).json())["loop_lag_ms"]
+    assert whole["p99"] is not None
+    for _ in range(20):  # the loop wakes up 60 ms late, twenty times
+        time.sleep(0.06)
+        await asyncio.sleep(0.011)
+    await asyncio.sleep(0.6)
+    recent = (await (await client.get("/healthz", params={"lag_seconds": "0.4"})).json())["loop_lag_ms"]
+    assert recent["p99"] < 40  # the last 0.4 s hold no such sample
+    last = (await (await client.get("/healthz", params={"lag_seconds": "5"})).json())["loop_lag_ms"]
+    assert last["p99"] > 40
+
+
 async def test_the_page_renders(client):
     resp = await client.get("/")
     assert resp.status == 200
