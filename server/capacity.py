@@ -21,9 +21,11 @@ class Busy(DomainError):
 
     status = 429
 
-    def __init__(self, message: str, retry_after: int, status: int | None = None):
+    def __init__(self, message: str, retry_after: int, status: int | None = None,
+                 close_connection: bool = False):
         super().__init__(message)
         self.retry_after = retry_after
+        self.close_connection = close_connection  # an upload's body is not wanted
         if status is not None:
             self.status = status
 

@@ -120,7 +120,7 @@ def slots(config: Config) -> Slots:
     """This process's upload slots (UPLOADS_MAX_CONCURRENT)."""
     return Slots(config.uploads_max_concurrent, lambda limit: Busy(
         f"{limit} uploads are already in progress on this server (UPLOADS_MAX_CONCURRENT); "
-        "try again shortly", retry_after=30))
+        "try again shortly", retry_after=30, close_connection=True))
 
 
 def check_header(head: bytes, *, max_line_bytes: int) -> None:
