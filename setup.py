@@ -64,7 +64,7 @@ setup(
     install_requires=[
         "aiohttp>=3.11,<4",
         "aiohttp-jinja2>=1.6",
-        "aiohttp-sse>=2.2",
+        "aiohttp-sse>=3.0",  # send_timeout: a client that stops reading is dropped
         "aiopg>=1.4",
         "psycopg2-binary>=2.9.9",
         "aiocsv>=1.3",

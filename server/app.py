@@ -5,7 +5,7 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
-from . import openapi
+from . import csvout, openapi, uploads
 from .auth import views as access_views
 from .auth.wiring import access_middlewares, setup_access
 from .config import Config
@@ -13,7 +13,7 @@ from .db import database_ctx
 from .errors import error_middleware
 from .events import events_ctx, stop_streams
 from .importer.runner import runner_ctx
-from .keys import config_key
+from .keys import config_key, exports_key, uploads_key
 from .lag import lag_ctx
 from .resources import resource_dir
 from .security import same_origin_middleware
@@ -25,6 +25,8 @@ def create_app(config: Config) -> web.Application:
     app = web.Application(client_max_size=1024**2)
     app[config_key] = config
     app.middlewares.extend([*access_middlewares(app), same_origin_middleware, error_middleware])
+    app[uploads_key] = uploads.slots(config)
+    app[exports_key] = csvout.slots(config)
     aiohttp_jinja2.setup(
         app,
         loader=jinja2.PackageLoader("server", "templates"),
@@ -35,6 +37,7 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(database_ctx)
     app.cleanup_ctx.append(events_ctx)
     app.cleanup_ctx.append(runner_ctx)
+    app.cleanup_ctx.append(uploads.uploads_ctx)
     app.cleanup_ctx.append(tus_ctx)  # its sweep stops first
     app.on_shutdown.append(stop_streams)  # SSE streams end before the server waits for handlers
     app.on_response_prepare.append(protocol_headers)

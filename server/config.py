@@ -38,6 +38,14 @@ class Config:
     login_max_failures_per_address: int = 20  # the same, per client address
     login_window_seconds: int = 15 * 60
     public_url: str | None = None            # base of printed sign-in links; default http://HOST:PORT
+    # The HTTP edge: what one process accepts at once, and how long it waits on a client.
+    uploads_max_concurrent: int = 4
+    upload_min_free_bytes: int = 1024**3
+    upload_stall_seconds: float = 60.0
+    multipart_max_parts: int = 16
+    sse_max_streams: int = 2000
+    sse_send_timeout_seconds: float = 10.0
+    exports_max_concurrent: int = 4
 
     @property
     def pgdata(self) -> Path:
@@ -75,6 +83,20 @@ class Config:
                                                 cls.login_max_failures_per_address, low=1),
             login_window_seconds=_int(env, "LOGIN_WINDOW_SECONDS", cls.login_window_seconds, low=1),
             public_url=_url(env, "PUBLIC_URL", ("http", "https")),
+            # Uploads at once per process; one more gets 429 with Retry-After.
+            uploads_max_concurrent=_int(env, "UPLOADS_MAX_CONCURRENT", cls.uploads_max_concurrent, low=1),
+            # Free space an upload must leave in IMPORT_DIR, else 507 (the partial file goes).
+            upload_min_free_bytes=_int(env, "UPLOAD_MIN_FREE_BYTES", cls.upload_min_free_bytes, low=0),
+            # An upload body that sends nothing for this long is dropped (408).
+            upload_stall_seconds=_float(env, "UPLOAD_STALL_SECONDS", cls.upload_stall_seconds),
+            # Form fields allowed before the file field; each costs loop time to parse.
+            multipart_max_parts=_int(env, "MULTIPART_MAX_PARTS", cls.multipart_max_parts, low=1, high=1000),
+            # Open /import/events streams per process; one more gets 503 with Retry-After.
+            sse_max_streams=_int(env, "SSE_MAX_STREAMS", cls.sse_max_streams, low=1),
+            # A stream whose client takes longer than this to accept an event is dropped.
+            sse_send_timeout_seconds=_float(env, "SSE_SEND_TIMEOUT_SECONDS", cls.sse_send_timeout_seconds),
+            # /customers.csv downloads at once per process; one more gets 429 with Retry-After.
+            exports_max_concurrent=_int(env, "EXPORTS_MAX_CONCURRENT", cls.exports_max_concurrent, low=1),
         )
 
 

@@ -25,7 +25,7 @@ FIELDS = ("id", "customer_id", "first_name", "last_name", "company", "city", "co
           "created_at", "updated_at", "updated_manually_at", "updated_manually_by")
 EDITABLE = ("customer_id", "first_name", "last_name", "company", "city", "country",
             "phone_1", "phone_2", "email", "subscription_date", "website", "about")
-EXPORT_PAGE = 2000  # rows a page of the export: a few MB at ~1 KB a row
+EXPORT_PAGE = 250  # rows a page of the export: read and decoded on the loop in about 2 ms
 MAX_ID = 2**63 - 1  # bigint
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _CURSOR_TEXT = re.compile(r"[0-9]{1,19}")
@@ -180,13 +180,14 @@ async def export_rows(pool: aiopg.Pool, q: str | None = None,
     """Every customer (or those matching q) in id order, a page at a time: constant memory.
 
     The connection goes back to the pool between pages, so a slow download
-    never holds one.
+    never holds one. Rows come as the database gives them (dates as dates):
+    the export formats them off the loop.
     """
     after = 0
     while True:
         rows = await _page(pool, page_size, after, q)
         for row in rows:
-            yield tuple(_plain(value) for value in row)
+            yield row
         if len(rows) < page_size:
             return
         after = rows[-1][0]

@@ -3,16 +3,21 @@ from __future__ import annotations
 
 import logging
 
+import psycopg2
 import pydantic
 from aiohttp import web
 
 log = logging.getLogger(__name__)
+DATABASE_RETRY_AFTER = 5  # seconds: about what a PostgreSQL restart or failover takes
 
 
 class DomainError(Exception):
     """An error a client can act on. Subclasses say which status it maps to."""
 
     status = 400
+    # True when the request's body may still be arriving and is not wanted: the
+    # answer closes the connection instead of reading the rest of it first.
+    close_connection = False
 
     def body(self) -> dict:
         return {"error": str(self)}
@@ -27,6 +32,10 @@ class NotFound(DomainError):
 
 class Conflict(DomainError):
     status = 409
+
+
+def database_unavailable() -> dict:
+    return {"error": "the database is not available right now; try again in a few seconds"}
 
 
 def validation_body(exc: pydantic.ValidationError, where: str = "body") -> dict:
@@ -44,9 +53,19 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except DomainError as exc:
-        return web.json_response(exc.body(), status=exc.status, headers=exc.headers())
+        response = web.json_response(exc.body(), status=exc.status, headers=exc.headers())
+        if exc.close_connection:
+            response.force_close()
+        return response
     except pydantic.ValidationError as exc:
         return web.json_response(validation_body(exc), status=422)
+    except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
+        # The connection is lost or refused (a restart, a failover, a full server): the
+        # request may well work in a moment. An error in the query itself is not this.
+        log.warning("%s %s: the database is unavailable: %s", request.method, request.path,
+                    str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+        return web.json_response(database_unavailable(), status=503,
+                                 headers={"Retry-After": str(DATABASE_RETRY_AFTER)})
     except web.HTTPException as exc:
         if exc.status < 400 or exc.content_type == "application/json":
             raise

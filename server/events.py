@@ -26,7 +26,8 @@ from aiohttp_sse import EventSourceResponse, sse_response
 
 from .importer import jobs
 from .sqlfiles import queries
-from .keys import database_url_key, events_key, pool_key, runner_key
+from .capacity import Busy
+from .keys import config_key, database_url_key, events_key, pool_key, runner_key
 from .tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ HEARTBEAT = 1.0        # at least one progress event a second while a job runs
 PING_INTERVAL = 15.0   # comment ping that keeps idle streams open through proxies
 MAX_PENDING_STATES = 16
 BACKOFF = (0.5, 1, 2, 5, 10)
+STREAMS_RETRY_AFTER = 5  # seconds: streams end all the time, a slot is soon free
 IDLE = {"status": "idle"}
 
 
@@ -64,6 +66,8 @@ class Subscriber:
         self.last: Event | None = None  # the last event sent
         self.closed = False
         self.changed = asyncio.Event()
+        self.sending = False  # inside a write that waits for the client to read
+        self.transport: asyncio.Transport | None = None
 
     def offer(self, event: Event) -> None:
         if event.kind == "snapshot":
@@ -101,6 +105,10 @@ class Subscriber:
     def close(self) -> None:
         self.closed = True
         self.changed.set()
+        if self.sending and self.transport is not None:
+            # A client that does not read would hold its write, and the shutdown, for up
+            # to the send timeout: it loses the connection now instead.
+            self.transport.abort()
 
     def _newest_seq(self) -> int:
         seqs = [e.seq for e in (self.snapshot, self.progress, self.last) if e is not None]
@@ -141,16 +149,29 @@ class EventHub:
             subscriber.offer(event)
 
     async def serve(self, request: web.Request) -> EventSourceResponse:
-        """One client's stream: a snapshot read from the database, then live events."""
-        async with sse_response(request, ping_interval=PING_INTERVAL) as stream:
-            self.streams.add(stream)
-            subscriber = Subscriber()
-            self.subscribers.add(subscriber)  # before the read: nothing falls in between
-            try:
-                subscriber.offer(Event.of("snapshot", await jobs.current(self.app[pool_key])))
+        """One client's stream: a snapshot read from the database, then live events.
+
+        At most SSE_MAX_STREAMS at once (503 with Retry-After beyond), and a
+        client that takes longer than SSE_SEND_TIMEOUT_SECONDS to accept an
+        event loses its connection: it is not reading, and its slot is
+        someone else's.
+        """
+        config = self.app[config_key]
+        if len(self.subscribers) >= config.sse_max_streams:
+            raise Busy(f"this server already streams to {config.sse_max_streams} clients "
+                       "(SSE_MAX_STREAMS); try again shortly", retry_after=STREAMS_RETRY_AFTER, status=503)
+        subscriber = Subscriber()
+        self.subscribers.add(subscriber)  # before the read: nothing falls in between
+        try:
+            # Read before the 200 goes out, so a database that is away is still an HTTP answer.
+            subscriber.offer(Event.of("snapshot", await jobs.current(self.app[pool_key])))
+            async with sse_response(request, ping_interval=PING_INTERVAL,
+                                    send_timeout=config.sse_send_timeout_seconds) as stream:
+                self.streams.add(stream)
+                subscriber.transport = request.transport
                 await _pump(request, stream, subscriber)
-            finally:
-                self.subscribers.discard(subscriber)
+        finally:
+            self.subscribers.discard(subscriber)
         return stream
 
     async def _listen_forever(self) -> None:
@@ -208,7 +229,13 @@ async def _pump(request: web.Request, stream: EventSourceResponse, subscriber: S
         event = subscriber.take() or _heartbeat(subscriber, loop.time() - last_sent)
         if event is None:
             continue
-        await stream.send(event.data, id=str(event.seq), event=event.kind)
+        subscriber.sending = True
+        try:
+            await stream.send(event.data, id=str(event.seq), event=event.kind)
+        except (TimeoutError, ConnectionError):
+            return  # a client that stopped reading (its connection is aborted) or has gone
+        finally:
+            subscriber.sending = False
         last_sent = loop.time()
         if subscriber.pending():
             subscriber.changed.set()  # more to send: next round, after the gap

@@ -8,6 +8,8 @@ from aiohttp import web
 
 from .config import Config
 
+from .capacity import Slots
+
 if TYPE_CHECKING:
     from .events import EventHub
     from .importer.runner import JobRunner
@@ -20,4 +22,6 @@ pool_key = web.AppKey("pool", aiopg.Pool)
 events_key: web.AppKey["EventHub"] = web.AppKey("events")
 runner_key: web.AppKey["JobRunner"] = web.AppKey("runner")
 lag_key: web.AppKey["LoopLag"] = web.AppKey("loop_lag")
-uploads_key: web.AppKey["Uploads"] = web.AppKey("uploads")
+tus_key: web.AppKey["Uploads"] = web.AppKey("tus_uploads")  # resumable (tus) uploads
+uploads_key = web.AppKey("uploads", Slots)    # multipart uploads in progress
+exports_key = web.AppKey("exports", Slots)    # CSV downloads in progress

@@ -17,6 +17,7 @@ INTERVAL = 0.01
 class LoopLag:
     def __init__(self, window: int = 6000):
         self.samples: collections.deque[float] = collections.deque(maxlen=window)
+        self.times: collections.deque[float] = collections.deque(maxlen=window)  # when each was taken
         self._task: asyncio.Task | None = None
 
     def start(self) -> None:
@@ -25,10 +26,15 @@ class LoopLag:
     async def stop(self) -> None:
         await cancel_and_wait(self._task)
 
-    def percentiles(self) -> dict[str, float | None]:
-        if len(self.samples) < 2:
+    def percentiles(self, last_seconds: float | None = None) -> dict[str, float | None]:
+        """p50/p99 in ms over the window, or over the samples of the last `last_seconds`."""
+        samples = list(self.samples)
+        if last_seconds is not None:
+            since = asyncio.get_running_loop().time() - last_seconds
+            samples = [lag for lag, at in zip(self.samples, self.times) if at >= since]
+        if len(samples) < 2:
             return {"p50": None, "p99": None}
-        cuts = statistics.quantiles(self.samples, n=100, method="inclusive")
+        cuts = statistics.quantiles(samples, n=100, method="inclusive")
         return {"p50": round(cuts[49] * 1000, 2), "p99": round(cuts[98] * 1000, 2)}
 
     async def _sample(self) -> None:
@@ -37,6 +43,7 @@ class LoopLag:
             start = loop.time()
             await asyncio.sleep(INTERVAL)
             self.samples.append(max(loop.time() - start - INTERVAL, 0.0))
+            self.times.append(loop.time())
 
 
 async def lag_ctx(app: web.Application) -> AsyncIterator[None]:

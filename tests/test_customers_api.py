@@ -448,3 +448,45 @@ async def test_search_folds_case_beyond_ascii(client, db):
     for q, expected in (("NGUYỄN", ["N1"]), ("øVERGÅRD", ["N2"]), ("nguyen", ["N3"])):
         resp = await client.get("/customers", params={"q": q})
         assert [c["customer_id"] for c in (await resp.json())["items"]] == expected, q
+
+
+# Input the API must refuse in words, never with a 500
+
+async def test_a_nul_in_the_search_is_422_naming_q(client):
+    resp = await client.get("/customers?q=%00")
+    assert resp.status == 422
+    assert (await resp.json())["fields"][0]["field"] == "q"
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", None])
+async def test_a_body_that_is_not_declared_json_is_415_and_stores_nothing(client, db, content_type):
+    headers = {} if content_type is None else {"Content-Type": content_type}
+    resp = await client.post("/customers", data=b'{"customer_id": "CT1"}', headers=headers)
+    assert resp.status == 415
+    assert "application/json" in (await resp.json())["error"]
+    created = await create(client, customer_id="CT2")
+    resp = await client.patch(f"/customers/{created['id']}", data=b'{"first_name": "X"}',
+                              headers={"Content-Type": "text/plain"})
+    assert resp.status == 415
+    assert await db.value("SELECT count(*) FROM customers") == 1
+    assert await db.value("SELECT first_name FROM customers") is None
+
+
+# The same cells through the importer and through the API: one trimming rule.
+TRIMMED = [" \\x1fT1\\x1f ", "\\x1cT2", "\\u2028T3\\u2029", "\\x85T4\\xa0", "T5\\x1e"]
+
+
+async def test_the_api_trims_a_customer_id_as_the_importer_does(client, app, config, db):
+    ids = [bytes(value, "ascii").decode("unicode_escape") for value in TRIMMED]
+    lines = [HEADER] + [row(i, '"' + value + '"') for i, value in enumerate(ids)]
+    done = await import_file(app, write_csv(config.import_dir / "trim.csv", lines))
+    assert done["inserted"] == len(ids)
+    imported = [r[0] for r in await db.all("SELECT customer_id FROM customers ORDER BY id")]
+    await db.all("DELETE FROM customers")
+    for value in ids:
+        await create(client, customer_id=value)
+    by_api = [r[0] for r in await db.all("SELECT customer_id FROM customers ORDER BY id")]
+    assert by_api == imported == ["T1", "T2", "T3", "T4", "T5"]
+    resp = await client.post("/customers", json={"customer_id": "\x1f\x1c"})  # nothing left
+    assert resp.status == 422
+    assert (await resp.json())["fields"][0]["field"] == "customer_id"

@@ -68,3 +68,31 @@ async def test_a_q_export_holds_every_match_once_across_pages(client, db):
     rows = await download(client, q="ann")
     assert [r[0] for r in rows[1:]] == expected
     assert len(expected) == 2 * EXPORT_PAGE + 1
+
+
+async def test_a_nul_in_the_export_search_is_422_before_any_csv_is_sent(client):
+    resp = await client.get("/customers.csv?q=%00")
+    assert resp.status == 422
+    assert resp.headers["Content-Type"].startswith("application/json")
+    assert (await resp.json())["fields"][0]["field"] == "q"
+
+
+
+async def test_one_download_too_many_is_429_with_retry_after(aiohttp_client, config, db):
+    import dataclasses
+
+    from server.app import create_app
+
+    await db.all("INSERT INTO customers (customer_id, about) "
+                 "SELECT 'D' || n, repeat('x', 1000) FROM generate_series(1, 20000) n")
+    client = await aiohttp_client(create_app(dataclasses.replace(config, exports_max_concurrent=1)))
+    first = await client.get("/customers.csv")  # headers in, body left unread: it stays in progress
+    assert first.status == 200
+    second = await client.get("/customers.csv")
+    assert second.status == 429
+    assert int(second.headers["Retry-After"]) > 0
+    assert "EXPORTS_MAX_CONCURRENT" in (await second.json())["error"]
+    assert len((await first.read()).splitlines()) == 20001
+    third = await client.get("/customers.csv")  # the slot is free again
+    assert third.status == 200
+    await third.read()

@@ -1,6 +1,7 @@
 """GET /import/events as a browser sees it: a real HTTP stream read event by event."""
 import asyncio
 import dataclasses
+import socket
 import time
 
 import pytest
@@ -9,6 +10,7 @@ from aiohttp.test_utils import TestServer
 
 from server.app import create_app
 from server.events import LISTENER_NAME, MAX_PENDING_STATES, Event, Subscriber
+from server.keys import events_key
 from server.generate import generate
 from tests.importing import HEADER, TERMINAL, row, write_csv
 from tests.processes import admin_headers
@@ -156,3 +158,75 @@ async def test_a_running_job_that_is_quiet_is_still_reported_every_second(client
         stream.response.close()
     assert [(b.event, b.id) for b in beats] == [("progress", snapshot.id)] * 3
     assert 2 <= elapsed < 4.5
+
+
+async def test_one_stream_too_many_is_503_with_retry_after(aiohttp_client, config):
+    client = await aiohttp_client(create_app(dataclasses.replace(config, sse_max_streams=2)))
+    streams = [await open_stream(client.session, client.make_url("/import/events")) for _ in range(2)]
+    for stream in streams:
+        assert (await stream.next()).event == "snapshot"
+    resp = await client.get("/import/events", headers={"Accept": "text/event-stream"})
+    assert resp.status == 503
+    assert int(resp.headers["Retry-After"]) > 0
+    assert "SSE_MAX_STREAMS" in (await resp.json())["error"]
+    streams[0].response.close()  # a client leaves: its slot is free once the server notices
+    for _ in range(50):
+        resp = await client.get("/import/events", headers={"Accept": "text/event-stream"})
+        if resp.status == 200:
+            break
+        await asyncio.sleep(0.1)
+    assert resp.status == 200
+    resp.close()
+    streams[1].response.close()
+
+
+async def _a_client_that_does_not_read(server) -> socket.socket:
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, (server.host, server.port))
+    await asyncio.get_running_loop().sock_sendall(
+        sock, b"GET /import/events HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n")
+    return sock
+
+
+async def _big_events_until(db, done, seconds: float) -> None:
+    """About 6 KB events, as fast as a client may get them, until done() (a NOTIFY stays under 8 KB)."""
+    job_id = await db.value("SELECT id FROM import_jobs WHERE filename = 'slow.csv'") or await db.value(
+        "INSERT INTO import_jobs (filename, path, status) VALUES ('slow.csv', '/nowhere/slow.csv', 'paused') "
+        "RETURNING id")
+    deadline = time.monotonic() + seconds
+    n = 0
+    while not done():
+        assert time.monotonic() < deadline, f"not within {seconds}s"
+        n += 1
+        await db.all("UPDATE import_jobs SET bytes_done = %s, error = repeat(md5(%s::text), 180) WHERE id = %s",
+                     (n, n, job_id))
+        await asyncio.sleep(0.05)
+
+
+async def test_a_client_that_stops_reading_is_dropped_after_the_send_timeout(aiohttp_client, config, db):
+    client = await aiohttp_client(create_app(dataclasses.replace(config, sse_send_timeout_seconds=2)))
+    hub = client.app[events_key]
+    sock = await _a_client_that_does_not_read(client.server)
+    await _big_events_until(db, lambda: hub.subscribers, 10)
+    # Its buffers fill within seconds; two more and it is dropped.
+    await _big_events_until(db, lambda: not hub.subscribers, 40)
+    with pytest.raises(ConnectionResetError):  # what it was sent, then the end of the connection
+        while await asyncio.get_running_loop().sock_recv(sock, 65536):
+            pass
+    sock.close()
+
+
+async def test_shutdown_does_not_wait_for_a_client_that_stopped_reading(config, db):
+    server = TestServer(create_app(dataclasses.replace(config, sse_send_timeout_seconds=120)))
+    await server.start_server()
+    hub = server.app[events_key]
+    sock = await _a_client_that_does_not_read(server)
+    flooded_by = time.monotonic() + 15  # (or sooner: once the server's write to it waits)
+    await _big_events_until(db, lambda: any(getattr(s, "sending", False) for s in hub.subscribers)
+                            or time.monotonic() > flooded_by, 60)
+    started = time.monotonic()
+    await server.close()
+    assert time.monotonic() - started < 5, "a stalled stream held the shutdown up"
+    sock.close()

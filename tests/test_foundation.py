@@ -14,6 +14,23 @@ async def test_healthz_answers_when_the_database_does(client):
     assert set(body["loop_lag_ms"]) == {"p50", "p99"}
 
 
+async def test_healthz_gives_the_loop_lag_of_the_last_seconds_asked_for(client):
+    import asyncio
+    import time
+
+    await asyncio.sleep(0.5)
+    whole = (await (await client.get("/healthz")).json())["loop_lag_ms"]
+    assert whole["p99"] is not None
+    for _ in range(20):  # the loop wakes up 60 ms late, twenty times
+        time.sleep(0.06)
+        await asyncio.sleep(0.011)
+    await asyncio.sleep(0.6)
+    recent = (await (await client.get("/healthz", params={"lag_seconds": "0.4"})).json())["loop_lag_ms"]
+    assert recent["p99"] < 40  # the last 0.4 s hold no such sample
+    last = (await (await client.get("/healthz", params={"lag_seconds": "5"})).json())["loop_lag_ms"]
+    assert last["p99"] > 40
+
+
 async def test_the_page_renders(client):
     resp = await client.get("/")
     assert resp.status == 200
@@ -61,6 +78,13 @@ def test_import_dir_follows_data_dir():
         ({"UPLOAD_MAX_BYTES": "lots"}, "UPLOAD_MAX_BYTES"),
         ({"WORKER_POLL_SECONDS": "0"}, "WORKER_POLL_SECONDS"),
         ({"IMPORT_BATCH_BYTES": str(512 * 1024**2)}, "IMPORT_BATCH_BYTES must be from 65536 to 268435456"),
+        ({"UPLOADS_MAX_CONCURRENT": "0"}, "UPLOADS_MAX_CONCURRENT"),
+        ({"UPLOAD_MIN_FREE_BYTES": "1GB"}, "UPLOAD_MIN_FREE_BYTES"),
+        ({"UPLOAD_STALL_SECONDS": "-5"}, "UPLOAD_STALL_SECONDS"),
+        ({"MULTIPART_MAX_PARTS": "100000"}, "MULTIPART_MAX_PARTS"),
+        ({"SSE_MAX_STREAMS": "none"}, "SSE_MAX_STREAMS"),
+        ({"SSE_SEND_TIMEOUT_SECONDS": "0"}, "SSE_SEND_TIMEOUT_SECONDS"),
+        ({"EXPORTS_MAX_CONCURRENT": "0"}, "EXPORTS_MAX_CONCURRENT"),
     ],
 )
 def test_a_bad_value_names_the_variable(env, named):

@@ -4,6 +4,7 @@ import csv
 import io
 import os
 
+import aiopg
 import pytest
 
 from server.generate import generate
@@ -208,4 +209,85 @@ async def test_rejects_csv_has_line_offset_reason_and_raw_text_neutralised(clien
     assert rows[1][2] == "Customer Id is empty"
     assert rows[1][3] == "'" + formula  # a spreadsheet shows it as text, never runs it
     assert rows[2][2] == "not valid UTF-8"
-    assert rows[2][3] == "4,J4,Ann\ufffd,Lee,Acme,Oslo,Norway,1,,a@b.c,2021-01-01,w,x"
+    assert rows[2][3] == "4,J4,Ann\\xff,Lee,Acme,Oslo,Norway,1,,a@b.c,2021-01-01,w,x"
+
+
+async def test_a_name_too_long_for_the_file_system_is_400(client, config, db):
+    (config.import_dir / "sub").mkdir()
+    resp = await client.post("/import", json={"path": "a" * 300})
+    assert resp.status == 400
+    assert "too long" in (await resp.json())["error"]
+    resp = await client.post("/import", json={"path": "sub/" + "b" * 300 + "/c.csv"})
+    assert resp.status == 400
+    assert await db.value("SELECT count(*) FROM import_jobs") == 0
+
+
+async def test_a_symlink_loop_in_the_import_dir_is_400(client, config, db):
+    os.symlink(config.import_dir / "loop_b", config.import_dir / "loop_a")
+    os.symlink(config.import_dir / "loop_a", config.import_dir / "loop_b")
+    for path in ("loop_a", "loop_a/x.csv"):
+        resp = await client.post("/import", json={"path": path})
+        assert resp.status == 400, await resp.text()
+        assert "symlink" in (await resp.json())["error"]
+    assert await db.value("SELECT count(*) FROM import_jobs") == 0
+
+
+async def test_refused_imports_spend_no_job_id(client, config):
+    paused = await paused_job(client, config)
+    write_csv(config.import_dir / "a.csv", [HEADER, row(1, "A1")])
+    for _ in range(5):
+        assert (await client.post("/import", json={"path": "a.csv"})).status == 409
+    assert (await client.post(f"/import/jobs/{paused['id']}/cancel")).status == 200
+    job = await start(client, "a.csv")
+    assert job["id"] == paused["id"] + 1
+
+
+async def test_a_job_that_ends_while_another_is_being_started_is_never_a_500(client, config, db, db_url):
+    """The one interleaving that made POST /import a 500, forced with the table's own locks:
+    the new job's INSERT conflicts with the active job, which has ended by the time the
+    server looks for it to answer 409."""
+    write_csv(config.import_dir / "a.csv", [HEADER, row(1, "A1")])
+    active = await db.value("INSERT INTO import_jobs (filename, path, status) "
+                            "VALUES ('held.csv', '/nowhere/held.csv', 'paused') RETURNING id")
+    async with aiopg.connect(db_url) as holder, aiopg.connect(db_url) as locker:
+        hold, lock = await holder.cursor(), await locker.cursor()
+        await hold.execute("BEGIN")
+        await hold.execute("UPDATE import_jobs SET error = 'held' WHERE id = %s", (active,))
+        request = asyncio.create_task(client.post("/import", json={"path": "a.csv"}))
+        await _wait_for_waiters(db, 1)  # the new job's INSERT waits on the held row...
+        await lock.execute("BEGIN")
+        locking = asyncio.create_task(lock.execute("LOCK TABLE import_jobs IN ACCESS EXCLUSIVE MODE"))
+        await _wait_for_waiters(db, 2)  # ...and the table lock queues behind it
+        await hold.execute("ROLLBACK")  # the INSERT meets the active job: a unique violation
+        await locking
+        await lock.execute("UPDATE import_jobs SET status = 'cancelled', finished_at = now() WHERE id = %s",
+                           (active,))
+        await lock.execute("COMMIT")  # the job ended before the server could name it
+        resp = await request
+    assert resp.status in (202, 409), await resp.text()
+    if resp.status == 202:
+        assert (await resp.json())["filename"] == "a.csv"
+
+
+async def _wait_for_waiters(db, count: int) -> None:
+    for _ in range(400):
+        if await db.value("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                          "AND wait_event_type = 'Lock'") >= count:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"fewer than {count} sessions wait for a lock")
+
+
+async def test_rejects_csv_shows_invalid_utf8_and_nul_bytes_escaped(client, config):
+    path = config.import_dir / "bytes.csv"
+    path.write_bytes(HEADER.encode() + b"\n"
+                     + b"1,B1,Ann\xff\xfe,Lee,Acme,Oslo,Norway,1,,a@b.c,2021-01-01,w,x\n"
+                     + b"2,B2,Ann\x00Lee,Lee,Acme,Oslo,Norway,1,,a@b.c,2021-01-01,w,C:\\new\n")
+    job = await start(client, "bytes.csv")
+    await wait_for_status(client.app, job["id"], TERMINAL)
+    resp = await client.get(f"/import/jobs/{job['id']}/rejects.csv")
+    body = await resp.read()
+    assert b"\x00" not in body
+    rows = list(csv.reader(io.StringIO(body.decode("utf-8"))))
+    assert rows[1][3] == "1,B1,Ann\\xff\\xfe,Lee,Acme,Oslo,Norway,1,,a@b.c,2021-01-01,w,x"
+    assert rows[2][3] == "2,B2,Ann\\x00Lee,Lee,Acme,Oslo,Norway,1,,a@b.c,2021-01-01,w,C:\\\\new"

@@ -9,7 +9,7 @@ import hashlib
 import pytest
 
 from server.app import create_app
-from server.keys import uploads_key
+from server.keys import tus_key
 from tests.importing import HEADER, TERMINAL, row, wait_for_status
 
 TUS = {"Tus-Resumable": "1.0.0"}
@@ -208,7 +208,7 @@ async def test_a_sweep_leaves_uploads_in_use_and_imported_files_alone(client, co
     assert (await patch(client, url, 0, CSV)).status == 204
     assert (await client.post("/import", json={"upload": upload_id})).status == 202
     await db.all("UPDATE uploads SET expires = now() - interval '1 day'")
-    assert await client.app[uploads_key].sweep() == 0
+    assert await client.app[tus_key].sweep() == 0
     assert files_of(config) == [f"{upload_id}.csv"]
 
 

@@ -165,3 +165,168 @@ async def test_a_200_mb_upload_grows_the_server_rss_by_less_than_50_mb(db_url, t
     finally:
         proc.kill()
         proc.wait(timeout=10)
+
+
+def multipart(boundary: str, parts: list[tuple[str, bytes]], *, close: bool = True) -> bytes:
+    """A multipart/form-data body by hand: [(headers, content)]."""
+    body = b"".join(f"--{boundary}\r\n{headers}\r\n\r\n".encode() + content + b"\r\n"
+                    for headers, content in parts)
+    return body + (f"--{boundary}--\r\n".encode() if close else b"")
+
+
+FILE_HEADERS = 'Content-Disposition: form-data; name="file"; filename="a.csv"\r\nContent-Type: text/csv'
+
+
+@pytest.mark.parametrize(("content_type", "body", "named"), [
+    ("multipart/form-data", multipart("xyz", [(FILE_HEADERS, CSV)]), "boundary"),
+    ("multipart/form-data; boundary=", multipart("", [(FILE_HEADERS, CSV)]), "boundary"),
+    ("multipart/form-data; boundary=xyz", CSV, "boundary"),
+    ("multipart/form-data; boundary=xyz", multipart("xyz", [(FILE_HEADERS, CSV)], close=False), "boundary"),
+    ("multipart/form-data; boundary=xyz",
+     multipart("xyz", [('Content-Disposition: form-data; name="file"; filename="a\x00.csv"', CSV)]), "header"),
+    ("multipart/form-data; boundary=xyz",
+     multipart("xyz", [('Content-Disposition: form-data; name="file"\x00; filename="a.csv"', CSV)]), "header"),
+    ("multipart/form-data; boundary=" + "b" * 80, multipart("b" * 80, [(FILE_HEADERS, CSV)]), "boundary"),
+])
+async def test_a_malformed_multipart_body_is_400_and_leaves_nothing(client, config, db, content_type, body, named):
+    resp = await client.post("/import", data=body, headers={"Content-Type": content_type})
+    assert resp.status == 400, await resp.text()
+    assert named in (await resp.json())["error"]
+    assert stored(config) == []
+    assert await db.value("SELECT count(*) FROM import_jobs") == 0
+
+
+async def test_a_compressed_request_body_is_415_and_stores_nothing(client, config, db):
+    import gzip
+    body = aiohttp.MultipartWriter("form-data", boundary="gz")
+    part = body.append(b"x" * 10_000_000 + CSV)
+    part.set_content_disposition("form-data", name="file", filename="a.csv")
+    packed = gzip.compress(await body.as_bytes())
+    resp = await client.post("/import", data=packed, headers={
+        "Content-Type": "multipart/form-data; boundary=gz", "Content-Encoding": "gzip"})
+    assert resp.status == 415
+    assert "Content-Encoding" in (await resp.json())["error"]
+    assert stored(config) == []
+    assert await db.value("SELECT count(*) FROM import_jobs") == 0
+
+
+async def test_bidi_and_invisible_characters_leave_the_stored_name(client):
+    resp = await client.post("/import", data=form(CSV, filename="invoice\u202egpj.csv\u200b\u2066\u0085"))
+    assert resp.status == 202, await resp.text()
+    assert (await resp.json())["filename"] == "invoicegpj.csv"
+
+
+async def test_many_parts_before_the_file_are_refused_without_reading_them(client, config, db):
+    empty = ('Content-Disposition: form-data; name="x"', b"")
+    body = multipart("many", [empty] * 40_000 + [(FILE_HEADERS, CSV)])
+    resp = await client.post("/import", data=body, headers={"Content-Type": "multipart/form-data; boundary=many"})
+    assert resp.status == 413
+    assert f"{config.multipart_max_parts} parts" in (await resp.json())["error"]
+    assert stored(config) == []
+    assert await db.value("SELECT count(*) FROM import_jobs") == 0
+    # A few fields beside the file are fine.
+    body = multipart("few", [empty] * (config.multipart_max_parts - 1) + [(FILE_HEADERS, CSV)])
+    resp = await client.post("/import", data=body, headers={"Content-Type": "multipart/form-data; boundary=few"})
+    assert resp.status == 202, await resp.text()
+
+
+async def _start_raw_upload(host: str, port: int, first: bytes, total: int | None):
+    """An upload by hand that sends `first` and then waits: the test decides what comes next."""
+    reader, writer = await asyncio.open_connection(host, port)
+    length = f"Content-Length: {total}\r\n" if total is not None else ""
+    writer.write(("POST /import HTTP/1.1\r\nHost: localhost\r\n"
+                  "Content-Type: multipart/form-data; boundary=raw\r\n"
+                  f"{length}\r\n").encode()
+                 + f"--raw\r\n{FILE_HEADERS}\r\n\r\n".encode() + first)
+    await writer.drain()
+    return reader, writer
+
+
+async def _eventually(predicate, timeout: float = 10) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.02)
+
+
+def partials(config) -> list:
+    folder = config.import_dir / "uploads"
+    return sorted(folder.glob("*.part")) if folder.exists() else []
+
+
+async def test_one_upload_too_many_is_429_with_retry_after(aiohttp_client, config, db):
+    client = await aiohttp_client(create_app(dataclasses.replace(config, uploads_max_concurrent=1)))
+    tail = b"\r\n--raw--\r\n"
+    total = len(f"--raw\r\n{FILE_HEADERS}\r\n\r\n") + len(CSV) + len(tail)
+    reader, writer = await _start_raw_upload(client.server.host, client.server.port, CSV[:1000], total)
+    await _eventually(lambda: partials(config))
+    resp = await client.post("/import", data=form(CSV))
+    assert resp.status == 429
+    assert int(resp.headers["Retry-After"]) > 0
+    assert "UPLOADS_MAX_CONCURRENT" in (await resp.json())["error"]
+    writer.write(CSV[1000:] + tail)  # the first one goes on to the end
+    await writer.drain()
+    status_line = await asyncio.wait_for(reader.readline(), 10)
+    writer.close()
+    assert b" 202 " in status_line
+    [path] = stored(config)
+    assert path.suffix == ".csv" and path.read_bytes() == CSV
+
+
+async def test_an_upload_that_would_leave_too_little_free_space_is_507(aiohttp_client, config, db):
+    import shutil
+    free = shutil.disk_usage(config.import_dir).free
+    client = await aiohttp_client(create_app(dataclasses.replace(config, upload_min_free_bytes=free + 10**12)))
+    resp = await client.post("/import", data=form(CSV))  # with a Content-Length: refused before the body
+    assert resp.status == 507
+    assert "UPLOAD_MIN_FREE_BYTES" in (await resp.json())["error"]
+    # Without a Content-Length the floor is met while writing: 100 MB would cross it.
+    client = await aiohttp_client(create_app(dataclasses.replace(
+        config, upload_min_free_bytes=free - 30 * 1024**2)))
+    body = aiohttp.MultipartWriter("form-data")
+    part = body.append(aiohttp.payload.AsyncIterablePayload(_body(100 * 1024 * 1024)))
+    part.set_content_disposition("form-data", name="file", filename="big.csv")
+    resp = await client.post("/import", data=body)
+    assert resp.status == 507
+    assert stored(config) == [] and partials(config) == []
+    assert await db.value("SELECT count(*) FROM import_jobs") == 0
+
+
+async def test_a_body_that_stalls_is_dropped_and_its_file_removed(aiohttp_client, config, db):
+    client = await aiohttp_client(create_app(dataclasses.replace(config, upload_stall_seconds=1)))
+    reader, writer = await _start_raw_upload(client.server.host, client.server.port, CSV[:5000], 10**7)
+    await _eventually(lambda: partials(config))
+    answer = await asyncio.wait_for(reader.read(3000), 10)  # nothing more is sent
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 408 ") and b"Connection: close" in answer
+    assert b"UPLOAD_STALL_SECONDS" in answer
+    assert stored(config) == [] and partials(config) == []
+    assert await db.value("SELECT count(*) FROM import_jobs") == 0
+
+
+@pytest.mark.slow
+async def test_a_server_killed_mid_upload_leaves_no_file_that_looks_complete(db_url, tmp_path):
+    port = free_port()
+    uploads = tmp_path / "uploads"
+    env = server_env(DATABASE_URL=db_url, IMPORT_DIR=str(tmp_path), UPLOAD_STALL_SECONDS="0.5")
+    proc = cli("serve", "--port", str(port), env=env)
+    try:
+        await wait_healthy(f"http://127.0.0.1:{port}", proc)
+        reader, writer = await _start_raw_upload("127.0.0.1", port, CSV[:100_000], 10**7)
+        await _eventually(lambda: any(uploads.iterdir()) if uploads.exists() else False)
+        proc.kill()
+        proc.wait(timeout=10)
+        writer.close()
+    finally:
+        proc.kill()
+    left = sorted(uploads.iterdir())
+    assert left and all(p.name.endswith(".csv.part") for p in left), left
+    # The next start clears what nobody is writing any more.
+    await asyncio.sleep(1.2)
+    proc = cli("serve", "--port", str(port), env=env)
+    try:
+        await wait_healthy(f"http://127.0.0.1:{port}", proc)
+        assert sorted(uploads.iterdir()) == []
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)

@@ -13,7 +13,8 @@ from .. import customers
 from ..csvout import stream_csv
 from ..auth.middleware import principal
 from ..auth.roles import Role, requires
-from ..keys import pool_key
+from ..errors import DomainError
+from ..keys import exports_key, pool_key
 from ..openapi import describe
 from .params import query_params
 
@@ -54,14 +55,24 @@ def _iso_date(value: object) -> object:
         raise ValueError("is not a date of the calendar") from None
 
 
+def _trim(value: object) -> object:
+    """Trim as the importer trims every cell: Python's str.strip.
+
+    pydantic's strip_whitespace knows fewer spaces (not the separators
+    U+001C to U+001F), so the API would keep a customer_id that an import of
+    the same cell stores as another one.
+    """
+    return value.strip() if isinstance(value, str) else value
+
+
 def _text(max_length: int, *checks: AfterValidator) -> Any:
-    text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=max_length),
-                     AfterValidator(_no_nul), *checks]
+    text = Annotated[str, StringConstraints(max_length=max_length), AfterValidator(_no_nul), *checks,
+                     BeforeValidator(_trim)]
     return Annotated[text | None, BeforeValidator(_blank_is_null)]
 
 
-CustomerId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64),
-                       AfterValidator(_no_nul)]
+CustomerId = Annotated[str, StringConstraints(min_length=1, max_length=64), AfterValidator(_no_nul),
+                       BeforeValidator(_trim)]
 Text = _text(255)
 Email = _text(255, AfterValidator(_email))
 About = _text(100_000)
@@ -126,8 +137,8 @@ Cursor = Annotated[int, BeforeValidator(customers.decode_cursor),
 
 
 class SearchQuery(BaseModel):
-    q: str | None = Field(None, max_length=200,
-                          description="case-insensitive substring of first or last name, email or company")
+    q: Annotated[str, AfterValidator(_no_nul)] | None = Field(
+        None, max_length=200, description="case-insensitive substring of first or last name, email or company")
 
 
 class PageQuery(SearchQuery):
@@ -183,19 +194,20 @@ async def list_customers(request: web.Request) -> web.Response:
 @routes.get("/customers.csv")
 @requires(Role.viewer)
 @describe("Every customer (or those matching q) as a streamed CSV download", query=SearchQuery,
-          tags=("customers",), responses={200: "text/csv, one row a customer", 422: Invalid})
+          tags=("customers",), responses={200: "text/csv, one row a customer", 422: Invalid, 429: Problem})
 async def export_customers(request: web.Request) -> web.StreamResponse:
     query = query_params(SearchQuery, request)
-    return await stream_csv(request, "customers.csv", customers.FIELDS,
-                            customers.export_rows(request.app[pool_key], query.q))
+    with request.app[exports_key].hold():
+        return await stream_csv(request, "customers.csv", customers.FIELDS,
+                                customers.export_rows(request.app[pool_key], query.q))
 
 
 @routes.post("/customers")
 @requires(Role.editor)
 @describe("Create a customer (marked as edited by hand)", body=CustomerCreate, tags=("customers",),
-          responses={201: Customer, 409: Problem, 422: Invalid})
+          responses={201: Customer, 409: Problem, 415: Problem, 422: Invalid})
 async def create_customer(request: web.Request) -> web.Response:
-    fields = CustomerCreate.model_validate_json(await request.read())
+    fields = CustomerCreate.model_validate_json(await _json_body(request))
     customer = await customers.create(request.app[pool_key], fields.model_dump(), by=principal(request).label)
     return _customer_response(customer, status=201,
                               headers={"Location": str(request.app.router["customer"].url_for(
@@ -213,10 +225,10 @@ async def get_customer(request: web.Request) -> web.Response:
 @requires(Role.editor)
 @describe("Change some fields of a customer (marked as edited by hand); honours If-Match",
           body=CustomerPatch, tags=("customers",),
-          responses={200: Customer, 404: Problem, 409: Problem, 412: Stale, 422: Invalid})
+          responses={200: Customer, 404: Problem, 409: Problem, 412: Stale, 415: Problem, 422: Invalid})
 async def patch_customer(request: web.Request) -> web.Response:
     customer_id = _path_id(request)
-    changes = CustomerPatch.model_validate_json(await request.read())
+    changes = CustomerPatch.model_validate_json(await _json_body(request))
     customer = await customers.update(request.app[pool_key], customer_id,
                                       changes.model_dump(exclude_unset=True), _if_match(request, customer_id),
                                       by=principal(request).label)
@@ -231,6 +243,17 @@ async def delete_customer(request: web.Request) -> web.Response:
     customer_id = _path_id(request)
     await customers.delete(request.app[pool_key], customer_id, _if_match(request, customer_id))
     return web.Response(status=204)
+
+
+class NotJson(DomainError):
+    status = 415
+
+
+async def _json_body(request: web.Request) -> bytes:
+    if request.content_type != "application/json":
+        raise NotJson(f"send the customer as JSON with Content-Type application/json, "
+                      f"not {request.content_type}")
+    return await request.read()
 
 
 def _customer_response(customer: dict, status: int = 200, headers: dict | None = None) -> web.Response:

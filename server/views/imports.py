@@ -4,23 +4,25 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
+import psycopg2.errors
 import pydantic
 from aiohttp import web
 
 from .. import uploads
 from ..config import Config
-from ..csvout import stream_csv
+from ..csvout import escape_bytes, stream_csv
 from ..errors import DomainError
 from ..importer import jobs
 from ..auth.middleware import principal
 from ..auth.roles import Role, requires
-from ..keys import config_key, events_key, pool_key, runner_key, uploads_key
+from ..keys import config_key, events_key, pool_key, runner_key, tus_key, uploads_key
 from ..openapi import describe
 from .params import query_params
 
 routes = web.RouteTableDef()
 JOB_ID = r"{id:\d{1,18}}"  # anything else is a 404, and a number always fits a bigint
 TAGS = ("imports",)
+CREATE_ATTEMPTS = 3
 
 
 class Job(pydantic.BaseModel):
@@ -127,17 +129,17 @@ class UnsupportedBody(DomainError):
           "JSON {\"upload\"} naming a finished upload (/uploads), "
           "or a multipart/form-data upload with the file in the field `file`",
           body=ImportSource, tags=TAGS,
-          responses={202: StartedJob, 400: Error, 404: Error, 409: JobConflict, 413: Error,
-                     410: Error, 415: Error, 422: Error, 423: Error})
+          responses={202: StartedJob, 400: Error, 404: Error, 408: Error, 409: JobConflict, 410: Error,
+                     413: Error, 415: Error, 422: Error, 423: Error, 429: Error, 507: Error})
 async def start_import(request: web.Request) -> web.Response:
     """A JSON path that names no file is 404 (the file, not the route, is missing)."""
     config: Config = request.app[config_key]
     pool = request.app[pool_key]
     if request.content_type == "multipart/form-data":
-        await _refuse_while_active(pool)  # before gigabytes are sent for nothing
-        stored = await uploads.save_upload(
-            await request.multipart(), config.import_dir / "uploads",
-            max_bytes=config.upload_max_bytes, max_line_bytes=config.max_record_bytes)
+        with request.app[uploads_key].hold():
+            await _refuse_while_active(pool)  # before gigabytes are sent for nothing
+            stored = await uploads.save_upload(request, config.import_dir / "uploads",
+                                               uploads.UploadLimits.of(config))
     elif request.content_type == "application/json":
         body = ImportSource.model_validate_json(await request.read()).root
         if isinstance(body, ImportUpload):
@@ -155,7 +157,7 @@ async def start_import(request: web.Request) -> web.Response:
 
 async def _import_upload(request: web.Request, upload_id: str) -> web.Response:
     """A finished tus upload becomes the job's file; refused, it stays an upload to import later."""
-    async with request.app[uploads_key].claim(upload_id) as stored:
+    async with request.app[tus_key].claim(upload_id) as stored:
         job = await jobs.create(request.app[pool_key], filename=stored.filename, path=stored.path,
                                 bytes_total=stored.size, created_by=principal(request).label)
     request.app[runner_key].wake()
@@ -171,9 +173,16 @@ async def _refuse_while_active(pool) -> None:
 
 async def _create_job(pool, stored: uploads.StoredFile, created_by: str) -> dict:
     try:
-        return await jobs.create(pool, filename=stored.filename, path=stored.path, bytes_total=stored.size,
-                                 created_by=created_by)
-    except jobs.JobActive:
+        for attempt in range(CREATE_ATTEMPTS):
+            try:
+                return await jobs.create(pool, filename=stored.filename, path=stored.path,
+                                         bytes_total=stored.size, created_by=created_by)
+            except psycopg2.errors.UniqueViolation:
+                # The job in the way ended before it could be named: the way is free now.
+                if attempt == CREATE_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
+    except BaseException:
         if stored.sha256 is not None:  # our own upload: no job will ever read it
             await uploads.remove(stored.path)
         raise
@@ -246,7 +255,8 @@ async def recent_rows(request: web.Request) -> web.Response:
 
 @routes.get(f"/import/jobs/{JOB_ID}/rejects.csv")
 @requires(Role.viewer)
-@describe("Every rejected row of a job as CSV: line_no, byte_offset, reason, raw", tags=TAGS,
+@describe("Every rejected row of a job as CSV: line_no, byte_offset, reason, raw (the line's bytes: "
+          "UTF-8 text as it is, other bytes and control characters as \\xNN, a backslash doubled)", tags=TAGS,
           responses={200: "text/csv, streamed", 404: Error})
 async def rejects_csv(request: web.Request) -> web.StreamResponse:
     job_id = _job_id(request)
@@ -258,7 +268,7 @@ async def rejects_csv(request: web.Request) -> web.StreamResponse:
 
 async def _reject_rows(pool, job_id: int):
     async for line_no, offset, reason, raw in jobs.rejects(pool, job_id):
-        yield line_no, offset, reason, raw.decode("utf-8", errors="replace").rstrip("\r\n")
+        yield line_no, offset, reason, escape_bytes(raw).rstrip("\r\n")
 
 
 @routes.get("/import/events")

@@ -11,7 +11,7 @@ from aiohttp import web
 from ..auth.middleware import principal
 from ..auth.roles import Role, public, requires
 from ..config import Config
-from ..keys import config_key, uploads_key
+from ..keys import config_key, tus_key
 from ..openapi import describe
 from ..tus import protocol
 from ..tus.protocol import BadTusRequest, UploadTooLarge, http_date
@@ -64,7 +64,7 @@ async def create_upload(request: web.Request) -> web.Response:
     raw = request.headers.get("Upload-Metadata")
     metadata = protocol.parse_metadata(raw)
     name = metadata.get("filename") or metadata.get("name") or b""
-    upload = await request.app[uploads_key].create(
+    upload = await request.app[tus_key].create(
         size=size, filename=display_name(name.decode("utf-8", errors="replace")),
         metadata=raw or None, owner=request_user(request))
     return web.Response(status=201, headers={"Location": f"/uploads/{upload.id}",
@@ -76,7 +76,7 @@ async def create_upload(request: web.Request) -> web.Response:
 async def upload_offset(request: web.Request) -> web.Response:
     """tus core: how many bytes the server has (Upload-Offset) of how many (Upload-Length)."""
     protocol.check_version(request)
-    upload = await request.app[uploads_key].get(request.match_info["id"])
+    upload = await request.app[tus_key].get(request.match_info["id"])
     headers = {**NO_STORE, "Upload-Offset": str(upload.offset), "Upload-Length": str(upload.size),
                "Upload-Expires": http_date(upload.expires)}  # a finished one not imported expires too
     if upload.metadata:
@@ -100,7 +100,7 @@ async def append_chunk(request: web.Request) -> web.Response:
         raise protocol.WrongContentType()
     offset = protocol.header_int(request, "Upload-Offset")
     checksum = protocol.parse_checksum(request.headers.get("Upload-Checksum"))
-    upload = await request.app[uploads_key].write(
+    upload = await request.app[tus_key].write(
         request.match_info["id"], offset, request.content,
         length=request.content_length, checksum=checksum)
     return web.Response(status=204, headers={"Upload-Offset": str(upload.offset),
@@ -113,7 +113,7 @@ async def append_chunk(request: web.Request) -> web.Response:
           responses={204: "removed", 404: "no such upload", 423: "another request holds the upload"})
 async def delete_upload(request: web.Request) -> web.Response:
     protocol.check_version(request)
-    await request.app[uploads_key].delete(request.match_info["id"])
+    await request.app[tus_key].delete(request.match_info["id"])
     return web.Response(status=204)
 
 

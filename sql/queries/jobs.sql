@@ -1,8 +1,16 @@
 -- Import jobs: their life cycle and what the API shows of them.
 
 -- name: create
-INSERT INTO import_jobs (filename, path, bytes_total, created_by)
-VALUES (%(filename)s, %(path)s, %(bytes_total)s, %(created_by)s)
+-- One import at a time, and a refused one spends no job id. While a job is
+-- active the new row takes that job's id, so the primary key refuses it (a
+-- unique violation, as the one-active index would give) before the identity
+-- is drawn: COALESCE evaluates nextval only when no job is active. Two
+-- creates that race past the look both draw an id; the one-active index
+-- refuses the second.
+INSERT INTO import_jobs (id, filename, path, bytes_total, created_by) OVERRIDING SYSTEM VALUE
+SELECT coalesce((SELECT id FROM import_jobs WHERE status IN ('queued', 'running', 'paused')),
+                nextval(pg_get_serial_sequence('import_jobs', 'id'))),
+       %(filename)s, %(path)s, %(bytes_total)s, %(created_by)s
 RETURNING import_job_json(import_jobs.*)
 
 -- name: active
