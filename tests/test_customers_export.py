@@ -78,14 +78,14 @@ async def test_a_nul_in_the_export_search_is_422_before_any_csv_is_sent(client):
 
 
 
-async def test_one_download_too_many_is_429_with_retry_after(aiohttp_client, config, db):
+async def test_one_download_too_many_is_429_with_retry_after(client_as, config, db):
     import dataclasses
 
     from server.app import create_app
 
     await db.all("INSERT INTO customers (customer_id, about) "
                  "SELECT 'D' || n, repeat('x', 1000) FROM generate_series(1, 20000) n")
-    client = await aiohttp_client(create_app(dataclasses.replace(config, exports_max_concurrent=1)))
+    client = await client_as("admin", app=create_app(dataclasses.replace(config, exports_max_concurrent=1)))
     first = await client.get("/customers.csv")  # headers in, body left unread: it stays in progress
     assert first.status == 200
     second = await client.get("/customers.csv")

@@ -37,12 +37,12 @@ def _stop(server) -> None:
 
 @pytest.mark.slow
 async def test_while_postgresql_restarts_the_api_answers_json_503_with_retry_after(
-        aiohttp_client, own_postgres, config):
+        client_as, own_postgres, config):
     url = own_postgres.get_uri()
     own_postgres.psql("DROP DATABASE IF EXISTS outage WITH (FORCE)")
     own_postgres.psql("CREATE DATABASE outage")
     app = create_app(dataclasses.replace(config, database_url=with_database(url, "outage")))
-    client = await aiohttp_client(app)
+    client = await client_as("admin", app=app)
     created = await client.post("/customers", json={"customer_id": "O1"})
     assert created.status == 201
     customer = await created.json()

@@ -160,8 +160,8 @@ async def test_a_running_job_that_is_quiet_is_still_reported_every_second(client
     assert 2 <= elapsed < 4.5
 
 
-async def test_one_stream_too_many_is_503_with_retry_after(aiohttp_client, config):
-    client = await aiohttp_client(create_app(dataclasses.replace(config, sse_max_streams=2)))
+async def test_one_stream_too_many_is_503_with_retry_after(client_as, config):
+    client = await client_as("admin", app=create_app(dataclasses.replace(config, sse_max_streams=2)))
     streams = [await open_stream(client.session, client.make_url("/import/events")) for _ in range(2)]
     for stream in streams:
         assert (await stream.next()).event == "snapshot"
@@ -180,13 +180,14 @@ async def test_one_stream_too_many_is_503_with_retry_after(aiohttp_client, confi
     streams[1].response.close()
 
 
-async def _a_client_that_does_not_read(server) -> socket.socket:
+async def _a_client_that_does_not_read(server, authorization: str) -> socket.socket:
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.setblocking(False)
     await asyncio.get_running_loop().sock_connect(sock, (server.host, server.port))
     await asyncio.get_running_loop().sock_sendall(
-        sock, b"GET /import/events HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n")
+        sock, b"GET /import/events HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n"
+        + f"Authorization: {authorization}\r\n\r\n".encode())
     return sock
 
 
@@ -205,10 +206,10 @@ async def _big_events_until(db, done, seconds: float) -> None:
         await asyncio.sleep(0.05)
 
 
-async def test_a_client_that_stops_reading_is_dropped_after_the_send_timeout(aiohttp_client, config, db):
-    client = await aiohttp_client(create_app(dataclasses.replace(config, sse_send_timeout_seconds=2)))
+async def test_a_client_that_stops_reading_is_dropped_after_the_send_timeout(client_as, config, db):
+    client = await client_as("admin", app=create_app(dataclasses.replace(config, sse_send_timeout_seconds=2)))
     hub = client.app[events_key]
-    sock = await _a_client_that_does_not_read(client.server)
+    sock = await _a_client_that_does_not_read(client.server, f"Bearer {client.token}")
     await _big_events_until(db, lambda: hub.subscribers, 10)
     # Its buffers fill within seconds; two more and it is dropped.
     await _big_events_until(db, lambda: not hub.subscribers, 40)
@@ -222,7 +223,7 @@ async def test_shutdown_does_not_wait_for_a_client_that_stopped_reading(config, 
     server = TestServer(create_app(dataclasses.replace(config, sse_send_timeout_seconds=120)))
     await server.start_server()
     hub = server.app[events_key]
-    sock = await _a_client_that_does_not_read(server)
+    sock = await _a_client_that_does_not_read(server, (await admin_headers(config.database_url))["Authorization"])
     flooded_by = time.monotonic() + 15  # (or sooner: once the server's write to it waits)
     await _big_events_until(db, lambda: any(getattr(s, "sending", False) for s in hub.subscribers)
                             or time.monotonic() > flooded_by, 60)

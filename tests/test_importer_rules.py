@@ -135,8 +135,8 @@ async def test_a_file_without_customer_id_fails_before_writing_anything(client, 
     assert job["rows_done"] == 0
 
 
-async def test_too_many_rejects_fail_the_job_and_keep_what_was_committed(aiohttp_client, config, db, tmp_path):
-    client = await aiohttp_client(create_app(dataclasses.replace(config, reject_limit=5)))
+async def test_too_many_rejects_fail_the_job_and_keep_what_was_committed(client_as, config, db, tmp_path):
+    client = await client_as("admin", app=create_app(dataclasses.replace(config, reject_limit=5)))
     lines = [HEADER] + [row(i, f"R{i}") for i in range(2000)] + ["bad"] * 50
     job = await import_file(client.app, write_csv(tmp_path / "r.csv", lines))
     assert job["status"] == "failed"

@@ -230,11 +230,12 @@ async def test_many_parts_before_the_file_are_refused_without_reading_them(clien
     assert resp.status == 202, await resp.text()
 
 
-async def _start_raw_upload(host: str, port: int, first: bytes, total: int | None):
+async def _start_raw_upload(host: str, port: int, first: bytes, total: int | None, token: str):
     """An upload by hand that sends `first` and then waits: the test decides what comes next."""
     reader, writer = await asyncio.open_connection(host, port)
     length = f"Content-Length: {total}\r\n" if total is not None else ""
     writer.write(("POST /import HTTP/1.1\r\nHost: localhost\r\n"
+                  f"Authorization: Bearer {token}\r\n"
                   "Content-Type: multipart/form-data; boundary=raw\r\n"
                   f"{length}\r\n").encode()
                  + f"--raw\r\n{FILE_HEADERS}\r\n\r\n".encode() + first)
@@ -254,11 +255,11 @@ def partials(config) -> list:
     return sorted(folder.glob("*.part")) if folder.exists() else []
 
 
-async def test_one_upload_too_many_is_429_with_retry_after(aiohttp_client, config, db):
-    client = await aiohttp_client(create_app(dataclasses.replace(config, uploads_max_concurrent=1)))
+async def test_one_upload_too_many_is_429_with_retry_after(client_as, config, db):
+    client = await client_as("admin", app=create_app(dataclasses.replace(config, uploads_max_concurrent=1)))
     tail = b"\r\n--raw--\r\n"
     total = len(f"--raw\r\n{FILE_HEADERS}\r\n\r\n") + len(CSV) + len(tail)
-    reader, writer = await _start_raw_upload(client.server.host, client.server.port, CSV[:1000], total)
+    reader, writer = await _start_raw_upload(client.server.host, client.server.port, CSV[:1000], total, client.token)
     await _eventually(lambda: partials(config))
     resp = await client.post("/import", data=form(CSV))
     assert resp.status == 429
@@ -273,15 +274,15 @@ async def test_one_upload_too_many_is_429_with_retry_after(aiohttp_client, confi
     assert path.suffix == ".csv" and path.read_bytes() == CSV
 
 
-async def test_an_upload_that_would_leave_too_little_free_space_is_507(aiohttp_client, config, db):
+async def test_an_upload_that_would_leave_too_little_free_space_is_507(client_as, config, db):
     import shutil
     free = shutil.disk_usage(config.import_dir).free
-    client = await aiohttp_client(create_app(dataclasses.replace(config, upload_min_free_bytes=free + 10**12)))
+    client = await client_as("admin", app=create_app(dataclasses.replace(config, upload_min_free_bytes=free + 10**12)))
     resp = await client.post("/import", data=form(CSV))  # with a Content-Length: refused before the body
     assert resp.status == 507
     assert "UPLOAD_MIN_FREE_BYTES" in (await resp.json())["error"]
     # Without a Content-Length the floor is met while writing: 100 MB would cross it.
-    client = await aiohttp_client(create_app(dataclasses.replace(
+    client = await client_as("admin", app=create_app(dataclasses.replace(
         config, upload_min_free_bytes=free - 30 * 1024**2)))
     body = aiohttp.MultipartWriter("form-data")
     part = body.append(aiohttp.payload.AsyncIterablePayload(_body(100 * 1024 * 1024)))
@@ -292,9 +293,9 @@ async def test_an_upload_that_would_leave_too_little_free_space_is_507(aiohttp_c
     assert await db.value("SELECT count(*) FROM import_jobs") == 0
 
 
-async def test_a_body_that_stalls_is_dropped_and_its_file_removed(aiohttp_client, config, db):
-    client = await aiohttp_client(create_app(dataclasses.replace(config, upload_stall_seconds=1)))
-    reader, writer = await _start_raw_upload(client.server.host, client.server.port, CSV[:5000], 10**7)
+async def test_a_body_that_stalls_is_dropped_and_its_file_removed(client_as, config, db):
+    client = await client_as("admin", app=create_app(dataclasses.replace(config, upload_stall_seconds=1)))
+    reader, writer = await _start_raw_upload(client.server.host, client.server.port, CSV[:5000], 10**7, client.token)
     await _eventually(lambda: partials(config))
     answer = await asyncio.wait_for(reader.read(3000), 10)  # nothing more is sent
     writer.close()
@@ -312,7 +313,8 @@ async def test_a_server_killed_mid_upload_leaves_no_file_that_looks_complete(db_
     proc = cli("serve", "--port", str(port), env=env)
     try:
         await wait_healthy(f"http://127.0.0.1:{port}", proc)
-        reader, writer = await _start_raw_upload("127.0.0.1", port, CSV[:100_000], 10**7)
+        token = (await admin_headers(db_url))["Authorization"].removeprefix("Bearer ")
+        reader, writer = await _start_raw_upload("127.0.0.1", port, CSV[:100_000], 10**7, token)
         await _eventually(lambda: any(uploads.iterdir()) if uploads.exists() else False)
         proc.kill()
         proc.wait(timeout=10)

@@ -26,7 +26,7 @@ import psycopg2
 
 from ..config import Config
 from ..db import resolve_database_url
-from .runner import REPO, _free_port, _fresh_database, _wait_healthy
+from .runner import REPO, _admin_headers, _free_port, _fresh_database, _wait_healthy
 
 EMPTY_PARTS = 40_000
 SCENARIO_SECONDS = 15.0
@@ -46,7 +46,7 @@ def run_edge_bench(config: Config, rows: int) -> int:
         server = subprocess.Popen([sys.executable, "-m", "server", "serve"], cwd=REPO, env=env,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            results = asyncio.run(_scenarios(f"http://127.0.0.1:{port}"))
+            results = asyncio.run(_scenarios(f"http://127.0.0.1:{port}", db_url))
         finally:
             server.terminate()
             server.wait(30)
@@ -71,10 +71,11 @@ def _fill(db_url: str, rows: int) -> None:
     conn.close()
 
 
-async def _scenarios(base: str) -> list[tuple[str, dict, str, str]]:
+async def _scenarios(base: str, db_url: str) -> list[tuple[str, dict, str, str]]:
     await _wait_healthy(base)
     timeout = aiohttp.ClientTimeout(total=None, sock_read=300)
-    async with aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=0)) as session:
+    async with aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=0),
+                                     headers=await _admin_headers(db_url)) as session:
         async with session.get(f"{base}/customers", params={"limit": 1}) as resp:
             customer_id = (await resp.json())["items"][0]["id"]
         results = []
