@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import StreamReader
 from aiohttp.http_exceptions import HttpProcessingError
 
-from ..uploads import CHUNK_BYTES, _write
+from ..uploads import CHUNK_BYTES
 
 
 class ClientGone(Exception):
@@ -41,7 +41,8 @@ class Sink:
         self.pending: asyncio.Future | None = None
 
     def write(self, data: bytes) -> None:
-        _write(self.out, self.digests, data)
+        self.digests.update(data)
+        self.out.write(data)
         self.written += len(data)
 
     async def settled(self) -> None:
