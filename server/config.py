@@ -24,6 +24,11 @@ class Config:
     batch_bytes: int = 8 * 1024**2
     max_record_bytes: int = 1024**2
     worker_poll_seconds: float = 2.0
+    # The import engine's bounds besides bytes (docs/limits.md): a batch of tiny rows
+    # or tiny rejects stays small in memory, and a pause or cancel is noticed quickly.
+    batch_rows: int = 100_000
+    batch_rejects: int = 1_000
+    control_poll_seconds: float = 0.5
 
     @property
     def pgdata(self) -> Path:
@@ -46,6 +51,11 @@ class Config:
             batch_bytes=_int(env, "IMPORT_BATCH_BYTES", cls.batch_bytes, low=64 * 1024, high=256 * 1024**2),
             max_record_bytes=_int(env, "MAX_RECORD_BYTES", cls.max_record_bytes, low=1024),
             worker_poll_seconds=_float(env, "WORKER_POLL_SECONDS", cls.worker_poll_seconds),
+            # Rows and rejects a batch may hold, whatever its bytes.
+            batch_rows=_int(env, "IMPORT_BATCH_ROWS", cls.batch_rows, low=100),
+            batch_rejects=_int(env, "IMPORT_BATCH_REJECTS", cls.batch_rejects, low=1),
+            # How often a running import looks for a pause or cancel in the middle of a batch.
+            control_poll_seconds=_float(env, "IMPORT_CONTROL_POLL_SECONDS", cls.control_poll_seconds),
         )
 
 

@@ -36,7 +36,8 @@ UPDATE import_jobs SET
                       SELECT FROM pg_locks l
                       WHERE l.locktype = 'advisory' AND l.granted
                         AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-                        AND l.classid = 7342 AND l.objid::bigint = import_jobs.id AND l.objsubid = 2)
+                        AND l.classid = 7342 AND l.objid::bigint = import_job_lock_key(import_jobs.id)
+                        AND l.objsubid = 2)
                   THEN worker END
 WHERE id = %(id)s AND status = ANY(%(from)s)
 RETURNING import_job_json(import_jobs.*)
@@ -51,11 +52,20 @@ ORDER BY line_no
 LIMIT %(limit)s
 
 -- name: next_claimable
--- A job nobody runs yet, or one whose runner may have died (the advisory lock decides).
-SELECT id FROM import_jobs WHERE status IN ('queued', 'running') ORDER BY id LIMIT 1
+-- A job nobody runs: queued, or running without a live runner (nobody holds its lock).
+SELECT id FROM import_jobs j
+WHERE status IN ('queued', 'running')
+  AND NOT EXISTS (SELECT FROM pg_locks l
+                  WHERE l.locktype = 'advisory' AND l.granted
+                    AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                    AND l.classid = 7342 AND l.objid::bigint = import_job_lock_key(j.id) AND l.objsubid = 2)
+ORDER BY id LIMIT 1
 
 -- name: try_lock
-SELECT pg_try_advisory_lock(7342, %(id)s::int)
+SELECT pg_try_advisory_lock(7342, import_job_lock_key(%(id)s))
+
+-- name: status
+SELECT status, import_job_json(j) FROM import_jobs j WHERE id = %(id)s
 
 -- name: start_run
 UPDATE import_jobs SET
@@ -66,7 +76,7 @@ UPDATE import_jobs SET
     run_started_bytes = bytes_done,
     run_started_rows = rows_done
 WHERE id = %(id)s AND status IN ('queued', 'running')
-RETURNING path, data_offset, bytes_done, line_no, fingerprint
+RETURNING path, data_offset, bytes_done, line_no, fingerprint, rejected
 
 -- name: forget_worker
 -- Claimed, but paused or ended before this run could start: whoever the job
