@@ -24,3 +24,13 @@ $$;
 -- jobs that share a key never both want the lock.
 CREATE FUNCTION import_job_lock_key(id bigint) RETURNS integer
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT (id % 2147483648)::integer $$;
+
+-- Whether a process holds the job's lock, so runs it now (server/importer/runner.py).
+CREATE FUNCTION import_job_has_runner(id bigint) RETURNS boolean
+LANGUAGE sql STABLE AS $$
+    SELECT EXISTS (
+        SELECT FROM pg_locks l
+        WHERE l.locktype = 'advisory' AND l.granted
+          AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+          AND l.classid = 7342 AND l.objid::bigint = import_job_lock_key(id) AND l.objsubid = 2)
+$$;

@@ -31,6 +31,14 @@ class JobFailed(Exception):
     """The job cannot go on; the message is for the user."""
 
 
+class _Stopped(Exception):
+    """Paused or cancelled while the engine waited for its parse worker."""
+
+    def __init__(self, status: str):
+        super().__init__(status)
+        self.status = status
+
+
 @dataclasses.dataclass
 class Claim:
     path: Path
@@ -70,6 +78,8 @@ async def _run_claimed(job_id, worker, config, processes, call, conn, on_progres
         header, file_size = await _prepare(job_id, claim, config, processes, call, conn)
         return await _pump(job_id, worker, claim, header, file_size, config, processes, call, conn,
                            on_progress)
+    except _Stopped as stop:
+        return stop.status
     except JobFailed as exc:
         log.info("import job %s failed: %s", job_id, exc)
         job = await call(_fail, conn, job_id, str(exc))
@@ -84,8 +94,10 @@ async def _run_claimed(job_id, worker, config, processes, call, conn, on_progres
 async def _prepare(job_id, claim: Claim, config: Config, processes, call, conn) -> tuple[Header, int]:
     loop = asyncio.get_running_loop()
     try:
-        header = await loop.run_in_executor(processes, read_header, claim.path, config.max_record_bytes)
-        found = await loop.run_in_executor(processes, fingerprint, claim.path)
+        header = await _unless_stopped(loop.run_in_executor(processes, read_header, claim.path,
+                                                            config.max_record_bytes), job_id, config, call, conn)
+        found = await _unless_stopped(loop.run_in_executor(processes, fingerprint, claim.path),
+                                      job_id, config, call, conn)
     except OSError as exc:
         raise JobFailed(_unreadable(claim.path, exc)) from None
     except FileRejected as exc:
@@ -114,10 +126,7 @@ async def _pump(job_id, worker: str, claim: Claim, header: Header, file_size: in
     upcoming = parse(claim.bytes_done, claim.line_no)
     try:
         while True:
-            stopped = await _await_unless_stopped(upcoming, job_id, config, call, conn)
-            if stopped is not None:
-                return stopped
-            batch = upcoming.result()
+            batch = await _unless_stopped(upcoming, job_id, config, call, conn)
             rejected += len(batch.rejects)
             last = batch.eof or rejected > config.reject_limit
             upcoming = None if last else parse(batch.end_offset, batch.end_line)
@@ -132,19 +141,20 @@ async def _pump(job_id, worker: str, claim: Claim, header: Header, file_size: in
             upcoming.cancel()
 
 
-async def _await_unless_stopped(future: asyncio.Future, job_id: int, config: Config, call, conn) -> str | None:
-    """Wait for a batch to be parsed; a pause or cancel meanwhile ends the wait: its status.
+async def _unless_stopped(future: asyncio.Future, job_id: int, config: Config, call, conn):
+    """The parse worker's result; a pause or cancel meanwhile ends the wait (_Stopped).
 
     The writer connection is idle while we wait (the batch before has committed), so it
-    looks; a parse in flight finishes in the worker and is dropped.
+    looks; work in flight finishes in the worker and is dropped.
     """
     while True:
         done, _ = await asyncio.wait([future], timeout=config.control_poll_seconds)
         if done:
-            return None
+            return future.result()
         status = await call(_status, conn, job_id)
         if status != "running":
-            return status
+            future.cancel()
+            raise _Stopped(status)
 
 
 def _parse(path, header, offset, line, file_size, job_id, batch_bytes, max_record_bytes, max_rows,
