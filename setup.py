@@ -25,6 +25,7 @@ setup(
             "pytest-aiohttp>=1.1",
             "pytest-timeout>=2.3",
             "playwright>=1.45",
+            "hypothesis>=6.100",
         ],
     },
 )

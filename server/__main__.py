@@ -33,6 +33,10 @@ def main(argv: list[str] | None = None) -> int:
     bench = commands.add_parser("bench", help="side-by-side benchmark against psql \\copy")
     bench.add_argument("rows", type=int, nargs="?", default=2_000_000)
     bench.add_argument("--about-bytes", type=int, default=1000)
+    bench.add_argument("--engine", action="store_true",
+                       help="the import engine's figures: stray quotes, tiny bad rows, search backfill")
+    bench.add_argument("--backfill-rows", type=int, default=10_000_000,
+                       help="customers for the search-table backfill figure of --engine (0: skip it)")
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -61,6 +65,10 @@ def main(argv: list[str] | None = None) -> int:
 
         return _generate(generate, args)
     if args.command == "bench":
+        if args.engine:
+            from .bench.engine import run_engine_bench
+
+            return run_engine_bench(config, backfill_rows=args.backfill_rows)
         from .bench import run_bench
 
         return run_bench(config, args.rows, about_bytes=args.about_bytes)

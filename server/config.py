@@ -27,7 +27,7 @@ class Config:
     # The import engine's bounds besides bytes (docs/limits.md): a batch of tiny rows
     # or tiny rejects stays small in memory, and a pause or cancel is noticed quickly.
     batch_rows: int = 100_000
-    batch_rejects: int = 1_000
+    batch_rejects: int = 10_000
     control_poll_seconds: float = 0.5
 
     @property

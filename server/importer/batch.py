@@ -106,6 +106,7 @@ class BatchBuilder:
         self.accepted_lines = 0
         self.blank_lines = 0
         self.reached_end = False  # every line up to the end of the file taken
+        self.full = False  # the row or reject bound is reached
 
     def build(self, data: bytes, eof: bool) -> None:
         """Take the records that can be decided from `data`, up to the batch's bounds.
@@ -121,9 +122,11 @@ class BatchBuilder:
         if eof and tail:
             pieces.append(tail)
         count = len(pieces)
+        base = self.offset
         i = 0
         while i < count:
             if self.rows >= self.max_rows or len(self.rejects) >= self.max_rejects:
+                self.full = True
                 return  # bounded: the next batch goes on from here
             raw = pieces[i]
             if b'"' not in raw:
@@ -132,7 +135,7 @@ class BatchBuilder:
                 self._take_line(raw)
                 i += 1
             else:
-                remaining = len(data) - (self.offset - self.start_offset)
+                remaining = len(data) - (self.offset - base)
                 taken = self._take_quoted(pieces, i, remaining, eof)
                 if taken == 0:
                     return  # the record may close past the window: the next batch starts with it
@@ -175,24 +178,22 @@ class BatchBuilder:
 
     def _take_quoted(self, pieces: list[bytes], first: int, remaining: int, eof: bool) -> int:
         """Read the record that starts at pieces[first]; the number of lines taken (0: undecided)."""
-        # Where RFC 4180 lets the record close: here with an even number of quotes, else at
-        # the next line with an odd number, as long as the record stays within the limit.
+        limit = self.max_record_bytes
         size = len(pieces[first])
+        if size > limit:
+            self._take_line(pieces[first])
+            return 1
+        # The reach of the record: up to where RFC 4180 lets it close (here, with an even
+        # number of quotes, else the next line with an odd number), within the limit.
         stop = first + 1
         closed = pieces[first].count(b'"') % 2 == 0
-        while not closed and stop < len(pieces) and size <= self.max_record_bytes:
+        while not closed and stop < len(pieces) and size + len(pieces[stop]) <= limit:
             size += len(pieces[stop])
             closed = pieces[stop].count(b'"') % 2 == 1
             stop += 1
-        if size > self.max_record_bytes:
-            if stop == first + 1:  # the line alone is too long
-                self._take_line(pieces[first])
-                return 1
-            self._reject(pieces[first], f"malformed CSV: a quote on this line does not close within "
-                         f"{self.max_record_bytes} bytes", length=len(pieces[first]))
-            return 1
-        if not closed and not eof and remaining <= self.max_record_bytes:
-            return 0
+        at_end = stop == len(pieces)
+        if not closed and at_end and not eof and remaining <= limit:
+            return 0  # the reach may go on past the window
         lines = _Lines(pieces, first, stop)
         row: list[str] | None
         error = None
@@ -200,13 +201,17 @@ class BatchBuilder:
             row = next(csv.reader(lines))
         except csv.Error as exc:
             row, error = None, f"malformed CSV: {exc}"
-        except StopIteration:
-            row = None
         taken = lines.index - first
         if lines.exhausted:
-            # The quoted field never closed where it could: a stray quote. Its line alone is
-            # rejected; the lines after it are read again as records of their own.
-            self._reject(pieces[first], "malformed CSV: a quote on this line does not close",
+            # The quoted field does not close within its reach: a stray quote. Its line alone
+            # is rejected; the lines after it are read again as records of their own.
+            if closed:
+                reason = "does not close where the record should end"
+            elif at_end and eof:
+                reason = "never closes"
+            else:
+                reason = f"does not close within {limit} bytes"
+            self._reject(pieces[first], f"malformed CSV: a quote on this line {reason}",
                          length=len(pieces[first]))
             return 1
         if taken > 1 and (error is not None or len(row) != self.header.width):

@@ -20,6 +20,8 @@ from .header import (BOM, CUSTOMER_COLUMNS, FileRejected, Header, NotCsvText, no
 # Sampled, not whole-file: a 10 GB file must not be read twice to resume it.
 _FINGERPRINT_SAMPLE = 1024 * 1024
 _SKIP_CHUNK = 1024 * 1024
+_FIRST_CHUNK = 64 * 1024
+_MAX_CHUNK = 1024 * 1024
 
 
 def exit_with_parent(parent_pid: int) -> None:
@@ -48,7 +50,7 @@ def fingerprint(path: Path) -> dict:
 
 def parse_batch(path: Path, header: Header, start_offset: int, start_line: int, *,
                 batch_bytes: int, max_record_bytes: int, job_id: int, file_size: int,
-                max_rows: int = 100_000, max_rejects: int = 1_000) -> Batch:
+                max_rows: int = 100_000, max_rejects: int = 10_000, first_chunk: int = _FIRST_CHUNK) -> Batch:
     """The records from start_offset on: at most batch_bytes of them, max_rows rows, max_rejects rejects.
 
     A record is taken when it starts in the window; one that may run past it is
@@ -57,19 +59,29 @@ def parse_batch(path: Path, header: Header, start_offset: int, start_line: int, 
     csv.field_size_limit(max_record_bytes)
     builder = BatchBuilder(header, start_offset, start_line, max_record_bytes=max_record_bytes,
                            max_rows=max_rows, max_rejects=max_rejects, job_id=job_id)
+    window_end = start_offset + batch_bytes
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
         if size != file_size:
             raise FileRejected(f"the file changed while it was being imported (it was {file_size} bytes, "
                                f"now {size}); start a new import for the new file")
-        f.seek(start_offset)
-        data = f.read(batch_bytes)
-        builder.build(data, eof=start_offset + len(data) >= file_size)
+        # Read in growing chunks, not the whole window at once: a batch that its row or
+        # reject bound ends early (tiny rows) must not split megabytes it does not take.
+        chunk = first_chunk
+        while builder.offset < window_end and not (builder.reached_end or builder.full):
+            before = builder.offset
+            f.seek(before)
+            data = f.read(min(chunk, window_end - before))
+            builder.build(data, eof=before + len(data) >= file_size)
+            if builder.offset == before and not builder.reached_end:
+                break  # a record longer than what was read: the next batch starts with it
+            chunk = min(chunk * 2, _MAX_CHUNK)
         if builder.progressed:
             return builder.batch()
         # Not even the first record could be decided within a window: read on to where it
         # must have closed (MAX_RECORD_BYTES), once.
-        data += f.read(max(max_record_bytes + 2 - len(data), 0))
+        f.seek(start_offset)
+        data = f.read(max(max_record_bytes + 2, batch_bytes))
         builder.build(data, eof=start_offset + len(data) >= file_size)
         if builder.progressed:
             return builder.batch()
