@@ -117,3 +117,10 @@ async def test_an_exported_file_imports_back_to_the_same_values(client, db, tmp_
     assert job["status"] == "completed" and job["rejected"] == 0, job
     after = await db.all("SELECT customer_id, phone_1, company FROM customers ORDER BY 1")
     assert after[:2] == before[:2]
+
+
+def test_the_parser_undoes_exactly_the_exports_formula_guard():
+    from server import csvout
+    from server.importer import batch
+
+    assert batch.FORMULA_START == csvout.FORMULA_START

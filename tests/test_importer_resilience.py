@@ -126,3 +126,17 @@ async def test_a_runner_that_does_not_run_the_job_opens_no_connection_per_poll(c
         after = await db.value(sessions)
         await cur.execute("SELECT pg_advisory_unlock(7342, %s::int)", (held,))
     assert after - before <= 1, (before, after)
+
+
+def test_the_engines_bounds_are_read_from_the_environment_and_checked():
+    import pytest
+
+    from server.config import Config, ConfigError
+
+    config = Config.from_env({"IMPORT_BATCH_ROWS": "5000", "IMPORT_BATCH_REJECTS": "7",
+                              "IMPORT_CONTROL_POLL_SECONDS": "0.25"})
+    assert (config.batch_rows, config.batch_rejects, config.control_poll_seconds) == (5000, 7, 0.25)
+    for name, bad in (("IMPORT_BATCH_ROWS", "10"), ("IMPORT_BATCH_REJECTS", "0"),
+                      ("IMPORT_CONTROL_POLL_SECONDS", "-1")):
+        with pytest.raises(ConfigError, match=name):
+            Config.from_env({name: bad})
