@@ -91,7 +91,7 @@ async def _run_or_follow(runner: JobRunner, pool: aiopg.Pool, job_id: int, bar: 
 
 
 async def _pause_on_sigint(pool: aiopg.Pool, job_id: int) -> None:
-    """Ctrl-C asks the job to pause; the engine stops after the batch in flight commits."""
+    """Ctrl-C asks the job to pause; the engine stops within seconds (a batch in flight is redone on resume)."""
     interrupted = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGINT, interrupted.set)
