@@ -83,6 +83,7 @@ setup(
             "pytest-timeout>=2.3",
             "playwright>=1.45",
             "tuspy>=1.1",
+            "hypothesis>=6.100",
         ],
     },
 )

@@ -40,6 +40,10 @@ def main(argv: list[str] | None = None) -> int:
                        help="only compare upload throughput (tus vs multipart) on a file of about MB megabytes")
     bench.add_argument("--edge", action="store_true",
                        help="only the HTTP edge: loop lag during 40,000-part uploads and four exports")
+    bench.add_argument("--engine", action="store_true",
+                       help="the import engine's figures: stray quotes, tiny bad rows, search backfill")
+    bench.add_argument("--backfill-rows", type=int, default=10_000_000,
+                       help="customers for the search-table backfill figure of --engine (0: skip it)")
 
     from .auth.command import add_commands
 
@@ -92,6 +96,10 @@ def main(argv: list[str] | None = None) -> int:
             from .bench.edge import run_edge_bench
 
             return run_edge_bench(config, args.rows or 200_000)
+        if args.engine:
+            from .bench.engine import run_engine_bench
+
+            return run_engine_bench(config, backfill_rows=args.backfill_rows)
         from .bench import run_bench
 
         return run_bench(config, args.rows or 2_000_000, about_bytes=args.about_bytes)

@@ -46,6 +46,11 @@ class Config:
     sse_max_streams: int = 2000
     sse_send_timeout_seconds: float = 10.0
     exports_max_concurrent: int = 4
+    # The import engine's bounds besides bytes (docs/limits.md): a batch of tiny rows
+    # or tiny rejects stays small in memory, and a pause or cancel is noticed quickly.
+    batch_rows: int = 100_000
+    batch_rejects: int = 10_000
+    control_poll_seconds: float = 0.5
 
     @property
     def pgdata(self) -> Path:
@@ -97,6 +102,11 @@ class Config:
             sse_send_timeout_seconds=_float(env, "SSE_SEND_TIMEOUT_SECONDS", cls.sse_send_timeout_seconds),
             # /customers.csv downloads at once per process; one more gets 429 with Retry-After.
             exports_max_concurrent=_int(env, "EXPORTS_MAX_CONCURRENT", cls.exports_max_concurrent, low=1),
+            # Rows and rejects a batch may hold, whatever its bytes.
+            batch_rows=_int(env, "IMPORT_BATCH_ROWS", cls.batch_rows, low=100),
+            batch_rejects=_int(env, "IMPORT_BATCH_REJECTS", cls.batch_rejects, low=1),
+            # How often a running import looks for a pause or cancel in the middle of a batch.
+            control_poll_seconds=_float(env, "IMPORT_CONTROL_POLL_SECONDS", cls.control_poll_seconds),
         )
 
 

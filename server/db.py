@@ -21,6 +21,10 @@ log = logging.getLogger(__name__)
 
 # Any constant will do as long as every process uses the same one.
 MIGRATION_LOCK = 7_342_001
+# Migrations run outside the pool's per-statement timeout: one that copies a large
+# table takes minutes (003 at 10 M rows), and a second process starting meanwhile
+# waits for the migration lock as long as that takes. A week stands for "no limit".
+MIGRATION_TIMEOUT = 7 * 24 * 3600.0
 
 
 async def resolve_database_url(config: Config) -> str:
@@ -70,24 +74,27 @@ async def migrate(pool: aiopg.Pool) -> list[str]:
     """
     applied_now = []
     async with pool.acquire() as conn, conn.cursor() as cur:
-        await cur.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
+        async def execute(statement: str, params=None) -> None:
+            await cur.execute(statement, params, timeout=MIGRATION_TIMEOUT)
+
+        await execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
         try:
-            await cur.execute(
+            await execute(
                 "CREATE TABLE IF NOT EXISTS schema_migrations ("
                 " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
             )
-            await cur.execute("SELECT version FROM schema_migrations")
+            await execute("SELECT version FROM schema_migrations")
             done = {row[0] for row in await cur.fetchall()}
             for version, sql in sqlfiles.migrations():
                 if version in done:
                     continue
-                await cur.execute("BEGIN")
+                await execute("BEGIN")
                 try:
-                    await cur.execute(sql)
-                    await cur.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
-                    await cur.execute("COMMIT")
+                    await execute(sql)
+                    await execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
+                    await execute("COMMIT")
                 except BaseException:
-                    await cur.execute("ROLLBACK")
+                    await execute("ROLLBACK")
                     raise
                 log.info("applied migration %s", version)
                 applied_now.append(version)

@@ -195,19 +195,32 @@ class EventHub:
             await self._resnapshot()
             while True:
                 message = await conn.notifies.get()
-                self._dispatch(message.payload)
+                await self._dispatch(message.payload)
 
     async def _resnapshot(self) -> None:
         if self.subscribers:
             self.publish(Event.of("snapshot", await jobs.current(self.app[pool_key])))
 
-    def _dispatch(self, payload: str) -> None:
+    async def _dispatch(self, payload: str) -> None:
+        """A notification names a job (sql/007): read it, and publish what it now is.
+
+        The job read may be newer than the notification; a status other than the
+        notified one makes it a state event, so no subscriber misses a change of
+        status, and the newer event's own notification then finds nothing newer.
+        """
         try:
             message = json.loads(payload)
-            event = Event.of(message["event"], message["job"])
+            kind, job_id, status = message["event"], int(message["id"]), message["status"]
         except (ValueError, KeyError, TypeError):
             log.warning("import events: ignoring a malformed notification %.200r", payload)
             return
+        try:
+            job = await jobs.get(self.app[pool_key], job_id)
+        except jobs.JobNotFound:
+            return
+        if job["status"] != status:
+            kind = "state"
+        event = Event.of(kind, job)
         self.publish(event)
         if event.kind == "state" and event.status in ("queued", "running"):
             # A job queued or resumed by another process: this runner may take it at once.

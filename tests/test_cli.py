@@ -9,7 +9,7 @@ import pytest
 from server.embedded import psql_path
 from server.generate import generate
 from tests.importing import HEADER, row, write_csv
-from tests.processes import cli, server_env
+from tests.processes import admin_headers, cli, server_env
 
 
 def run(*args, env, timeout=120):
@@ -79,3 +79,46 @@ def test_generate_writes_the_same_bytes_for_the_same_seed_and_psql_reads_them(db
     result = subprocess.run([psql_path(), "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", db_url],
                             input=copy, capture_output=True, text=True, check=True)
     assert result.stdout.strip().splitlines()[-1] == "300|300"
+
+
+async def test_import_follows_a_server_that_runs_its_job_to_the_end(db, db_url, tmp_path):
+    import aiohttp
+    from tests.test_multiprocess import Server
+
+    path = tmp_path / "shared.csv"
+    generate(path, 20_000, seed=6, about_bytes=300)
+    env = server_env(DATABASE_URL=db_url, IMPORT_BATCH_BYTES=str(64 * 1024), IMPORT_DIR=str(tmp_path))
+    server = Server(env, tmp_path / "server.log")
+    try:
+        async with aiohttp.ClientSession(headers=await admin_headers(db_url)) as session:
+            await server.wait_healthy(session)
+            started = await _import_by_path(session, server.url, path.name)
+        # The server has the job; the same file from the command line follows it.
+        code, out, err = run("import", str(path), "--json", env=env)
+        assert code == 0, err
+        job = json.loads(out)
+        assert (job["id"], job["status"], job["inserted"]) == (started["id"], "completed", 20_000)
+        assert "100%" in err and "completed: 20000 inserted" in err
+        assert await db.value("SELECT count(*) FROM import_jobs") == 1
+    finally:
+        server.stop()
+
+
+async def _import_by_path(session, base_url: str, name: str) -> dict:
+    """The one HTTP call of these tests; the session carries an admin token."""
+    async with session.post(f"{base_url}/import", json={"path": name}) as resp:
+        assert resp.status == 202, await resp.text()
+        return await resp.json()
+
+
+async def test_an_error_in_a_jobs_bookkeeping_fails_it_and_the_next_import_runs(db, db_url, tmp_path):
+    # Something the engine does not expect (here a rule the database adds) breaks a step.
+    await db.all("ALTER TABLE import_jobs ADD CONSTRAINT few_columns CHECK (cardinality(columns) < 5)")
+    wide = write_csv(tmp_path / "wide.csv", [HEADER, row(1, "X1")])
+    code, _, err = run("import", str(wide), "--no-progress", env=server_env(DATABASE_URL=db_url))
+    assert code == 1, err
+    assert "failed: internal error: CheckViolation" in err
+    assert await db.value("SELECT status FROM import_jobs") == "failed"
+    narrow = write_csv(tmp_path / "narrow.csv", ["Customer Id,First Name", "N1,Ann"])
+    code, _, err = run("import", str(narrow), "--no-progress", env=server_env(DATABASE_URL=db_url))
+    assert code == 0, err

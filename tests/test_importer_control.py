@@ -26,7 +26,7 @@ async def wait_for_bytes(app, job_id, at_least: int) -> dict:
 
 
 async def wait_until_stopped(app, job_id) -> dict:
-    """Paused in the database is not yet stopped: the batch in flight still commits."""
+    """Paused in the database is not yet stopped: the engine notices, and its batch in flight rolls back."""
     for _ in range(1000):
         job = await jobs.get(app[pool_key], job_id)
         if job["worker"] is None:

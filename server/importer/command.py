@@ -20,11 +20,12 @@ from tqdm import tqdm
 from ..config import Config
 from ..db import migrate, resolve_database_url
 from . import jobs
-from .runner import JobRunner
+from .runner import TRANSIENT, JobRunner
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_PAUSED = 130  # the shell's code for "stopped by Ctrl-C"
+FOLLOW_SECONDS = 0.5  # how often the command looks at a job another process runs
 
 
 def run_import_command(config: Config, file: Path, *, progress: bool, as_json: bool, stats: bool) -> int:
@@ -53,7 +54,7 @@ async def _import(config: Config, path: Path, *, progress: bool, as_json: bool, 
         lag.start()
         pause_on_ctrl_c = asyncio.create_task(_pause_on_sigint(pool, job["id"]))
         try:
-            status = await runner.run(job["id"], on_progress=bar.update)
+            await _run_or_follow(runner, pool, job["id"], bar)
         finally:
             pause_on_ctrl_c.cancel()
             await asyncio.gather(pause_on_ctrl_c, return_exceptions=True)
@@ -61,9 +62,6 @@ async def _import(config: Config, path: Path, *, progress: bool, as_json: bool, 
             await runner.stop()
             bar.close()
         final = await jobs.get(pool, job["id"])
-    if status is None:
-        print(f"import: job {job['id']} is being run by {final['worker']}", file=sys.stderr)
-        return EXIT_USAGE
     if as_json:
         print(json.dumps(final))
     if stats:
@@ -71,8 +69,29 @@ async def _import(config: Config, path: Path, *, progress: bool, as_json: bool, 
     return _report(final)
 
 
+async def _run_or_follow(runner: JobRunner, pool: aiopg.Pool, job_id: int, bar: _Bar) -> None:
+    """Run the job here; while another process (a server) runs it, follow it to its end.
+
+    Either way the bar shows it and the exit code says how it ended. A transient stop
+    (a lost connection, a parse worker that died) is taken up again from the checkpoint.
+    """
+    while True:
+        if not await jobs.runner_alive(pool, job_id):
+            try:
+                if await runner.run(job_id, on_progress=bar.update) is not None:
+                    return
+            except TRANSIENT as exc:
+                print(f"import: job {job_id} stopped ({str(exc) or type(exc).__name__}); "
+                      "going on from its checkpoint", file=sys.stderr)
+        job = await jobs.get(pool, job_id)
+        bar.update(job)
+        if job["status"] not in ("queued", "running"):
+            return
+        await asyncio.sleep(FOLLOW_SECONDS)
+
+
 async def _pause_on_sigint(pool: aiopg.Pool, job_id: int) -> None:
-    """Ctrl-C asks the job to pause; the engine stops after the batch in flight commits."""
+    """Ctrl-C asks the job to pause; the engine stops within seconds (a batch in flight is redone on resume)."""
     interrupted = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGINT, interrupted.set)

@@ -19,7 +19,7 @@ from psycopg2.extras import Json
 from ..config import Config
 from ..sqlfiles import queries
 from .parse import FileRejected, Header, fingerprint, parse_batch, read_header
-from .writer import open_connection, write_batch
+from .writer import connect, prepare_session, write_batch
 
 log = logging.getLogger(__name__)
 SQL = queries("jobs")
@@ -31,6 +31,14 @@ class JobFailed(Exception):
     """The job cannot go on; the message is for the user."""
 
 
+class _Stopped(Exception):
+    """Paused or cancelled while the engine waited for its parse worker."""
+
+    def __init__(self, status: str):
+        super().__init__(status)
+        self.status = status
+
+
 @dataclasses.dataclass
 class Claim:
     path: Path
@@ -38,6 +46,7 @@ class Claim:
     bytes_done: int
     line_no: int
     fingerprint: dict | None
+    rejected: int
 
 
 async def run_job(job_id: int, *, config: Config, database_url: str, worker: str,
@@ -50,36 +59,47 @@ async def run_job(job_id: int, *, config: Config, database_url: str, worker: str
     """
     thread = ThreadPoolExecutor(1, thread_name_prefix=f"import-job-{job_id}")
     call = _ThreadCaller(thread)
-    conn = await call(open_connection, database_url, f"csv-import job {job_id} {worker}", config.batch_bytes)
     try:
-        claim = await call(_claim, conn, job_id, worker)
-        if claim is None:
-            return None
+        conn = await call(connect, database_url, f"csv-import job {job_id} {worker}")
         try:
-            header, file_size = await _prepare(job_id, claim, config, processes, call, conn)
-            return await _pump(job_id, worker, claim, header, file_size, config, processes, call, conn,
-                               on_progress)
-        except JobFailed as exc:
-            log.info("import job %s failed: %s", job_id, exc)
-            job = await call(_fail, conn, job_id, str(exc))
-            if on_progress and job:
-                on_progress(job)
-            return "failed"
+            return await _run_claimed(job_id, worker, config, processes, call, conn, on_progress)
         finally:
-            with contextlib.suppress(Exception):
-                await call(_release, conn, job_id, worker)
+            await call(conn.close)
     finally:
-        await call(conn.close)
         thread.shutdown(wait=False)
+
+
+async def _run_claimed(job_id, worker, config, processes, call, conn, on_progress) -> str | None:
+    claim = await call(_claim, conn, job_id, worker)
+    if claim is None:
+        return None
+    try:
+        await call(prepare_session, conn, config.batch_bytes)
+        header, file_size = await _prepare(job_id, claim, config, processes, call, conn)
+        return await _pump(job_id, worker, claim, header, file_size, config, processes, call, conn,
+                           on_progress)
+    except _Stopped as stop:
+        return stop.status
+    except JobFailed as exc:
+        log.info("import job %s failed: %s", job_id, exc)
+        job = await call(_fail, conn, job_id, str(exc))
+        if on_progress and job:
+            on_progress(job)
+        return "failed"
+    finally:
+        with contextlib.suppress(Exception):
+            await call(_release, conn, job_id, worker)
 
 
 async def _prepare(job_id, claim: Claim, config: Config, processes, call, conn) -> tuple[Header, int]:
     loop = asyncio.get_running_loop()
     try:
-        header = await loop.run_in_executor(processes, read_header, claim.path, config.max_record_bytes)
-        found = await loop.run_in_executor(processes, fingerprint, claim.path)
-    except FileNotFoundError:
-        raise JobFailed(f"the file {claim.path.name} is no longer there") from None
+        header = await _unless_stopped(loop.run_in_executor(processes, read_header, claim.path,
+                                                            config.max_record_bytes), job_id, config, call, conn)
+        found = await _unless_stopped(loop.run_in_executor(processes, fingerprint, claim.path),
+                                      job_id, config, call, conn)
+    except OSError as exc:
+        raise JobFailed(_unreadable(claim.path, exc)) from None
     except FileRejected as exc:
         raise JobFailed(str(exc)) from None
     if claim.data_offset is None:
@@ -94,34 +114,67 @@ async def _prepare(job_id, claim: Claim, config: Config, processes, call, conn) 
 async def _pump(job_id, worker: str, claim: Claim, header: Header, file_size: int, config: Config,
                 processes, call, conn, on_progress) -> str:
     loop = asyncio.get_running_loop()
+    rejected = claim.rejected  # as the job will count them once the batches parsed so far commit
 
     def parse(offset: int, line: int):
-        return loop.run_in_executor(processes, _parse, claim.path, header, offset, line,
-                                    config.batch_bytes, config.max_record_bytes, job_id, file_size)
+        # Never more rejects than take the job past its limit: it stops inside a batch.
+        rejects_left = config.reject_limit + 1 - rejected
+        return loop.run_in_executor(processes, _parse, claim.path, header, offset, line, file_size, job_id,
+                                    config.batch_bytes, config.max_record_bytes, config.batch_rows,
+                                    min(config.batch_rejects, rejects_left))
 
     upcoming = parse(claim.bytes_done, claim.line_no)
     try:
         while True:
-            batch = await upcoming
-            upcoming = None if batch.eof else parse(batch.end_offset, batch.end_line)
+            batch = await _unless_stopped(upcoming, job_id, config, call, conn)
+            rejected += len(batch.rejects)
+            last = batch.eof or rejected > config.reject_limit
+            upcoming = None if last else parse(batch.end_offset, batch.end_line)
             written = await call(write_batch, conn, job_id, worker, batch, header.present,
                                  config.reject_limit)
             if on_progress:
                 on_progress(written.job)
-            if written.status != "running" or batch.eof:
+            if written.status != "running" or last:
                 return written.status
     finally:
         if upcoming is not None:
             upcoming.cancel()
 
 
-def _parse(path, header, offset, line, batch_bytes, max_record_bytes, job_id, file_size):
+async def _unless_stopped(future: asyncio.Future, job_id: int, config: Config, call, conn):
+    """The parse worker's result; a pause or cancel meanwhile ends the wait (_Stopped).
+
+    The writer connection is idle while we wait (the batch before has committed), so it
+    looks; work in flight finishes in the worker and is dropped.
+    """
+    while True:
+        done, _ = await asyncio.wait([future], timeout=config.control_poll_seconds)
+        if done:
+            return future.result()
+        status = await call(_status, conn, job_id)
+        if status != "running":
+            future.cancel()
+            raise _Stopped(status)
+
+
+def _parse(path, header, offset, line, file_size, job_id, batch_bytes, max_record_bytes, max_rows,
+           max_rejects):
     try:
         return parse_batch(path, header, offset, line, batch_bytes=batch_bytes,
-                           max_record_bytes=max_record_bytes, job_id=job_id, file_size=file_size)
+                           max_record_bytes=max_record_bytes, job_id=job_id, file_size=file_size,
+                           max_rows=max_rows, max_rejects=max_rejects)
     except FileRejected as exc:
         # Crosses the process boundary as a plain message.
         raise JobFailed(str(exc)) from None
+    except OSError as exc:
+        raise JobFailed(_unreadable(path, exc)) from None
+
+
+def _unreadable(path: Path, exc: OSError) -> str:
+    """What went wrong with the file, by its name: the server's paths are nobody's business."""
+    if isinstance(exc, FileNotFoundError):
+        return f"the file {path.name} is no longer there"
+    return f"the file {path.name} could not be read: {exc.strerror or type(exc).__name__}"
 
 
 class _ThreadCaller:
@@ -157,8 +210,8 @@ def _claim(conn, job_id: int, worker: str) -> Claim | None:
     conn.commit()
     if row is None:
         return None
-    path, data_offset, bytes_done, line_no, fp = row
-    return Claim(Path(path), data_offset, bytes_done, line_no, fp)
+    path, data_offset, bytes_done, line_no, fp, rejected = row
+    return Claim(Path(path), data_offset, bytes_done, line_no, fp, rejected)
 
 
 def _set_header(conn, job_id: int, header: Header, found: dict) -> None:
@@ -166,9 +219,17 @@ def _set_header(conn, job_id: int, header: Header, found: dict) -> None:
         cur.execute(SQL["set_header"], {
             "id": job_id, "data_offset": header.data_offset, "data_line": header.data_line,
             "bytes_total": found["size"], "columns": list(header.columns),
-            "unknown": list(header.unknown[:50]), "fingerprint": Json(found),
+            "unknown": list(header.unknown), "fingerprint": Json(found),
         })
     conn.commit()
+
+
+def _status(conn, job_id: int) -> str | None:
+    with conn.cursor() as cur:
+        cur.execute(SQL["status"], {"id": job_id})
+        row = cur.fetchone()
+    conn.commit()
+    return None if row is None else row[0]
 
 
 def _fail(conn, job_id: int, error: str) -> dict | None:

@@ -122,6 +122,11 @@ async def next_claimable(pool: aiopg.Pool) -> int | None:
     return await _one(pool, SQL["next_claimable"], {})
 
 
+async def runner_alive(pool: aiopg.Pool, job_id: int) -> bool:
+    """Whether some process holds the job's lock, so runs it now."""
+    return bool(await _one(pool, SQL["runner_alive"], {"id": job_id}))
+
+
 async def fail(pool: aiopg.Pool, job_id: int, error: str) -> dict | None:
     return await _one(pool, SQL["fail"], {"id": job_id, "error": error})
 

@@ -31,8 +31,9 @@ from ..tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
-# Lost connections and lost races end a run, not the job: it resumes from its checkpoint.
-TRANSIENT = (psycopg2.OperationalError, psycopg2.InterfaceError, CheckpointMoved)
+# Lost connections, lost races and a parse worker that died (the OOM killer's kill -9)
+# end a run, not the job: it resumes from its checkpoint, in a new worker.
+TRANSIENT = (psycopg2.OperationalError, psycopg2.InterfaceError, CheckpointMoved, BrokenProcessPool)
 
 
 def worker_name() -> str:
@@ -54,21 +55,32 @@ class JobRunner:
 
     async def stop(self) -> None:
         await cancel_and_wait(self._task)
-        if self._processes is not None:
-            self._processes.shutdown(wait=False, cancel_futures=True)
+        self._drop_worker_processes()
 
     def wake(self) -> None:
         self._wake.set()
 
     async def run(self, job_id: int, on_progress: Callable[[dict], None] | None = None) -> str | None:
-        """Run one job here and now; its final status, or None when another process has it."""
+        """Run one job here and now; its final status, or None when another process has it.
+
+        TRANSIENT errors propagate (the job waits to be taken up again); any other error
+        in the job's own bookkeeping fails the job with a message, so the next can start.
+        """
         try:
             status = await run_job(job_id, config=self.config, database_url=self.database_url,
                                    worker=self.worker, processes=self._worker_processes(),
                                    on_progress=on_progress)
         except BrokenProcessPool:
-            self._processes = None
+            self._drop_worker_processes()
             raise
+        except TRANSIENT:
+            raise
+        except Exception as exc:
+            log.exception("import job %s failed unexpectedly", job_id)
+            job = await jobs.fail(self.pool, job_id, f"internal error: {type(exc).__name__}: {exc}")
+            if on_progress and job:
+                on_progress(job)
+            return "failed"
         if status == "completed":
             # Autovacuum would get to it in a while; until then the planner plans searches
             # for the table as it was before millions of rows arrived.
@@ -98,15 +110,17 @@ class JobRunner:
         try:
             status = await self.run(job_id)
         except TRANSIENT as exc:
-            log.warning("import job %s stopped (%s); it resumes from its checkpoint", job_id, exc)
-            return
-        except Exception as exc:
-            log.exception("import job %s failed unexpectedly", job_id)
-            await jobs.fail(self.pool, job_id, f"internal error: {type(exc).__name__}: {exc}")
+            log.warning("import job %s stopped (%s); it resumes from its checkpoint", job_id,
+                        str(exc) or type(exc).__name__)
             return
         if status is not None:
             log.info("import job %s is %s", job_id, status)
             self.wake()  # maybe there is more to do
+
+    def _drop_worker_processes(self) -> None:
+        if self._processes is not None:
+            self._processes.shutdown(wait=False, cancel_futures=True)
+            self._processes = None
 
     def _worker_processes(self) -> ProcessPoolExecutor:
         # Spawned, not forked: a fork of a process with threads and an event loop is unsafe.

@@ -32,8 +32,12 @@ class CheckpointMoved(Exception):
     """The job's checkpoint is not where this batch started: someone else wrote it."""
 
 
-def open_connection(database_url: str, application_name: str, batch_bytes: int):
-    conn = psycopg2.connect(database_url, application_name=application_name)
+def connect(database_url: str, application_name: str):
+    return psycopg2.connect(database_url, application_name=application_name)
+
+
+def prepare_session(conn, batch_bytes: int) -> None:
+    """What the batch transactions need, set up once the job is ours."""
     with conn.cursor() as cur:
         # Safe here, and it spares a WAL flush per batch: rows and checkpoint commit together,
         # so a database crash can only lose both, and the job redoes them from the older one.
@@ -43,7 +47,6 @@ def open_connection(database_url: str, application_name: str, batch_bytes: int):
         cur.execute(SQL["batch_memory"], {"kilobytes": max(4096, 3 * batch_bytes // 1024)})
         cur.execute(SQL["create_stage"])
     conn.commit()
-    return conn
 
 
 def write_batch(conn, job_id: int, worker: str, batch: Batch, present: tuple[str, ...],
@@ -101,6 +104,13 @@ def _write(conn, job_id: int, worker: str, batch: Batch, present, reject_limit: 
         })
         row = cur.fetchone()
         if row is None:
+            cur.execute(SQL["job_status"], {"job_id": job_id})
+            row = cur.fetchone()
+            conn.rollback()
+            if row is not None and row[0] != "running":
+                # Paused or cancelled while this batch was on its way: the control's answer
+                # stays the job's last word, and a resume parses the batch again.
+                return Written(status=row[0], job=row[1])
             raise CheckpointMoved(f"job {job_id} is no longer at byte {batch.start_offset}")
     conn.commit()
     return Written(status=row[0], job=row[1])

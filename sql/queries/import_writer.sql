@@ -58,6 +58,8 @@ ON CONFLICT (job_id, line_no) DO NOTHING
 
 -- name: checkpoint
 -- Only from the checkpoint this batch started at: a second writer can never count twice.
+-- Only while the job runs: once a pause or cancel has answered, its counters are the
+-- job's last word, and the batch in flight rolls back (writer.py).
 UPDATE import_jobs SET
     bytes_done = %(end_offset)s,
     line_no = %(end_line)s,
@@ -84,5 +86,8 @@ UPDATE import_jobs SET
     -- engine then stops.
     worker = CASE WHEN status = 'running' AND NOT %(eof)s AND rejected + %(rejected)s <= %(reject_limit)s
                   THEN %(worker)s END
-WHERE id = %(job_id)s AND bytes_done = %(start_offset)s
+WHERE id = %(job_id)s AND bytes_done = %(start_offset)s AND status = 'running'
 RETURNING status, import_job_json(import_jobs.*)
+
+-- name: job_status
+SELECT status, import_job_json(j) FROM import_jobs j WHERE id = %(job_id)s

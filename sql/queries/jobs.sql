@@ -40,12 +40,7 @@ LIMIT %(limit)s
 UPDATE import_jobs SET
     status = %(to)s,
     finished_at = CASE WHEN %(to)s = 'cancelled' THEN now() ELSE finished_at END,
-    worker = CASE WHEN %(to)s <> 'running' AND EXISTS (
-                      SELECT FROM pg_locks l
-                      WHERE l.locktype = 'advisory' AND l.granted
-                        AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-                        AND l.classid = 7342 AND l.objid::bigint = import_jobs.id AND l.objsubid = 2)
-                  THEN worker END
+    worker = CASE WHEN %(to)s <> 'running' AND import_job_has_runner(import_jobs.id) THEN worker END
 WHERE id = %(id)s AND status = ANY(%(from)s)
 RETURNING import_job_json(import_jobs.*)
 
@@ -59,11 +54,19 @@ ORDER BY line_no
 LIMIT %(limit)s
 
 -- name: next_claimable
--- A job nobody runs yet, or one whose runner may have died (the advisory lock decides).
-SELECT id FROM import_jobs WHERE status IN ('queued', 'running') ORDER BY id LIMIT 1
+-- A job nobody runs: queued, or running without a live runner (nobody holds its lock).
+SELECT id FROM import_jobs
+WHERE status IN ('queued', 'running') AND NOT import_job_has_runner(id)
+ORDER BY id LIMIT 1
 
 -- name: try_lock
-SELECT pg_try_advisory_lock(7342, %(id)s::int)
+SELECT pg_try_advisory_lock(7342, import_job_lock_key(%(id)s))
+
+-- name: runner_alive
+SELECT import_job_has_runner(%(id)s)
+
+-- name: status
+SELECT status, import_job_json(j) FROM import_jobs j WHERE id = %(id)s
 
 -- name: start_run
 UPDATE import_jobs SET
@@ -74,7 +77,7 @@ UPDATE import_jobs SET
     run_started_bytes = bytes_done,
     run_started_rows = rows_done
 WHERE id = %(id)s AND status IN ('queued', 'running')
-RETURNING path, data_offset, bytes_done, line_no, fingerprint
+RETURNING path, data_offset, bytes_done, line_no, fingerprint, rejected
 
 -- name: forget_worker
 -- Claimed, but paused or ended before this run could start: whoever the job
