@@ -24,11 +24,10 @@ class Config:
     batch_bytes: int = 8 * 1024**2
     max_record_bytes: int = 1024**2
     worker_poll_seconds: float = 2.0
-    # Resumable (tus) uploads at /uploads; their size cap is upload_max_bytes.
+    # Resumable (tus) uploads at /uploads; their size cap, free-space floor and
+    # concurrency cap are the multipart uploads' (UPLOAD_*).
     tus_expire_seconds: float = 24 * 3600   # an upload untouched this long is swept
     tus_sweep_seconds: float = 300.0        # how often the sweep looks
-    tus_max_concurrent: int = 4             # PATCHes in flight per process (each holds a connection)
-    tus_min_free_bytes: int = 1024**3       # free space IMPORT_DIR keeps after an upload
     tus_page_chunk_bytes: int = 16 * 1024**2  # the page's PATCH size: what a dropped connection costs
     # Access (docs/access.md).
     allowed_hosts: tuple[str, ...] = ()      # Host names answered; () = the listening name (+ loopback names)
@@ -75,8 +74,6 @@ class Config:
             worker_poll_seconds=_float(env, "WORKER_POLL_SECONDS", cls.worker_poll_seconds),
             tus_expire_seconds=_float(env, "TUS_EXPIRE_SECONDS", cls.tus_expire_seconds),
             tus_sweep_seconds=_float(env, "TUS_SWEEP_SECONDS", cls.tus_sweep_seconds),
-            tus_max_concurrent=_int(env, "TUS_MAX_CONCURRENT", cls.tus_max_concurrent, low=1, high=100),
-            tus_min_free_bytes=_int(env, "TUS_MIN_FREE_BYTES", cls.tus_min_free_bytes, low=0),
             tus_page_chunk_bytes=_int(env, "TUS_PAGE_CHUNK_BYTES", cls.tus_page_chunk_bytes,
                                       low=64 * 1024, high=1024**3),
             # Access.

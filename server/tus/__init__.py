@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from ..keys import config_key, pool_key, tus_key
+from ..keys import config_key, pool_key, tus_key, uploads_key
 from ..tasks import cancel_and_wait
 from .protocol import protocol_headers
 from .store import Uploads
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 async def tus_ctx(app: web.Application) -> AsyncIterator[None]:
     """The uploads store, and its sweep running every TUS_SWEEP_SECONDS while the app lives."""
     config = app[config_key]
-    uploads = Uploads(config, app[pool_key])
+    uploads = Uploads(config, app[pool_key], app[uploads_key])
     app[tus_key] = uploads
     sweeper = asyncio.create_task(_sweep_forever(uploads, config.tus_sweep_seconds), name="tus-sweep")
     yield

@@ -25,6 +25,7 @@ from typing import Any
 import aiopg
 from aiohttp import StreamReader
 
+from ..capacity import Slots
 from ..config import Config
 from ..errors import Conflict
 from ..sqlfiles import queries
@@ -65,17 +66,17 @@ class Upload:
 
 
 class Uploads:
-    def __init__(self, config: Config, pool: aiopg.Pool) -> None:
+    def __init__(self, config: Config, pool: aiopg.Pool, slots: Slots) -> None:
         self.config = config
         self.pool = pool
+        self.slots = slots  # shared with multipart uploads: one cap on uploads in progress
         self.directory = config.import_dir / "uploads"
-        self.in_flight = 0
         # sha256 of the bytes so far, for uploads this process is writing: (offset, hash).
         # Another process, or a restart, means hashing the file once at the end instead.
         self._sha256: dict[str, tuple[int, Any]] = {}
 
     async def create(self, *, size: int, filename: str, metadata: str | None, owner: str | None) -> Upload:
-        await admit(self.config, self.directory, incoming=size, in_flight=0)
+        await admit(self.config, self.directory, incoming=size)
         upload_id = uuid.uuid4().hex
         async with self.pool.acquire() as conn, conn.cursor() as cur:
             await cur.execute(SQL["create"], {"id": upload_id, "filename": filename, "size": size,
@@ -93,9 +94,8 @@ class Uploads:
     async def write(self, upload_id: str, offset: int, body: StreamReader, *,
                     length: int | None, checksum: tuple[str, bytes] | None) -> Upload:
         """Append the request body at `offset`; the upload as it is afterwards."""
-        self.in_flight += 1  # before the first await: two requests never both see the last place free
-        try:
-            await admit(self.config, self.directory, incoming=length or 0, in_flight=self.in_flight - 1)
+        with self.slots.hold():  # taken before the first await: two requests never share the last place
+            await admit(self.config, self.directory, incoming=length or 0)
             async with self._locked(upload_id) as cur:
                 upload = await _live_row(cur, upload_id)
                 if offset != upload.offset:
@@ -106,8 +106,6 @@ class Uploads:
                     raise UploadTooLarge(f"the chunk would end at byte {offset + length}, past the "
                                          f"upload's Upload-Length of {upload.size}")
                 return await self._append(cur, upload, body, checksum)
-        finally:
-            self.in_flight -= 1
 
     async def _append(self, cur, upload: Upload, body: StreamReader,
                       checksum: tuple[str, bytes] | None) -> Upload:
