@@ -24,7 +24,8 @@ from .views import customers, health, imports, pages, tus
 def create_app(config: Config) -> web.Application:
     app = web.Application(client_max_size=1024**2)
     app[config_key] = config
-    app.middlewares.extend([*access_middlewares(app), same_origin_middleware, error_middleware])
+    # Errors outermost: a database that is away while a token is looked up is a 503 too.
+    app.middlewares.extend([error_middleware, *access_middlewares(app), same_origin_middleware])
     app[uploads_key] = uploads.slots(config)
     app[exports_key] = csvout.slots(config)
     aiohttp_jinja2.setup(
