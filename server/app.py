@@ -15,10 +15,11 @@ from .events import events_ctx, stop_streams
 from .importer.runner import runner_ctx
 from .keys import config_key, exports_key, uploads_key
 from .lag import lag_ctx
+from .metrics import setup_metrics
 from .resources import resource_dir
 from .security import same_origin_middleware
 from .tus import protocol_headers, tus_ctx
-from .views import customers, health, imports, pages, tus
+from .views import customers, health, imports, metrics, pages, tus
 
 
 def create_app(config: Config) -> web.Application:
@@ -27,6 +28,7 @@ def create_app(config: Config) -> web.Application:
     app.middlewares.extend([*access_middlewares(app), same_origin_middleware, error_middleware])
     app[uploads_key] = uploads.slots(config)
     app[exports_key] = csvout.slots(config)
+    setup_metrics(app)
     aiohttp_jinja2.setup(
         app,
         loader=jinja2.PackageLoader("server", "templates"),
@@ -41,7 +43,7 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(tus_ctx)  # its sweep stops first
     app.on_shutdown.append(stop_streams)  # SSE streams end before the server waits for handlers
     app.on_response_prepare.append(protocol_headers)
-    for module in (health, pages, access_views, imports, customers, tus, openapi):
+    for module in (health, metrics, pages, access_views, imports, customers, tus, openapi):
         app.add_routes(module.routes)
     app.router.add_static("/static", resource_dir("web_static"))
     setup_access(app)  # after the routes: CORS covers them all

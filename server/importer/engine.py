@@ -18,6 +18,7 @@ from psycopg2.extras import Json
 
 from ..config import Config
 from ..sqlfiles import queries
+from .batch import Batch
 from .parse import FileRejected, Header, fingerprint, parse_batch, read_header
 from .writer import connect, prepare_session, write_batch
 
@@ -50,7 +51,8 @@ class Claim:
 
 
 async def run_job(job_id: int, *, config: Config, database_url: str, worker: str,
-                  processes: Executor, on_progress: Callable[[dict], None] | None = None) -> str | None:
+                  processes: Executor, on_progress: Callable[[dict], None] | None = None,
+                  on_batch: Callable[[Batch, float], None] | None = None) -> str | None:
     """Run a job until it completes, fails, is paused or cancelled; return its status.
 
     None means another process holds the job (or it is no longer runnable).
@@ -62,14 +64,14 @@ async def run_job(job_id: int, *, config: Config, database_url: str, worker: str
     try:
         conn = await call(connect, database_url, f"csv-import job {job_id} {worker}")
         try:
-            return await _run_claimed(job_id, worker, config, processes, call, conn, on_progress)
+            return await _run_claimed(job_id, worker, config, processes, call, conn, on_progress, on_batch)
         finally:
             await call(conn.close)
     finally:
         thread.shutdown(wait=False)
 
 
-async def _run_claimed(job_id, worker, config, processes, call, conn, on_progress) -> str | None:
+async def _run_claimed(job_id, worker, config, processes, call, conn, on_progress, on_batch) -> str | None:
     claim = await call(_claim, conn, job_id, worker)
     if claim is None:
         return None
@@ -77,7 +79,7 @@ async def _run_claimed(job_id, worker, config, processes, call, conn, on_progres
         await call(prepare_session, conn, config.batch_bytes)
         header, file_size = await _prepare(job_id, claim, config, processes, call, conn)
         return await _pump(job_id, worker, claim, header, file_size, config, processes, call, conn,
-                           on_progress)
+                           on_progress, on_batch)
     except _Stopped as stop:
         return stop.status
     except JobFailed as exc:
@@ -112,7 +114,7 @@ async def _prepare(job_id, claim: Claim, config: Config, processes, call, conn) 
 
 
 async def _pump(job_id, worker: str, claim: Claim, header: Header, file_size: int, config: Config,
-                processes, call, conn, on_progress) -> str:
+                processes, call, conn, on_progress, on_batch) -> str:
     loop = asyncio.get_running_loop()
     rejected = claim.rejected  # as the job will count them once the batches parsed so far commit
 
@@ -130,8 +132,11 @@ async def _pump(job_id, worker: str, claim: Claim, header: Header, file_size: in
             rejected += len(batch.rejects)
             last = batch.eof or rejected > config.reject_limit
             upcoming = None if last else parse(batch.end_offset, batch.end_line)
+            started = loop.time()
             written = await call(write_batch, conn, job_id, worker, batch, header.present,
                                  config.reject_limit)
+            if on_batch and written.status not in ("paused", "cancelled"):  # else rolled back
+                on_batch(batch, loop.time() - started)
             if on_progress:
                 on_progress(written.job)
             if written.status != "running" or last:

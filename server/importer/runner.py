@@ -22,8 +22,9 @@ import psycopg2
 from aiohttp import web
 
 from ..config import Config
-from ..keys import config_key, database_url_key, pool_key, runner_key
+from ..keys import config_key, database_url_key, metrics_key, pool_key, runner_key
 from . import jobs
+from .batch import Batch
 from .engine import run_job
 from .parse import exit_with_parent
 from .writer import CheckpointMoved
@@ -41,8 +42,10 @@ def worker_name() -> str:
 
 
 class JobRunner:
-    def __init__(self, config: Config, pool: aiopg.Pool, database_url: str):
+    def __init__(self, config: Config, pool: aiopg.Pool, database_url: str,
+                 on_batch: Callable[[Batch, float], None] | None = None):
         self.config = config
+        self.on_batch = on_batch  # each committed batch and its commit time (the app's metrics)
         self.pool = pool
         self.database_url = database_url
         self.worker = worker_name()
@@ -69,7 +72,7 @@ class JobRunner:
         try:
             status = await run_job(job_id, config=self.config, database_url=self.database_url,
                                    worker=self.worker, processes=self._worker_processes(),
-                                   on_progress=on_progress)
+                                   on_progress=on_progress, on_batch=self.on_batch)
         except BrokenProcessPool:
             self._drop_worker_processes()
             raise
@@ -131,7 +134,8 @@ class JobRunner:
 
 
 async def runner_ctx(app: web.Application) -> AsyncIterator[None]:
-    runner = JobRunner(app[config_key], app[pool_key], app[database_url_key])
+    runner = JobRunner(app[config_key], app[pool_key], app[database_url_key],
+                       on_batch=app[metrics_key].observe_batch)
     app[runner_key] = runner
     runner.start()
     yield
