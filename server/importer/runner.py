@@ -60,6 +60,14 @@ class JobRunner:
         await cancel_and_wait(self._task)
         self._drop_worker_processes()
 
+    def problem(self) -> str | None:
+        """Why this process would run no job now, or None while its runner lives."""
+        if self._task is None or not self._task.done():
+            return None
+        if self._task.cancelled():
+            return "the import runner was cancelled"
+        return f"the import runner stopped: {self._task.exception()!r}"
+
     def wake(self) -> None:
         self._wake.set()
 
