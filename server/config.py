@@ -51,6 +51,9 @@ class Config:
     batch_rows: int = 100_000
     batch_rejects: int = 10_000
     control_poll_seconds: float = 0.5
+    # Operations (docs/operations.md).
+    log_format: str = "plain"                # plain | json (one object a line)
+    log_level: str = "INFO"
 
     @property
     def pgdata(self) -> Path:
@@ -107,6 +110,9 @@ class Config:
             batch_rejects=_int(env, "IMPORT_BATCH_REJECTS", cls.batch_rejects, low=1),
             # How often a running import looks for a pause or cancel in the middle of a batch.
             control_poll_seconds=_float(env, "IMPORT_CONTROL_POLL_SECONDS", cls.control_poll_seconds),
+            # Operations: logs for people (plain) or for a log pipeline (json, one object a line).
+            log_format=_choice(env, "LOG_FORMAT", cls.log_format, ("plain", "json")),
+            log_level=_choice(env, "LOG_LEVEL", cls.log_level, ("DEBUG", "INFO", "WARNING", "ERROR")),
         )
 
 
@@ -115,6 +121,16 @@ def _database_url(env: Mapping[str, str]) -> str | None:
     if url is not None and urlsplit(url).scheme not in ("postgres", "postgresql"):
         raise ConfigError("DATABASE_URL must be a postgresql:// URL")
     return url
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    for choice in choices:
+        if raw.lower() == choice.lower():
+            return choice
+    raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
 
 
 def _names(env: Mapping[str, str], name: str) -> tuple[str, ...]:

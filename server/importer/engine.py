@@ -75,6 +75,9 @@ async def _run_claimed(job_id, worker, config, processes, call, conn, on_progres
     claim = await call(_claim, conn, job_id, worker)
     if claim is None:
         return None
+    log.info("import job %s started at byte %s of %s", job_id, claim.bytes_done, claim.path.name,
+             extra={"event": "job_started", "job_id": job_id, "file": claim.path.name,
+                    "resumed_at_byte": claim.bytes_done, "worker": worker})
     try:
         await call(prepare_session, conn, config.batch_bytes)
         header, file_size = await _prepare(job_id, claim, config, processes, call, conn)
@@ -135,8 +138,15 @@ async def _pump(job_id, worker: str, claim: Claim, header: Header, file_size: in
             started = loop.time()
             written = await call(write_batch, conn, job_id, worker, batch, header.present,
                                  config.reject_limit)
-            if on_batch and written.status not in ("paused", "cancelled"):  # else rolled back
-                on_batch(batch, loop.time() - started)
+            if written.status not in ("paused", "cancelled"):  # else it rolled back
+                seconds = loop.time() - started
+                log.debug("import job %s: batch to byte %s committed in %.3fs", job_id, batch.end_offset,
+                          seconds, extra={"event": "batch_committed", "job_id": job_id,
+                                          "start_offset": batch.start_offset, "end_offset": batch.end_offset,
+                                          "accepted": batch.accepted, "rejected": len(batch.rejects),
+                                          "commit_seconds": round(seconds, 4)})
+                if on_batch:
+                    on_batch(batch, seconds)
             if on_progress:
                 on_progress(written.job)
             if written.status != "running" or last:

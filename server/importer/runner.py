@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 
 # Lost connections, lost races and a parse worker that died (the OOM killer's kill -9)
 # end a run, not the job: it resumes from its checkpoint, in a new worker.
+# A job's figures, as the end-of-run log record carries them.
+COUNTERS = ("bytes_done", "bytes_total", "line_no", "inserted", "updated", "skipped_manual", "rejected")
 TRANSIENT = (psycopg2.OperationalError, psycopg2.InterfaceError, CheckpointMoved, BrokenProcessPool)
 
 
@@ -91,12 +93,25 @@ class JobRunner:
             job = await jobs.fail(self.pool, job_id, f"internal error: {type(exc).__name__}: {exc}")
             if on_progress and job:
                 on_progress(job)
+            await self._log_end(job_id)
             return "failed"
         if status == "completed":
             # Autovacuum would get to it in a while; until then the planner plans searches
             # for the table as it was before millions of rows arrived.
             await jobs.analyze_customers(self.pool)
+        if status is not None:
+            await self._log_end(job_id)
         return status
+
+    async def _log_end(self, job_id: int) -> None:
+        """One record for the run's end, with the job's counters as fields."""
+        job = await jobs.get(self.pool, job_id)
+        counters = {k: job.get(k) for k in COUNTERS}
+        log.log(logging.WARNING if job["status"] == "failed" else logging.INFO,
+                "import job %s %s: %s", job_id, job["status"],
+                job.get("error") or ", ".join(f"{k} {v}" for k, v in counters.items()),
+                extra={"event": f"job_{job['status']}", "job_id": job_id, "status": job["status"],
+                       "file": job.get("filename"), "error": job.get("error"), **counters})
 
     async def _supervise(self) -> None:
         while True:
@@ -125,7 +140,6 @@ class JobRunner:
                         str(exc) or type(exc).__name__)
             return
         if status is not None:
-            log.info("import job %s is %s", job_id, status)
             self.wake()  # maybe there is more to do
 
     def _drop_worker_processes(self) -> None:
