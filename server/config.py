@@ -54,6 +54,7 @@ class Config:
     # Operations (docs/operations.md).
     log_format: str = "plain"                # plain | json (one object a line)
     log_level: str = "INFO"
+    file_wait_seconds: float = 300.0         # a job whose file no process sees waits this long, then fails
 
     @property
     def pgdata(self) -> Path:
@@ -113,6 +114,9 @@ class Config:
             # Operations: logs for people (plain) or for a log pipeline (json, one object a line).
             log_format=_choice(env, "LOG_FORMAT", cls.log_format, ("plain", "json")),
             log_level=_choice(env, "LOG_LEVEL", cls.log_level, ("DEBUG", "INFO", "WARNING", "ERROR")),
+            # Several hosts: how long a job waits for a process that can see its file
+            # (IMPORT_DIR need not be shared) before it fails "no longer there".
+            file_wait_seconds=_float(env, "IMPORT_FILE_WAIT_SECONDS", cls.file_wait_seconds),
         )
 
 

@@ -19,6 +19,7 @@ from psycopg2.extras import Json
 from ..config import Config
 from ..sqlfiles import queries
 from .batch import Batch
+from .hosts import leave_to_another_host
 from .parse import FileRejected, Header, fingerprint, parse_batch, read_header
 from .writer import connect, prepare_session, write_batch
 
@@ -72,7 +73,7 @@ async def run_job(job_id: int, *, config: Config, database_url: str, worker: str
 
 
 async def _run_claimed(job_id, worker, config, processes, call, conn, on_progress, on_batch) -> str | None:
-    claim = await call(_claim, conn, job_id, worker)
+    claim = await call(_claim, conn, job_id, worker, config.file_wait_seconds)
     if claim is None:
         return None
     log.info("import job %s started at byte %s of %s", job_id, claim.bytes_done, claim.path.name,
@@ -212,12 +213,15 @@ class _ThreadCaller:
             raise
 
 
-def _claim(conn, job_id: int, worker: str) -> Claim | None:
+def _claim(conn, job_id: int, worker: str, file_wait_seconds: float) -> Claim | None:
     with conn.cursor() as cur:
         cur.execute(SQL["try_lock"], {"id": job_id})
         if not cur.fetchone()[0]:
             conn.commit()
             return None
+        if leave_to_another_host(cur, job_id, file_wait_seconds):
+            conn.commit()
+            return None  # the lock goes with the connection
         cur.execute(SQL["start_run"], {"id": job_id, "worker": worker})
         row = cur.fetchone()
         if row is None:
