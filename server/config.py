@@ -55,6 +55,9 @@ class Config:
     log_format: str = "plain"                # plain | json (one object a line)
     log_level: str = "INFO"
     file_wait_seconds: float = 300.0         # a job whose file no process sees waits this long, then fails
+    keepalive_idle_seconds: int = 10         # the job's connection: quiet this long, then TCP probes
+    keepalive_interval_seconds: int = 5      # between probes
+    keepalive_count: int = 3                 # unanswered probes, then the connection is dead
 
     @property
     def pgdata(self) -> Path:
@@ -117,6 +120,13 @@ class Config:
             # Several hosts: how long a job waits for a process that can see its file
             # (IMPORT_DIR need not be shared) before it fails "no longer there".
             file_wait_seconds=_float(env, "IMPORT_FILE_WAIT_SECONDS", cls.file_wait_seconds),
+            # TCP keepalives on the connection that writes a job, both ends: a job whose host
+            # vanished loses its lock (and is taken over) after idle + interval x count seconds.
+            keepalive_idle_seconds=_int(env, "DB_KEEPALIVE_IDLE_SECONDS", cls.keepalive_idle_seconds,
+                                        low=1, high=3600),
+            keepalive_interval_seconds=_int(env, "DB_KEEPALIVE_INTERVAL_SECONDS",
+                                            cls.keepalive_interval_seconds, low=1, high=600),
+            keepalive_count=_int(env, "DB_KEEPALIVE_COUNT", cls.keepalive_count, low=1, high=100),
         )
 
 

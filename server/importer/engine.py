@@ -17,11 +17,12 @@ from pathlib import Path
 from psycopg2.extras import Json
 
 from ..config import Config
+from ..db import job_connection
 from ..sqlfiles import queries
 from .batch import Batch
 from .hosts import leave_to_another_host
 from .parse import FileRejected, Header, fingerprint, parse_batch, read_header
-from .writer import connect, prepare_session, write_batch
+from .writer import prepare_session, write_batch
 
 log = logging.getLogger(__name__)
 SQL = queries("jobs")
@@ -63,7 +64,7 @@ async def run_job(job_id: int, *, config: Config, database_url: str, worker: str
     thread = ThreadPoolExecutor(1, thread_name_prefix=f"import-job-{job_id}")
     call = _ThreadCaller(thread)
     try:
-        conn = await call(connect, database_url, f"csv-import job {job_id} {worker}")
+        conn = await call(job_connection, config, database_url, f"csv-import job {job_id} {worker}")
         try:
             return await _run_claimed(job_id, worker, config, processes, call, conn, on_progress, on_batch)
         finally:
