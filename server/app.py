@@ -12,6 +12,7 @@ from .config import Config
 from .db import database_ctx
 from .errors import error_middleware
 from .events import events_ctx, stop_streams
+from .forwarded import forwarded_middleware
 from .importer.runner import runner_ctx
 from .keys import config_key, exports_key, uploads_key
 from .lag import lag_ctx
@@ -25,7 +26,7 @@ from .views import customers, health, imports, metrics, pages, tus
 def create_app(config: Config) -> web.Application:
     app = web.Application(client_max_size=1024**2)
     app[config_key] = config
-    app.middlewares.extend([*access_middlewares(app), same_origin_middleware, error_middleware])
+    app.middlewares.extend([forwarded_middleware, *access_middlewares(app), same_origin_middleware, error_middleware])
     app[uploads_key] = uploads.slots(config)
     app[exports_key] = csvout.slots(config)
     setup_metrics(app)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -58,6 +59,7 @@ class Config:
     keepalive_idle_seconds: int = 10         # the job's connection: quiet this long, then TCP probes
     keepalive_interval_seconds: int = 5      # between probes
     keepalive_count: int = 3                 # unanswered probes, then the connection is dead
+    trusted_proxies: tuple[str, ...] = ()    # peers whose X-Forwarded-For/-Proto are believed
 
     @property
     def pgdata(self) -> Path:
@@ -127,6 +129,8 @@ class Config:
             keepalive_interval_seconds=_int(env, "DB_KEEPALIVE_INTERVAL_SECONDS",
                                             cls.keepalive_interval_seconds, low=1, high=600),
             keepalive_count=_int(env, "DB_KEEPALIVE_COUNT", cls.keepalive_count, low=1, high=100),
+            # The proxies in front (nginx: 127.0.0.1): their X-Forwarded-For and -Proto are believed.
+            trusted_proxies=_addresses(env, "TRUSTED_PROXIES"),
         )
 
 
@@ -145,6 +149,17 @@ def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str,
         if raw.lower() == choice.lower():
             return choice
     raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+
+
+def _addresses(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """A comma-separated list of IP addresses, as aiohttp reports a peer (request.remote)."""
+    items = []
+    for item in filter(None, (part.strip() for part in env.get(name, "").split(","))):
+        try:
+            items.append(str(ipaddress.ip_address(item)))
+        except ValueError:
+            raise ConfigError(f"{name} holds {item!r}, which is not an IP address") from None
+    return tuple(items)
 
 
 def _names(env: Mapping[str, str], name: str) -> tuple[str, ...]:

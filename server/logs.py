@@ -52,4 +52,5 @@ class AccessLogger(AbstractAccessLogger):
         self.logger.info("%s %s %s %.1fms", request.method, request.path, response.status, duration_ms,
                          extra={"method": request.method, "path": request.path, "status": response.status,
                                 "duration_ms": duration_ms, "remote": request.remote,
+                                "forwarded_for": request.headers.get("X-Forwarded-For"),
                                 "bytes_sent": response.body_length})

@@ -87,7 +87,7 @@ def two_servers(db_url, tmp_path):
     imports = tmp_path / "imports"
     imports.mkdir()
     env = server_env(DATABASE_URL=db_url, IMPORT_DIR=str(imports), WORKER_POLL_SECONDS="1",
-                     IMPORT_BATCH_BYTES=str(64 * 1024))
+                     IMPORT_BATCH_BYTES=str(64 * 1024), TRUSTED_PROXIES="127.0.0.1")
     env.pop("PORT", None)
     both = [Server(env, tmp_path / f"server{n}.log") for n in range(2)]
     yield both
@@ -177,3 +177,4 @@ async def test_two_processes_behind_nginx(two_servers, nginx, db, db_url, tmp_pa
     count, checksum = await db.one(TABLE)
     expected_count, _ = expected_table(path)
     assert count == expected_count + 500
+
