@@ -27,7 +27,7 @@ def leave_to_another_host(cur, job_id: int, wait_seconds: float) -> bool:
     cur.execute(SQL["path"], {"id": job_id})
     row = cur.fetchone()
     if row is None:
-        return False  # gone: the claim finds nothing to run
+        return False  # not runnable: the claim finds nothing to start
     path = Path(row[0])
     if os.path.exists(path):
         cur.execute(SQL["file_seen"], {"id": job_id})

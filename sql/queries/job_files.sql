@@ -1,7 +1,8 @@
 -- Whether a job's file can be seen by the process that claimed it (server/importer/hosts.py).
 
 -- name: path
-SELECT path FROM import_jobs WHERE id = %(id)s
+-- Only a job the claim would start: any other is the claim's business.
+SELECT path FROM import_jobs WHERE id = %(id)s AND status IN ('queued', 'running')
 
 -- name: file_unseen
 -- Since when no process has seen the file: the first to miss it starts the clock
