@@ -37,11 +37,22 @@ ensure_chromium() {
   fi
 }
 
+ensure_nginx() {
+  # tests/test_deploy.py runs Debian's nginx with deploy/nginx/csv-import.conf.
+  if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+    echo "installing Debian's nginx for the deployment test" >&2
+    if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nginx >/dev/null
+  fi
+}
+
 case "${1:-serve}" in
   test)
     shift
     ensure_venv test
     ensure_chromium
+    ensure_nginx
     exec "$VENV/bin/python" -m pytest "$@"
     ;;
   bench)

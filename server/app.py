@@ -12,22 +12,27 @@ from .config import Config
 from .db import database_ctx
 from .errors import error_middleware
 from .events import events_ctx, stop_streams
+from .forwarded import forwarded_middleware
 from .importer.runner import runner_ctx
 from .keys import config_key, exports_key, uploads_key
 from .lag import lag_ctx
+from .metrics import setup_metrics
 from .resources import resource_dir
 from .security import same_origin_middleware
 from .tus import protocol_headers, tus_ctx
-from .views import customers, health, imports, pages, tus
+from .views import customers, health, imports, metrics, pages, tus
 
 
 def create_app(config: Config) -> web.Application:
     app = web.Application(client_max_size=1024**2)
     app[config_key] = config
-    # Errors outermost: a database that is away while a token is looked up is a 503 too.
-    app.middlewares.extend([error_middleware, *access_middlewares(app), same_origin_middleware])
+    # Forwarded addresses first (every later step sees the client's own); errors next, so a
+    # database that is away while a token is looked up is a JSON 503 too.
+    app.middlewares.extend([forwarded_middleware, error_middleware, *access_middlewares(app),
+                            same_origin_middleware])
     app[uploads_key] = uploads.slots(config)
     app[exports_key] = csvout.slots(config)
+    setup_metrics(app)
     aiohttp_jinja2.setup(
         app,
         loader=jinja2.PackageLoader("server", "templates"),
@@ -42,7 +47,7 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(tus_ctx)  # its sweep stops first
     app.on_shutdown.append(stop_streams)  # SSE streams end before the server waits for handlers
     app.on_response_prepare.append(protocol_headers)
-    for module in (health, pages, access_views, imports, customers, tus, openapi):
+    for module in (health, metrics, pages, access_views, imports, customers, tus, openapi):
         app.add_routes(module.routes)
     app.router.add_static("/static", resource_dir("web_static"))
     setup_access(app)  # after the routes: CORS covers them all

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -50,6 +51,14 @@ class Config:
     batch_rows: int = 100_000
     batch_rejects: int = 10_000
     control_poll_seconds: float = 0.5
+    # Operations (docs/operations.md).
+    log_format: str = "plain"                # plain | json (one object a line)
+    log_level: str = "INFO"
+    file_wait_seconds: float = 300.0         # a job whose file no process sees waits this long, then fails
+    keepalive_idle_seconds: int = 10         # the job's connection: quiet this long, then TCP probes
+    keepalive_interval_seconds: int = 5      # between probes
+    keepalive_count: int = 3                 # unanswered probes, then the connection is dead
+    trusted_proxies: tuple[str, ...] = ()    # peers whose X-Forwarded-For/-Proto are believed
 
     @property
     def pgdata(self) -> Path:
@@ -104,6 +113,21 @@ class Config:
             batch_rejects=_int(env, "IMPORT_BATCH_REJECTS", cls.batch_rejects, low=1),
             # How often a running import looks for a pause or cancel in the middle of a batch.
             control_poll_seconds=_float(env, "IMPORT_CONTROL_POLL_SECONDS", cls.control_poll_seconds),
+            # Operations: logs for people (plain) or for a log pipeline (json, one object a line).
+            log_format=_choice(env, "LOG_FORMAT", cls.log_format, ("plain", "json")),
+            log_level=_choice(env, "LOG_LEVEL", cls.log_level, ("DEBUG", "INFO", "WARNING", "ERROR")),
+            # Several hosts: how long a job waits for a process that can see its file
+            # (IMPORT_DIR need not be shared) before it fails "no longer there".
+            file_wait_seconds=_float(env, "IMPORT_FILE_WAIT_SECONDS", cls.file_wait_seconds),
+            # TCP keepalives on the connection that writes a job, both ends: a job whose host
+            # vanished loses its lock (and is taken over) after idle + interval x count seconds.
+            keepalive_idle_seconds=_int(env, "DB_KEEPALIVE_IDLE_SECONDS", cls.keepalive_idle_seconds,
+                                        low=1, high=3600),
+            keepalive_interval_seconds=_int(env, "DB_KEEPALIVE_INTERVAL_SECONDS",
+                                            cls.keepalive_interval_seconds, low=1, high=600),
+            keepalive_count=_int(env, "DB_KEEPALIVE_COUNT", cls.keepalive_count, low=1, high=100),
+            # The proxies in front (nginx: 127.0.0.1): their X-Forwarded-For and -Proto are believed.
+            trusted_proxies=_addresses(env, "TRUSTED_PROXIES"),
         )
 
 
@@ -112,6 +136,27 @@ def _database_url(env: Mapping[str, str]) -> str | None:
     if url is not None and urlsplit(url).scheme not in ("postgres", "postgresql"):
         raise ConfigError("DATABASE_URL must be a postgresql:// URL")
     return url
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    for choice in choices:
+        if raw.lower() == choice.lower():
+            return choice
+    raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+
+
+def _addresses(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """A comma-separated list of IP addresses, as aiohttp reports a peer (request.remote)."""
+    items = []
+    for item in filter(None, (part.strip() for part in env.get(name, "").split(","))):
+        try:
+            items.append(str(ipaddress.ip_address(item)))
+        except ValueError:
+            raise ConfigError(f"{name} holds {item!r}, which is not an IP address") from None
+    return tuple(items)
 
 
 def _names(env: Mapping[str, str], name: str) -> tuple[str, ...]:

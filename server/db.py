@@ -113,6 +113,38 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
+def keepalive_options(config: Config, database_url: str) -> dict[str, object]:
+    """libpq parameters for a connection that holds a job: TCP keepalives at both ends.
+
+    A job is held by its writer connection's session (its advisory lock). If the
+    host running it vanishes from the network (power, cable, a VM frozen), nothing
+    closes that TCP connection: the server would keep the session, and the lock,
+    until the kernel's default keepalive gives up after about two hours, and no
+    other process could take the job over. The server's tcp_keepalives_* (sent in
+    `options`, per session, no superuser needed) make the server drop the session
+    after idle + interval x count seconds; tcp_user_timeout does the same when
+    the server was sending and nothing is acknowledged. libpq's own keepalives
+    make the client notice a vanished database likewise, instead of waiting for
+    ever in a COPY. Unix-socket connections ignore all of it (nothing to lose).
+    """
+    idle, interval, count = (config.keepalive_idle_seconds, config.keepalive_interval_seconds,
+                             config.keepalive_count)
+    give_up_ms = (idle + interval * count) * 1000
+    own = psycopg2.extensions.parse_dsn(database_url).get("options", "")  # kept, ours added
+    return {
+        "keepalives": 1, "keepalives_idle": idle, "keepalives_interval": interval, "keepalives_count": count,
+        "tcp_user_timeout": give_up_ms,
+        "options": own + (" " if own else "") + (f"-c tcp_keepalives_idle={idle} -c tcp_keepalives_interval={interval} "
+                    f"-c tcp_keepalives_count={count} -c tcp_user_timeout={give_up_ms}"),
+    }
+
+
+def job_connection(config: Config, database_url: str, application_name: str):
+    """The plain psycopg2 connection that holds and writes one job (blocking; see keepalive_options)."""
+    return psycopg2.connect(database_url, application_name=application_name,
+                            **keepalive_options(config, database_url))
+
+
 async def ping(pool: aiopg.Pool) -> bool:
     try:
         async with pool.acquire() as conn, conn.cursor() as cur:

@@ -136,6 +136,14 @@ class EventHub:
         self.stop_streams()
         await cancel_and_wait(self._task)
 
+    def problem(self) -> str | None:
+        """Why this process would miss job events now, or None while it listens."""
+        if self._task is None or self._task.done():
+            return "the event listener has stopped"
+        if not self.listening.is_set():
+            return "no LISTEN connection to the database (reconnecting)"
+        return None
+
     def stop_streams(self) -> None:
         """End every SSE stream cleanly (at shutdown, before the server waits for handlers)."""
         for subscriber in list(self.subscribers):

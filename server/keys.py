@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from .events import EventHub
     from .importer.runner import JobRunner
     from .lag import LoopLag
+    from .metrics import Metrics
     from .tus import Uploads
 
 config_key = web.AppKey("config", Config)
@@ -25,3 +26,4 @@ lag_key: web.AppKey["LoopLag"] = web.AppKey("loop_lag")
 tus_key: web.AppKey["Uploads"] = web.AppKey("tus_uploads")  # resumable (tus) uploads
 uploads_key = web.AppKey("uploads", Slots)    # multipart uploads in progress
 exports_key = web.AppKey("exports", Slots)    # CSV downloads in progress
+metrics_key: web.AppKey["Metrics"] = web.AppKey("metrics")  # this app's Prometheus registry

@@ -22,6 +22,7 @@ ROUTES = [
     ("GET", "/static", "/static/css/app.css", None, PUBLIC),
     ("GET", "/", "/", None, V),
     ("GET", "/openapi.json", "/openapi.json", None, V),
+    ("GET", "/metrics", "/metrics", None, V),
     ("GET", "/import", "/import", None, V),
     ("GET", "/import/jobs", "/import/jobs", None, V),
     ("GET", "/import/jobs/{id}", "/import/jobs/1", None, V),

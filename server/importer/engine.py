@@ -17,9 +17,12 @@ from pathlib import Path
 from psycopg2.extras import Json
 
 from ..config import Config
+from ..db import job_connection
 from ..sqlfiles import queries
+from .batch import Batch
+from .hosts import leave_to_another_host
 from .parse import FileRejected, Header, fingerprint, parse_batch, read_header
-from .writer import connect, prepare_session, write_batch
+from .writer import prepare_session, write_batch
 
 log = logging.getLogger(__name__)
 SQL = queries("jobs")
@@ -50,7 +53,8 @@ class Claim:
 
 
 async def run_job(job_id: int, *, config: Config, database_url: str, worker: str,
-                  processes: Executor, on_progress: Callable[[dict], None] | None = None) -> str | None:
+                  processes: Executor, on_progress: Callable[[dict], None] | None = None,
+                  on_batch: Callable[[Batch, float], None] | None = None) -> str | None:
     """Run a job until it completes, fails, is paused or cancelled; return its status.
 
     None means another process holds the job (or it is no longer runnable).
@@ -60,24 +64,27 @@ async def run_job(job_id: int, *, config: Config, database_url: str, worker: str
     thread = ThreadPoolExecutor(1, thread_name_prefix=f"import-job-{job_id}")
     call = _ThreadCaller(thread)
     try:
-        conn = await call(connect, database_url, f"csv-import job {job_id} {worker}")
+        conn = await call(job_connection, config, database_url, f"csv-import job {job_id} {worker}")
         try:
-            return await _run_claimed(job_id, worker, config, processes, call, conn, on_progress)
+            return await _run_claimed(job_id, worker, config, processes, call, conn, on_progress, on_batch)
         finally:
             await call(conn.close)
     finally:
         thread.shutdown(wait=False)
 
 
-async def _run_claimed(job_id, worker, config, processes, call, conn, on_progress) -> str | None:
-    claim = await call(_claim, conn, job_id, worker)
+async def _run_claimed(job_id, worker, config, processes, call, conn, on_progress, on_batch) -> str | None:
+    claim = await call(_claim, conn, job_id, worker, config.file_wait_seconds)
     if claim is None:
         return None
+    log.info("import job %s started at byte %s of %s", job_id, claim.bytes_done, claim.path.name,
+             extra={"event": "job_started", "job_id": job_id, "file": claim.path.name,
+                    "resumed_at_byte": claim.bytes_done, "worker": worker})
     try:
         await call(prepare_session, conn, config.batch_bytes)
         header, file_size = await _prepare(job_id, claim, config, processes, call, conn)
         return await _pump(job_id, worker, claim, header, file_size, config, processes, call, conn,
-                           on_progress)
+                           on_progress, on_batch)
     except _Stopped as stop:
         return stop.status
     except JobFailed as exc:
@@ -112,7 +119,7 @@ async def _prepare(job_id, claim: Claim, config: Config, processes, call, conn) 
 
 
 async def _pump(job_id, worker: str, claim: Claim, header: Header, file_size: int, config: Config,
-                processes, call, conn, on_progress) -> str:
+                processes, call, conn, on_progress, on_batch) -> str:
     loop = asyncio.get_running_loop()
     rejected = claim.rejected  # as the job will count them once the batches parsed so far commit
 
@@ -130,8 +137,18 @@ async def _pump(job_id, worker: str, claim: Claim, header: Header, file_size: in
             rejected += len(batch.rejects)
             last = batch.eof or rejected > config.reject_limit
             upcoming = None if last else parse(batch.end_offset, batch.end_line)
+            started = loop.time()
             written = await call(write_batch, conn, job_id, worker, batch, header.present,
                                  config.reject_limit)
+            if written.status not in ("paused", "cancelled"):  # else it rolled back
+                seconds = loop.time() - started
+                log.debug("import job %s: batch to byte %s committed in %.3fs", job_id, batch.end_offset,
+                          seconds, extra={"event": "batch_committed", "job_id": job_id,
+                                          "start_offset": batch.start_offset, "end_offset": batch.end_offset,
+                                          "accepted": batch.accepted, "rejected": len(batch.rejects),
+                                          "commit_seconds": round(seconds, 4)})
+                if on_batch:
+                    on_batch(batch, seconds)
             if on_progress:
                 on_progress(written.job)
             if written.status != "running" or last:
@@ -197,12 +214,15 @@ class _ThreadCaller:
             raise
 
 
-def _claim(conn, job_id: int, worker: str) -> Claim | None:
+def _claim(conn, job_id: int, worker: str, file_wait_seconds: float) -> Claim | None:
     with conn.cursor() as cur:
         cur.execute(SQL["try_lock"], {"id": job_id})
         if not cur.fetchone()[0]:
             conn.commit()
             return None
+        if leave_to_another_host(cur, job_id, file_wait_seconds):
+            conn.commit()
+            return None  # the lock goes with the connection
         cur.execute(SQL["start_run"], {"id": job_id, "worker": worker})
         row = cur.fetchone()
         if row is None:

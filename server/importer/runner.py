@@ -22,8 +22,9 @@ import psycopg2
 from aiohttp import web
 
 from ..config import Config
-from ..keys import config_key, database_url_key, pool_key, runner_key
+from ..keys import config_key, database_url_key, metrics_key, pool_key, runner_key
 from . import jobs
+from .batch import Batch
 from .engine import run_job
 from .parse import exit_with_parent
 from .writer import CheckpointMoved
@@ -33,6 +34,8 @@ log = logging.getLogger(__name__)
 
 # Lost connections, lost races and a parse worker that died (the OOM killer's kill -9)
 # end a run, not the job: it resumes from its checkpoint, in a new worker.
+# A job's figures, as the end-of-run log record carries them.
+COUNTERS = ("bytes_done", "bytes_total", "line_no", "inserted", "updated", "skipped_manual", "rejected")
 TRANSIENT = (psycopg2.OperationalError, psycopg2.InterfaceError, CheckpointMoved, BrokenProcessPool)
 
 
@@ -41,8 +44,10 @@ def worker_name() -> str:
 
 
 class JobRunner:
-    def __init__(self, config: Config, pool: aiopg.Pool, database_url: str):
+    def __init__(self, config: Config, pool: aiopg.Pool, database_url: str,
+                 on_batch: Callable[[Batch, float], None] | None = None):
         self.config = config
+        self.on_batch = on_batch  # each committed batch and its commit time (the app's metrics)
         self.pool = pool
         self.database_url = database_url
         self.worker = worker_name()
@@ -57,6 +62,14 @@ class JobRunner:
         await cancel_and_wait(self._task)
         self._drop_worker_processes()
 
+    def problem(self) -> str | None:
+        """Why this process would run no job now, or None while its runner lives."""
+        if self._task is None or not self._task.done():
+            return None
+        if self._task.cancelled():
+            return "the import runner was cancelled"
+        return f"the import runner stopped: {self._task.exception()!r}"
+
     def wake(self) -> None:
         self._wake.set()
 
@@ -69,7 +82,7 @@ class JobRunner:
         try:
             status = await run_job(job_id, config=self.config, database_url=self.database_url,
                                    worker=self.worker, processes=self._worker_processes(),
-                                   on_progress=on_progress)
+                                   on_progress=on_progress, on_batch=self.on_batch)
         except BrokenProcessPool:
             self._drop_worker_processes()
             raise
@@ -80,12 +93,25 @@ class JobRunner:
             job = await jobs.fail(self.pool, job_id, f"internal error: {type(exc).__name__}: {exc}")
             if on_progress and job:
                 on_progress(job)
+            await self._log_end(job_id)
             return "failed"
         if status == "completed":
             # Autovacuum would get to it in a while; until then the planner plans searches
             # for the table as it was before millions of rows arrived.
             await jobs.analyze_customers(self.pool)
+        if status is not None:
+            await self._log_end(job_id)
         return status
+
+    async def _log_end(self, job_id: int) -> None:
+        """One record for the run's end, with the job's counters as fields."""
+        job = await jobs.get(self.pool, job_id)
+        counters = {k: job.get(k) for k in COUNTERS}
+        log.log(logging.WARNING if job["status"] == "failed" else logging.INFO,
+                "import job %s %s: %s", job_id, job["status"],
+                job.get("error") or ", ".join(f"{k} {v}" for k, v in counters.items()),
+                extra={"event": f"job_{job['status']}", "job_id": job_id, "status": job["status"],
+                       "file": job.get("filename"), "error": job.get("error"), **counters})
 
     async def _supervise(self) -> None:
         while True:
@@ -114,7 +140,6 @@ class JobRunner:
                         str(exc) or type(exc).__name__)
             return
         if status is not None:
-            log.info("import job %s is %s", job_id, status)
             self.wake()  # maybe there is more to do
 
     def _drop_worker_processes(self) -> None:
@@ -131,7 +156,8 @@ class JobRunner:
 
 
 async def runner_ctx(app: web.Application) -> AsyncIterator[None]:
-    runner = JobRunner(app[config_key], app[pool_key], app[database_url_key])
+    runner = JobRunner(app[config_key], app[pool_key], app[database_url_key],
+                       on_batch=app[metrics_key].observe_batch)
     app[runner_key] = runner
     runner.start()
     yield

@@ -3,7 +3,7 @@ from aiohttp import web
 from ..db import ping
 from ..auth.roles import public
 from ..errors import DATABASE_RETRY_AFTER
-from ..keys import lag_key, pool_key
+from ..keys import events_key, lag_key, pool_key, runner_key
 from ..openapi import describe
 
 routes = web.RouteTableDef()
@@ -11,15 +11,25 @@ routes = web.RouteTableDef()
 
 @routes.get("/healthz")
 @public
-@describe("200 when the database answers; also how late the event loop runs (p50/p99, ms; over the "
-          "last ?lag_seconds=N seconds, else about the last minute)",
-          responses={200: "healthy", 503: "the database does not answer"})
+@describe("200 when this process is whole: the database answers, its LISTEN connection (live "
+          "events) is up and its import runner lives; 503 names each part that is not, under "
+          "`problems`. Also how late the event loop runs (p50/p99, ms; over the last "
+          "?lag_seconds=N seconds, else about the last minute)",
+          responses={200: "healthy", 503: "{status, problems: {database|events|runner: why}}"})
 async def healthz(request: web.Request) -> web.Response:
-    if await ping(request.app[pool_key]):
-        last = _lag_seconds(request.query.get("lag_seconds"))
-        return web.json_response({"status": "ok", "loop_lag_ms": request.app[lag_key].percentiles(last)})
-    return web.json_response({"status": "database unavailable"}, status=503,
-                             headers={"Retry-After": str(DATABASE_RETRY_AFTER)})
+    app = request.app
+    problems = {}
+    if not await ping(app[pool_key]):
+        problems["database"] = "the database does not answer"
+    for part, key in (("events", events_key), ("runner", runner_key)):
+        if (why := app[key].problem()) is not None:
+            problems[part] = why
+    if problems:
+        status = "database unavailable" if "database" in problems else "unwell: " + ", ".join(problems)
+        return web.json_response({"status": status, "problems": problems}, status=503,
+                                 headers={"Retry-After": str(DATABASE_RETRY_AFTER)})
+    last = _lag_seconds(request.query.get("lag_seconds"))
+    return web.json_response({"status": "ok", "loop_lag_ms": app[lag_key].percentiles(last)})
 
 
 def _lag_seconds(raw: str | None) -> float | None:

@@ -1,0 +1,82 @@
+"""LOG_FORMAT=json: every stderr line is one JSON object; jobs, batches and requests carry their fields."""
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+
+import aiohttp
+
+from tests.importing import HEADER, row, write_csv
+from tests.processes import REPO, cli, free_port, server_env, wait_healthy
+
+
+def records(text: str, *, besides: str | None = None) -> list[dict]:
+    """Every line of `text` as JSON, except a last line starting with `besides` (the CLI's report)."""
+    lines = list(filter(str.strip, text.splitlines()))
+    if besides is not None:
+        assert lines[-1].startswith(besides), lines[-1]
+        lines = lines[:-1]
+    found = []
+    for line in lines:
+        try:
+            found.append(json.loads(line))
+        except ValueError:
+            raise AssertionError(f"not a JSON line: {line!r}\n{text[-3000:]}") from None
+    return found
+
+
+def test_the_cli_logs_a_job_and_its_batches_as_json(db_url, tmp_path):
+    path = write_csv(tmp_path / "some.csv", [HEADER] + [row(i, f"L{i:04}") for i in range(500)] + ["bad"])
+    env = server_env(DATABASE_URL=db_url, LOG_FORMAT="json", LOG_LEVEL="debug", IMPORT_BATCH_ROWS="100")
+    proc = cli("import", str(path), "--no-progress", env=env)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    logged = records(err, besides="import 1 completed: 500 inserted")
+    started = [r for r in logged if r.get("event") == "job_started"]
+    batches = [r for r in logged if r.get("event") == "batch_committed"]
+    ended = [r for r in logged if r.get("event") == "job_completed"]
+    assert len(started) == 1 and started[0]["file"] == "some.csv" and started[0]["level"] == "info"
+    assert len(batches) >= 5 and all(b["level"] == "debug" and b["commit_seconds"] >= 0 for b in batches)
+    assert sum(b["accepted"] for b in batches) == 500 and sum(b["rejected"] for b in batches) == 1
+    assert len(ended) == 1
+    assert ended[0]["inserted"] == 500 and ended[0]["rejected"] == 1
+    assert ended[0]["bytes_done"] == path.stat().st_size
+
+
+def test_the_default_stays_plain_text_and_hides_batches(db_url, tmp_path):
+    path = write_csv(tmp_path / "plain.csv", [HEADER, row(1, "P1")])
+    proc = cli("import", str(path), "--no-progress", env=server_env(DATABASE_URL=db_url))
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "import job 1 completed: " in err
+    assert not err.lstrip().startswith("{") and "batch to byte" not in err
+
+
+def test_a_bad_log_format_names_the_variable(db_url):
+    proc = cli("migrate", env=server_env(DATABASE_URL=db_url, LOG_FORMAT="xml"))
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2 and "LOG_FORMAT" in err
+
+
+async def test_the_server_logs_each_request_with_status_and_duration(db_url, tmp_path):
+    port = free_port()
+    log = tmp_path / "server.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "server", "serve", "--port", str(port)], cwd=REPO,
+                                env=server_env(DATABASE_URL=db_url, LOG_FORMAT="json"),
+                                stdout=subprocess.DEVNULL, stderr=out)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        await wait_healthy(url, proc, log=log)
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{url}/customers") as resp:
+                assert resp.status == 401
+    finally:
+        proc.send_signal(signal.SIGINT)
+        await asyncio.to_thread(proc.wait, 30)
+    logged = records(log.read_text())
+    access = [r for r in logged if r["logger"] == "aiohttp.access"]
+    healthz = [r for r in access if r["path"] == "/healthz" and r["status"] == 200]
+    assert healthz and all(r["method"] == "GET" and r["duration_ms"] >= 0 for r in healthz)
+    assert [r["status"] for r in access if r["path"] == "/customers"] == [401]
