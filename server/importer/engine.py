@@ -47,6 +47,7 @@ class Claim:
     line_no: int
     fingerprint: dict | None
     rejected: int
+    options: dict  # effective, as detected or chosen when the job was created
 
 
 async def run_job(job_id: int, *, config: Config, database_url: str, worker: str,
@@ -95,7 +96,8 @@ async def _prepare(job_id, claim: Claim, config: Config, processes, call, conn) 
     loop = asyncio.get_running_loop()
     try:
         header = await _unless_stopped(loop.run_in_executor(processes, read_header, claim.path,
-                                                            config.max_record_bytes), job_id, config, call, conn)
+                                                            config.max_record_bytes, claim.options),
+                                       job_id, config, call, conn)
         found = await _unless_stopped(loop.run_in_executor(processes, fingerprint, claim.path),
                                       job_id, config, call, conn)
     except OSError as exc:
@@ -210,8 +212,8 @@ def _claim(conn, job_id: int, worker: str) -> Claim | None:
     conn.commit()
     if row is None:
         return None
-    path, data_offset, bytes_done, line_no, fp, rejected = row
-    return Claim(Path(path), data_offset, bytes_done, line_no, fp, rejected)
+    path, data_offset, bytes_done, line_no, fp, rejected, options = row
+    return Claim(Path(path), data_offset, bytes_done, line_no, fp, rejected, options or {})
 
 
 def _set_header(conn, job_id: int, header: Header, found: dict) -> None:

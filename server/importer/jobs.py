@@ -6,6 +6,7 @@ from pathlib import Path
 
 import aiopg
 import psycopg2.errors
+from psycopg2.extras import Json
 
 from ..errors import Conflict, NotFound
 from ..sqlfiles import queries
@@ -47,11 +48,12 @@ class TransitionNotAllowed(Conflict):
 
 
 async def create(pool: aiopg.Pool, *, filename: str, path: Path, bytes_total: int,
-                 created_by: str | None = None) -> dict:
+                 created_by: str | None = None, options: dict | None = None) -> dict:
     async with pool.acquire() as conn, conn.cursor() as cur:
         try:
             await cur.execute(SQL["create"], {"filename": filename, "path": str(path),
-                                              "bytes_total": bytes_total, "created_by": created_by})
+                                              "bytes_total": bytes_total, "created_by": created_by,
+                                              "options": Json(options or {})})
         except psycopg2.errors.UniqueViolation:
             active = await _active(cur)
             if active is None:  # it ended in between: let the caller try again

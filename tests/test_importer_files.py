@@ -1,0 +1,121 @@
+"""Files as they come (docs/files.md): encodings, delimiters, date layouts and renamed columns,
+imported over HTTP by path, checked in the customers table."""
+from __future__ import annotations
+
+import pytest
+
+from tests.importing import TERMINAL, wait_for_status
+
+NAMES = ("Müller", "Françoise", "Ångström")
+COLUMNS = ["Index", "Customer Id", "First Name", "Last Name", "City", "Subscription Date"]
+
+
+def table(delimiter: str, dates=("2021-05-06", "2020-08-26", "2019-12-31"), columns=COLUMNS) -> str:
+    lines = [delimiter.join(columns)]
+    for i, (name, day) in enumerate(zip(NAMES, dates), 1):
+        lines.append(delimiter.join([str(i), f"F{i}", name, "Lee", "São Paulo", day]))
+    return "\r\n".join(lines) + "\r\n"
+
+
+async def start(client, name: str, status: int = 202, **options) -> dict:
+    resp = await client.post("/import", json={"path": name, **options})
+    assert resp.status == status, await resp.text()
+    return await resp.json()
+
+
+async def imported(client, name: str, **options) -> dict:
+    job = await start(client, name, **options)
+    return await wait_for_status(client.app, job["id"], TERMINAL)
+
+
+async def stored(db) -> list[tuple]:
+    return await db.all("SELECT customer_id, first_name, city, subscription_date::text FROM customers "
+                        "ORDER BY customer_id")
+
+
+EXPECTED = [("F1", "Müller", "São Paulo", "2021-05-06"), ("F2", "Françoise", "São Paulo", "2020-08-26"),
+            ("F3", "Ångström", "São Paulo", "2019-12-31")]
+
+
+async def test_a_windows_1252_file_with_accented_names(client, config, db):
+    (config.import_dir / "w.csv").write_bytes(table(";").encode("cp1252"))
+    job = await imported(client, "w.csv")
+    assert job["status"] == "completed", job
+    assert (job["inserted"], job["rejected"]) == (3, 0)
+    assert job["options"]["encoding"] == "windows-1252"
+    assert job["options"]["delimiter"] == ";"
+    assert await stored(db) == EXPECTED
+
+
+@pytest.mark.parametrize("sep_line", [True, False])
+async def test_a_semicolon_file_with_and_without_excels_sep_line(client, config, db, sep_line):
+    text = ("sep=;\r\n" if sep_line else "") + table(";")
+    (config.import_dir / "s.csv").write_bytes(text.encode("utf-8"))
+    job = await imported(client, "s.csv")
+    assert (job["status"], job["inserted"], job["rejected"]) == ("completed", 3, 0)
+    assert job["options"]["delimiter"] == ";" and job["options"]["encoding"] == "utf-8"
+    assert await stored(db) == EXPECTED
+
+
+async def test_a_utf16_le_tab_separated_file_with_bom(client, config, db):
+    (config.import_dir / "u.txt").write_bytes(b"\xff\xfe" + table("\t").encode("utf-16-le"))
+    job = await imported(client, "u.txt")
+    assert (job["status"], job["inserted"], job["rejected"]) == ("completed", 3, 0), job
+    assert job["options"]["encoding"] == "utf-16" and job["options"]["delimiter"] == "\t"
+    assert job["bytes_done"] == job["bytes_total"] == (config.import_dir / "u.txt").stat().st_size
+    assert await stored(db) == EXPECTED
+
+
+async def test_a_dd_mm_yyyy_file_is_read_in_its_layout(client, config, db):
+    (config.import_dir / "d.csv").write_text(table(",", ("06-05-2021", "26-08-2020", "31-12-2019")))
+    job = await imported(client, "d.csv")
+    assert (job["status"], job["inserted"], job["rejected"]) == ("completed", 3, 0), job
+    assert job["options"]["date_format"] == "DD-MM-YYYY"
+    assert await stored(db) == EXPECTED
+
+
+async def test_an_ambiguous_date_layout_is_refused_until_one_is_chosen(client, config, db):
+    (config.import_dir / "a.csv").write_text(table(",", ("03/04/2021", "05/06/2020", "01/02/2019")))
+    refused = await start(client, "a.csv", status=422)
+    assert refused["date_formats"] == ["DD/MM/YYYY", "MM/DD/YYYY"]
+    assert "DD/MM/YYYY" in refused["error"] and "MM/DD/YYYY" in refused["error"]
+    assert await db.value("SELECT count(*) FROM import_jobs") == 0  # nothing started
+    job = await imported(client, "a.csv", date_format="MM/DD/YYYY")
+    assert (job["status"], job["inserted"], job["rejected"]) == ("completed", 3, 0), job
+    assert [r[3] for r in await stored(db)] == ["2021-03-04", "2020-05-06", "2019-01-02"]
+
+
+async def test_a_date_no_layout_reads_is_refused(client, config, db):
+    (config.import_dir / "n.csv").write_text(table(",", ("soon", "later", "never")))
+    refused = await start(client, "n.csv", status=422)
+    assert refused["date_formats"] == [] and "date_format" in refused["error"]
+
+
+async def test_a_misspelled_column_is_imported_through_a_mapping(client, config, db):
+    columns = ["INDEX", "CUSTOMERID", "FIRSNAME", "LASTNAME", "CITY", "SUBSCRIPTIONDATE"]
+    (config.import_dir / "m.csv").write_text(table(",", columns=columns))
+    unmapped = await imported(client, "m.csv")
+    assert unmapped["unknown_columns"] == ["FIRSNAME"]
+    assert await db.value("SELECT count(first_name) FROM customers") == 0
+    job = await imported(client, "m.csv", mapping={"FIRSNAME": "first_name", "CITY": None})
+    assert (job["status"], job["updated"]) == ("completed", 3), job
+    assert job["options"]["mapping"] == {"FIRSNAME": "first_name", "CITY": None}
+    rows = await db.all("SELECT first_name, city FROM customers ORDER BY customer_id")
+    assert rows == [("Müller", "São Paulo"), ("Françoise", "São Paulo"), ("Ångström", "São Paulo")]
+
+
+async def test_a_mapping_to_no_field_or_of_no_column_is_422(client, config):
+    (config.import_dir / "m.csv").write_text(table(","))
+    bad_field = await start(client, "m.csv", status=422, mapping={"City": "town"})
+    assert "mapping" in str(bad_field)
+    no_column = await start(client, "m.csv", status=422, mapping={"Town": "city"})
+    assert "Town" in no_column["error"]
+
+
+async def test_an_explicit_encoding_and_delimiter_win_over_detection(client, config, db):
+    # Latin-1 bytes, commas inside the values: read as asked, a ';' file in Latin-1.
+    (config.import_dir / "l.csv").write_bytes(table(";").encode("latin-1"))
+    job = await imported(client, "l.csv", encoding="latin-1", delimiter=";")
+    assert job["options"] == {"encoding": "latin-1", "delimiter": ";", "date_format": "YYYY-MM-DD",
+                              "mapping": {}, "dry_run": False}
+    assert await stored(db) == EXPECTED
