@@ -2,6 +2,7 @@
 imported over HTTP by path, checked in the customers table."""
 from __future__ import annotations
 
+import aiohttp
 import pytest
 
 from tests.importing import TERMINAL, wait_for_status
@@ -119,3 +120,73 @@ async def test_an_explicit_encoding_and_delimiter_win_over_detection(client, con
     assert job["options"] == {"encoding": "latin-1", "delimiter": ";", "date_format": "YYYY-MM-DD",
                               "mapping": {}, "dry_run": False}
     assert await stored(db) == EXPECTED
+
+
+async def test_the_preview_shows_settings_columns_and_rows_and_keeps_the_upload(client, config, db):
+    columns = ["Index", "Customer Id", "FIRSNAME", "Last Name", "City", "Subscription Date"]
+    text = table(";", ("06-05-2021", "26-08-2020", "31-12-2019"), columns=columns) + "4;;Bo;Lee;Rome;01-01-2020\r\n"
+    form = aiohttp.FormData()
+    form.add_field("mapping", '{"City": null}')
+    form.add_field("file", text.encode("cp1252"), filename="excel.csv")
+    resp = await client.post("/import/preview", data=form)
+    assert resp.status == 200, await resp.text()
+    preview = await resp.json()
+    assert (preview["encoding"], preview["delimiter"], preview["date_format"]) == ("windows-1252", ";", "DD-MM-YYYY")
+    assert preview["date_formats"] == ["DD-MM-YYYY"]
+    by_name = {c["name"]: c for c in preview["columns"]}
+    assert by_name["Customer Id"]["field"] == "customer_id"
+    assert by_name["FIRSNAME"]["field"] is None
+    assert by_name["FIRSNAME"]["suggestions"][0] == "first_name"
+    assert by_name["City"]["field"] is None  # ignored by the mapping
+    assert [r["line_no"] for r in preview["rows"]] == [2, 3, 4, 5]
+    first = preview["rows"][0]
+    assert (first["customer_id"], first["last_name"], first["subscription_date"], first["reject"]) == \
+        ("F1", "Lee", "2021-05-06", None)
+    assert preview["rows"][3]["reject"] == "Customer Id is empty"
+    assert preview["estimated_rows"] == 4
+    assert await db.value("SELECT count(*) FROM customers") == 0  # a preview changes nothing
+    # The same file, imported by its upload id with the mapping the person chose.
+    resp = await client.post("/import", json={"upload": preview["upload"], "mapping": {"FIRSNAME": "first_name"}})
+    assert resp.status == 202, await resp.text()
+    job = await wait_for_status(client.app, (await resp.json())["id"], TERMINAL)
+    assert (job["status"], job["inserted"], job["rejected"]) == ("completed", 3, 1), job
+    assert job["options"]["encoding"] == "windows-1252"
+    assert await stored(db) == EXPECTED
+
+
+async def test_a_preview_of_an_ambiguous_file_names_the_layouts(client, config):
+    (config.import_dir / "a.csv").write_text(table(",", ("03/04/2021", "05/06/2020", "01/02/2019")))
+    resp = await client.post("/import/preview", json={"path": "a.csv"})
+    preview = await resp.json()
+    assert resp.status == 200, preview
+    assert preview["date_format"] == "auto"
+    assert preview["date_formats"] == ["DD/MM/YYYY", "MM/DD/YYYY"]
+    assert preview["upload"] is None
+
+
+async def test_a_dry_run_counts_and_rejects_but_changes_no_customer(client, config, db):
+    text = table(",") + "4,,Bo,Lee,Rome,2020-01-01\r\n5,F5,Cy,Lee,Rome,not a date\r\n"
+    (config.import_dir / "r.csv").write_text(text)
+    await db.all("INSERT INTO customers (customer_id, first_name) VALUES ('F1', 'Old')")
+    job = await imported(client, "r.csv", dry_run=True)
+    assert job["status"] == "completed", job
+    assert (job["inserted"], job["updated"], job["rejected"]) == (2, 1, 2)
+    assert job["options"]["dry_run"] is True
+    assert await db.all("SELECT customer_id, first_name FROM customers") == [("F1", "Old")]
+    resp = await client.get(f"/import/jobs/{job['id']}/rejects.csv")
+    assert [line.split(",")[0] for line in (await resp.text()).splitlines()[1:]] == ["5", "6"]
+
+
+async def test_rejected_rows_come_back_as_the_file_they_were(client, config, db):
+    text = "sep=;\r\n" + table(";") + "4;;Bo;Lee;Zürich;2020-01-01\r\n5;F5;Cy;Lee;Rome;31-31-2020\r\n"
+    (config.import_dir / "f.csv").write_bytes(text.encode("cp1252"))
+    job = await imported(client, "f.csv")
+    assert (job["inserted"], job["rejected"]) == (3, 2), job
+    resp = await client.get(f"/import/jobs/{job['id']}/rejects.csv?format=file")
+    assert resp.status == 200
+    assert resp.headers["Content-Type"].startswith("text/csv")
+    body = (await resp.read()).decode("utf-8")
+    assert body == ("Index;Customer Id;First Name;Last Name;City;Subscription Date\r\n"
+                    "4;;Bo;Lee;Zürich;2020-01-01\r\n5;F5;Cy;Lee;Rome;31-31-2020\r\n")
+    bad = await client.get(f"/import/jobs/{job['id']}/rejects.csv?format=xml")
+    assert bad.status == 422

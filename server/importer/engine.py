@@ -133,7 +133,7 @@ async def _pump(job_id, worker: str, claim: Claim, header: Header, file_size: in
             last = batch.eof or rejected > config.reject_limit
             upcoming = None if last else parse(batch.end_offset, batch.end_line)
             written = await call(write_batch, conn, job_id, worker, batch, header.present,
-                                 config.reject_limit)
+                                 config.reject_limit, bool(claim.options.get("dry_run")))
             if on_progress:
                 on_progress(written.job)
             if written.status != "running" or last:

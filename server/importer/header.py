@@ -209,6 +209,15 @@ def suggestions(name: str) -> list[str]:
     return list(dict.fromkeys(HEADER_NAMES[key] for key in close))[:MAX_SUGGESTIONS]
 
 
+def as_text(raw: bytes, encoding: str) -> str:
+    """A record's bytes as text, read in the job's encoding (a byte that is none kept as U+FFFD)."""
+    if encoding == "utf-16":
+        codec = "utf-16-be" if raw[:1] == b"\x00" else "utf-16-le"
+    else:
+        codec = CODECS.get(encoding, "utf-8")
+    return raw.decode(codec, "replace")
+
+
 def _capped(name: str) -> str:
     return name if len(name) <= MAX_NAME_CHARS else name[:MAX_NAME_CHARS - 1] + "…"
 

@@ -120,6 +120,16 @@ async def rejects(pool: aiopg.Pool, job_id: int, page_size: int = 1000) -> Async
         after = rows[-1][0]
 
 
+async def file_header(pool: aiopg.Pool, job_id: int) -> tuple[list[str], dict]:
+    """(the file's header columns, the job's effective options)."""
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute(SQL["file_header"], {"id": job_id})
+        row = await cur.fetchone()
+    if row is None:
+        raise JobNotFound(job_id)
+    return list(row[0] or []), row[1] or {}
+
+
 async def next_claimable(pool: aiopg.Pool) -> int | None:
     return await _one(pool, SQL["next_claimable"], {})
 

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import asyncio
+import csv
 import dataclasses
+import io
 import json
 from datetime import datetime
 from typing import Any, Literal
@@ -21,7 +23,7 @@ from ..auth.roles import Role, requires
 from ..fields import IMPORTED_NAMES
 from ..importer.dates import LAYOUTS, DateFormatUnclear
 from ..importer.detect import Detected, column_report, detect, detect_file, preview_rows, read_sample
-from ..importer.header import DELIMITERS, ENCODINGS, FileRejected
+from ..importer.header import DELIMITERS, ENCODINGS, FileRejected, as_text
 from ..keys import config_key, events_key, pool_key, runner_key, tus_key, uploads_key
 from ..openapi import describe
 from .params import query_params
@@ -139,6 +141,12 @@ class ImportSource(pydantic.RootModel[ImportPath | ImportUpload]):
 class JobsQuery(pydantic.BaseModel):
     before: int | None = pydantic.Field(None, ge=1, le=2**63 - 1, description="job id to page back from")
     limit: int = pydantic.Field(50, ge=1, le=200)
+
+
+class RejectsQuery(pydantic.BaseModel):
+    format: Literal["lines", "file"] = pydantic.Field(
+        "lines", description="lines: line number, offset, reason and raw bytes; file: the file's header and "
+        "each rejected record as it was, in UTF-8, to fix and import again")
 
 
 class UnsupportedBody(DomainError):
@@ -413,15 +421,37 @@ async def recent_rows(request: web.Request) -> web.Response:
 
 @routes.get(f"/import/jobs/{JOB_ID}/rejects.csv")
 @requires(Role.viewer)
-@describe("Every rejected row of a job as CSV: line_no, byte_offset, reason, raw (the line's bytes: "
+@describe("Every rejected row of a job as CSV (?format=file: the file's own header and rejected records, "
+          "in UTF-8); by default line_no, byte_offset, reason, raw (the line's bytes: "
           "UTF-8 text as it is, other bytes and control characters as \\xNN, a backslash doubled)", tags=TAGS,
-          responses={200: "text/csv, streamed", 404: Error})
+          query=RejectsQuery, responses={200: "text/csv, streamed", 404: Error, 422: Error})
 async def rejects_csv(request: web.Request) -> web.StreamResponse:
     job_id = _job_id(request)
     pool = request.app[pool_key]
+    query = query_params(RejectsQuery, request)
     await jobs.get(pool, job_id)  # a 404 must come before the 200 headers are sent
+    if query.format == "file":
+        return await _rejects_as_file(request, pool, job_id)
     return await stream_csv(request, f"import-{job_id}-rejects.csv",
                             ("line_no", "byte_offset", "reason", "raw"), _reject_rows(pool, job_id))
+
+
+async def _rejects_as_file(request: web.Request, pool, job_id: int) -> web.StreamResponse:
+    """The file's header line and each rejected record as it was, in UTF-8: a file to fix and import again."""
+    columns, options = await jobs.file_header(pool, job_id)
+    response = web.StreamResponse(headers={
+        "Content-Type": "text/csv; charset=utf-8",
+        "Content-Disposition": f'attachment; filename="import-{job_id}-rejected-rows.csv"'})
+    await response.prepare(request)
+    out = io.StringIO()
+    csv.writer(out, delimiter=options.get("delimiter") or ",", lineterminator="\r\n").writerow(columns)
+    await response.write(out.getvalue().encode("utf-8"))
+    encoding = options.get("encoding") or "utf-8"
+    async for _, _, _, raw in jobs.rejects(pool, job_id):
+        text = as_text(raw, encoding)
+        await response.write((text if text.endswith("\n") else text + "\r\n").encode("utf-8"))
+    await response.write_eof()
+    return response
 
 
 async def _reject_rows(pool, job_id: int):
