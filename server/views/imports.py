@@ -20,7 +20,7 @@ from ..errors import DomainError
 from ..importer import jobs
 from ..auth.middleware import principal
 from ..auth.roles import Role, requires
-from ..fields import IMPORTED_NAMES
+from ..fields import IMPORTED, IMPORTED_NAMES
 from ..importer.dates import LAYOUTS, DateFormatUnclear
 from ..importer.detect import Detected, column_report, detect, detect_file, preview_rows, read_sample
 from ..importer.header import DELIMITERS, ENCODINGS, FileRejected, as_text
@@ -186,6 +186,7 @@ class Preview(pydantic.BaseModel):
     columns: list[PreviewColumn]
     rows: list[dict[str, Any]]
     estimated_rows: int
+    fields: list[dict[str, str]] = pydantic.Field(description="every customer field a column can go to")
     upload: str | None = None
 
 
@@ -321,7 +322,8 @@ def _preview(path, options: dict, max_record_bytes: int) -> dict:
     rows, estimated = preview_rows(data, detected.header, file_size=size, max_record_bytes=max_record_bytes)
     return {"encoding": detected.options["encoding"], "delimiter": detected.options["delimiter"],
             "date_format": detected.options["date_format"], "date_formats": date_formats,
-            "columns": column_report(detected.header), "rows": rows, "estimated_rows": estimated}
+            "columns": column_report(detected.header), "rows": rows, "estimated_rows": estimated,
+            "fields": [{"name": f.name, "label": f.label} for f in IMPORTED]}
 
 
 def detect_file_data(data: bytes, options: dict, max_record_bytes: int) -> Detected:
