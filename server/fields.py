@@ -18,6 +18,8 @@ _NOT_NAME_CHARS = re.compile(r"[\s_\-]+")
 class Field:
     name: str                                  # JSON field and column of `customers`
     label: str                                 # the header name in Datablist's sample and the export
+    # text: the trimmed cell, empty is null; date: a cell in the job's date layout
+    # (server/importer/dates.py), stored and exported as an ISO date.
     kind: Literal["text", "date"] = "text"
     max_length: int | None = None              # characters; None: unbounded
     required: bool = False
@@ -25,12 +27,6 @@ class Field:
 
     def header_keys(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(normalise_name(n) for n in (self.name, self.label, *self.aliases)))
-
-    def to_csv(self, value) -> str:
-        """A stored value as an export cell (an ISO date for a date; empty for null)."""
-        if value is None:
-            return ""
-        return value.isoformat() if hasattr(value, "isoformat") else str(value)
 
 
 # The fields a file can fill, in COPY order (the import writer's column list).
