@@ -41,6 +41,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from .capacity import Busy, Slots
 from .config import Config
 from .errors import DomainError, NotFound
+from .importer import inflate
 from .importer.parse import FileRejected, NotCsvText, parse_header
 from .keys import config_key
 
@@ -128,7 +129,7 @@ def slots(config: Config) -> Slots:
 def check_header(head: bytes, *, max_line_bytes: int) -> None:
     """Refuse content whose first line cannot be a customer CSV header: the engine's own rules."""
     try:
-        parse_header(head, max_line_bytes)
+        parse_header(inflate.head(head, max_line_bytes), max_line_bytes)
     except NotCsvText as exc:
         raise NotCsv(str(exc)) from None
     except FileRejected as exc:
@@ -171,7 +172,8 @@ async def _save(request: web.Request, upload_dir: Path, limits: UploadLimits) ->
                 raise UploadTooLarge(f"the upload is larger than the limit of {limits.max_bytes} bytes")
             if head is not None:
                 head += chunk
-                if b"\n" in head or len(head) >= limits.max_line_bytes:
+                # A gzip head is only read once there is enough of it to inflate the first line.
+                if (b"\n" in head and not head.startswith(inflate.MAGIC)) or len(head) >= limits.max_line_bytes:
                     await loop.run_in_executor(None, _check_head, head, limits)
                     head = None
             free = await loop.run_in_executor(None, _write, out, digest, chunk, upload_dir)

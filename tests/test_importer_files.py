@@ -2,10 +2,22 @@
 imported over HTTP by path, checked in the customers table."""
 from __future__ import annotations
 
+import asyncio
+import gzip
+import signal
+import time
+
 import aiohttp
 import pytest
 
+from server.generate import generate
 from tests.importing import TERMINAL, wait_for_status
+from tests.processes import cli, server_env
+
+TABLE = ("SELECT customer_id, first_name, last_name, company, city, country, phone_1, phone_2, email, "
+         "subscription_date, website, about FROM customers ORDER BY customer_id")
+REJECTS = "SELECT line_no, byte_offset, reason, raw FROM import_rejects ORDER BY line_no"
+LAST_JOB = "SELECT import_job_json(j) FROM import_jobs j ORDER BY id DESC LIMIT 1"
 
 NAMES = ("Müller", "Françoise", "Ångström")
 COLUMNS = ["Index", "Customer Id", "First Name", "Last Name", "City", "Subscription Date"]
@@ -190,3 +202,61 @@ async def test_rejected_rows_come_back_as_the_file_they_were(client, config, db)
                     "4;;Bo;Lee;Zürich;2020-01-01\r\n5;F5;Cy;Lee;Rome;31-31-2020\r\n")
     bad = await client.get(f"/import/jobs/{job['id']}/rejects.csv?format=xml")
     assert bad.status == 422
+
+
+async def test_a_gzip_file_is_read_as_a_stream_with_the_compressed_files_bytes(client, config, db):
+    data = b"\xff\xfe" + table("\t").encode("utf-16-le")
+    (config.import_dir / "u.txt.gz").write_bytes(gzip.compress(data))
+    job = await imported(client, "u.txt.gz")
+    assert (job["status"], job["inserted"], job["rejected"]) == ("completed", 3, 0), job
+    assert job["bytes_done"] == job["bytes_total"] == (config.import_dir / "u.txt.gz").stat().st_size
+    assert job["options"]["encoding"] == "utf-16"
+    assert await stored(db) == EXPECTED
+
+
+@pytest.mark.slow
+async def test_a_gzip_import_killed_mid_way_resumes_to_the_clean_result(db, db_url, tmp_path):
+    plain = tmp_path / "big.csv"
+    generate(plain, 20_000, seed=11, about_bytes=300)
+    with open(plain, "ab") as f:
+        f.write(b"1,,no id,x,x,x,x,x,x,x,2020-01-01,x,x\n" * 3)
+    packed = tmp_path / "big.csv.gz"
+    packed.write_bytes(gzip.compress(plain.read_bytes(), compresslevel=1))
+    env = server_env(DATABASE_URL=db_url, IMPORT_BATCH_BYTES=str(64 * 1024))
+
+    def run_to_end(path) -> None:
+        proc = cli("import", str(path), "--no-progress", env=env)
+        _, err = proc.communicate(timeout=240)
+        assert proc.returncode == 0, err
+
+    run_to_end(plain)
+    clean = await db.all(TABLE)
+    clean_rejects = await db.all(REJECTS)
+    assert len(clean_rejects) == 3
+    clean_job = await db.value(LAST_JOB)
+    await db.all("TRUNCATE customers, import_jobs, import_rejects")
+
+    proc = cli("import", str(packed), "--no-progress", env=env)
+    deadline = time.monotonic() + 120
+    while (job := await db.value(LAST_JOB)) is None or job["percent"] < 30:
+        assert proc.poll() is None and time.monotonic() < deadline, "the import ended before 30%"
+        await asyncio.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    killed_at = job["bytes_done"]
+    assert 0 < killed_at < packed.stat().st_size
+    for _ in range(20):  # the dead process's lock may take a moment to go
+        proc = cli("import", str(packed), "--no-progress", env=env)
+        _, err = proc.communicate(timeout=240)
+        if proc.returncode != 2:
+            break
+        time.sleep(0.2)
+    assert proc.returncode == 0, err
+    job = await db.value(LAST_JOB)
+    assert await db.value("SELECT count(*) FROM import_jobs") == 1, "the restart resumed the job"
+    assert job["bytes_done"] == job["bytes_total"] == packed.stat().st_size
+    counters = ("inserted", "updated", "rejected", "rows_done")
+    assert {k: job[k] for k in counters} == {k: clean_job[k] for k in counters}
+    assert await db.all(TABLE) == clean
+    # Lines and offsets of the rejects are the inflated stream's: the plain file's own.
+    assert await db.all(REJECTS) == clean_rejects

@@ -47,6 +47,7 @@ class Batch:
     rejects: list[tuple[int, int, str, bytes]]  # line_no, byte_offset, reason, raw
     recent: list[dict]
     accepted_lines: int = 0        # physical lines in accepted records
+    stream_end: int | None = None  # gzip: end_offset in the inflated stream (end_offset is the file's)
     blank_lines: int = 0           # physical lines skipped as blank
 
     @property

@@ -15,6 +15,7 @@ from ..fields import SUBSCRIPTION_DATE
 from . import dates
 from .batch import BatchBuilder
 from .header import Header, parse_header, suggestions
+from .inflate import is_gzip, read_head
 
 SAMPLE_BYTES = 1024 * 1024
 PREVIEW_ROWS = 20
@@ -46,12 +47,18 @@ def detect(data: bytes, options: dict | None, *, max_record_bytes: int) -> Detec
 
 def read_sample(path, max_record_bytes: int) -> tuple[bytes, int]:
     """(the file's first bytes, its size)."""
-    with open(path, "rb") as f:
-        return f.read(max(SAMPLE_BYTES, max_record_bytes)), os.fstat(f.fileno()).st_size
+    """(the file's first bytes, its size); for a gzip file both uncompressed (the size from its trailer)."""
+    size = os.stat(path).st_size
+    if is_gzip(path) and size >= 4:
+        with open(path, "rb") as f:
+            f.seek(size - 4)
+            size = int.from_bytes(f.read(4), "little")  # modulo 4 GiB: an estimate's input only
+    return read_head(path, max(SAMPLE_BYTES, max_record_bytes)), size
 
 
 def detect_file(path, options: dict | None, *, max_record_bytes: int) -> Detected:
-    return detect(read_sample(path, max_record_bytes)[0], options, max_record_bytes=max_record_bytes)
+    detected = detect(read_sample(path, max_record_bytes)[0], options, max_record_bytes=max_record_bytes)
+    return dataclasses.replace(detected, header=dataclasses.replace(detected.header, gzip=is_gzip(path)))
 
 
 def _sampled_dates(data: bytes, header: Header) -> list[str]:

@@ -118,12 +118,12 @@ async def _pump(job_id, worker: str, claim: Claim, header: Header, file_size: in
     loop = asyncio.get_running_loop()
     rejected = claim.rejected  # as the job will count them once the batches parsed so far commit
 
-    def parse(offset: int, line: int):
+    def parse(offset: int, line: int, stream_offset: int | None = None):
         # Never more rejects than take the job past its limit: it stops inside a batch.
         rejects_left = config.reject_limit + 1 - rejected
         return loop.run_in_executor(processes, _parse, claim.path, header, offset, line, file_size, job_id,
                                     config.batch_bytes, config.max_record_bytes, config.batch_rows,
-                                    min(config.batch_rejects, rejects_left))
+                                    min(config.batch_rejects, rejects_left), stream_offset)
 
     upcoming = parse(claim.bytes_done, claim.line_no)
     try:
@@ -131,7 +131,7 @@ async def _pump(job_id, worker: str, claim: Claim, header: Header, file_size: in
             batch = await _unless_stopped(upcoming, job_id, config, call, conn)
             rejected += len(batch.rejects)
             last = batch.eof or rejected > config.reject_limit
-            upcoming = None if last else parse(batch.end_offset, batch.end_line)
+            upcoming = None if last else parse(batch.end_offset, batch.end_line, batch.stream_end)
             written = await call(write_batch, conn, job_id, worker, batch, header.present,
                                  config.reject_limit, bool(claim.options.get("dry_run")))
             if on_progress:
@@ -160,11 +160,11 @@ async def _unless_stopped(future: asyncio.Future, job_id: int, config: Config, c
 
 
 def _parse(path, header, offset, line, file_size, job_id, batch_bytes, max_record_bytes, max_rows,
-           max_rejects):
+           max_rejects, stream_offset=None):
     try:
         return parse_batch(path, header, offset, line, batch_bytes=batch_bytes,
                            max_record_bytes=max_record_bytes, job_id=job_id, file_size=file_size,
-                           max_rows=max_rows, max_rejects=max_rejects)
+                           max_rows=max_rows, max_rejects=max_rejects, stream_offset=stream_offset)
     except FileRejected as exc:
         # Crosses the process boundary as a plain message.
         raise JobFailed(str(exc)) from None

@@ -7,6 +7,7 @@ import difflib
 import re
 
 from ..fields import IMPORTED_NAMES, header_names, normalise_name
+from .inflate import is_gzip, read_head
 
 # The columns of the customers table that a file can fill, in COPY order.
 CUSTOMER_COLUMNS = IMPORTED_NAMES
@@ -47,15 +48,11 @@ class Header:
     delimiter: str = ","
     date_format: str = "YYYY-MM-DD"
     fields: tuple[str | None, ...] = ()   # per column: the field it goes to, or None
+    gzip: bool = False                    # offsets are then into the inflated stream
 
     @property
     def width(self) -> int:
         return len(self.columns)
-
-    @property
-    def fast(self) -> bool:
-        """UTF-8 and commas: the parser's fast path, with no transcoding."""
-        return self.codec == "utf-8" and self.delimiter == ","
 
     def options(self, mapping: dict | None = None, dry_run: bool = False) -> dict:
         """The effective options, as a job shows them."""
@@ -64,8 +61,8 @@ class Header:
 
 
 def read_header(path, max_record_bytes: int, options: dict | None = None) -> Header:
-    with open(path, "rb") as f:
-        return parse_header(f.read(max_record_bytes), max_record_bytes, options)
+    header = parse_header(read_head(path, max_record_bytes), max_record_bytes, options)
+    return dataclasses.replace(header, gzip=is_gzip(path))
 
 
 def detect_encoding(data: bytes, wanted: str = "auto") -> tuple[str, str, int]:
