@@ -14,10 +14,9 @@ import time
 from pathlib import Path
 
 from .batch import Batch, BatchBuilder
-from .header import first_line
-from .inflate import Inflated
-from .header import (BOM, CUSTOMER_COLUMNS, FileRejected, Header, NotCsvText, normalise_name,
+from .header import (BOM, CUSTOMER_COLUMNS, FileRejected, Header, NotCsvText, first_line, normalise_name,
                      parse_header, read_header)
+from .inflate import Inflated
 
 # Sampled, not whole-file: a 10 GB file must not be read twice to resume it.
 _FINGERPRINT_SAMPLE = 1024 * 1024

@@ -307,16 +307,18 @@ async def preview_import(request: web.Request) -> web.Response:
 
 
 def _preview(path, options: dict, max_record_bytes: int) -> dict:
+    """The preview of a file (blocking: call from a thread)."""
     data, size = read_sample(path, max_record_bytes)
     try:
-        detected = detect_file_data(data, options, max_record_bytes)
-        date_formats = detected.date_formats
-    except DateFormatUnclear as exc:
-        # The preview still shows the file: rows read with the first layout that fits, or ISO.
-        date_formats = exc.fits
-        detected = detect_file_data(data, {**options, "date_format": (exc.fits or ["YYYY-MM-DD"])[0]},
-                                    max_record_bytes)
-        detected = dataclasses.replace(detected, options={**detected.options, "date_format": "auto"})
+        try:
+            detected = detect(data, options, max_record_bytes=max_record_bytes)
+            date_formats = detected.date_formats
+        except DateFormatUnclear as exc:
+            # The preview still shows the file, to ask: rows read with the first layout that fits, or ISO.
+            date_formats = exc.fits
+            layout = (exc.fits or ["YYYY-MM-DD"])[0]
+            detected = detect(data, {**options, "date_format": layout}, max_record_bytes=max_record_bytes)
+            detected = dataclasses.replace(detected, options={**detected.options, "date_format": "auto"})
     except FileRejected as exc:
         raise UnreadableFile(str(exc)) from None
     rows, estimated = preview_rows(data, detected.header, file_size=size, max_record_bytes=max_record_bytes)
@@ -324,13 +326,6 @@ def _preview(path, options: dict, max_record_bytes: int) -> dict:
             "date_format": detected.options["date_format"], "date_formats": date_formats,
             "columns": column_report(detected.header), "rows": rows, "estimated_rows": estimated,
             "fields": [{"name": f.name, "label": f.label} for f in IMPORTED]}
-
-
-def detect_file_data(data: bytes, options: dict, max_record_bytes: int) -> Detected:
-    try:
-        return detect(data, options, max_record_bytes=max_record_bytes)
-    except FileRejected as exc:
-        raise UnreadableFile(str(exc)) from None
 
 
 async def _refuse_while_active(pool) -> None:
