@@ -27,6 +27,14 @@ def main(argv: list[str] | None = None) -> int:
     imp.add_argument("--json", action="store_true", help="print the final job as JSON on stdout")
     imp.add_argument("--stats", action="store_true",
                      help="print engine figures (event-loop lag, peak memory) as JSON on stderr")
+    imp.add_argument("--encoding", default="auto", choices=("auto", "utf-8", "utf-16", "windows-1252", "latin-1"))
+    imp.add_argument("--delimiter", default="auto", help="auto, ',', ';', tab (or '\\t') or '|'")
+    imp.add_argument("--date-format", default="auto",
+                     help="auto, YYYY-MM-DD, DD-MM-YYYY, MM-DD-YYYY, DD/MM/YYYY, MM/DD/YYYY, DD.MM.YYYY, YYYY/MM/DD")
+    imp.add_argument("--map", action="append", default=[], metavar="COLUMN=FIELD",
+                     help="send a file column to a customer field (repeatable); COLUMN= ignores the column")
+    imp.add_argument("--dry-run", action="store_true",
+                     help="read the whole file, count and fill the rejects, change no customer")
 
     gen = commands.add_parser("generate", help="write a Datablist-shaped customers CSV")
     gen.add_argument("--rows", type=int, required=True)
@@ -81,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         from .importer.command import run_import_command
 
         return run_import_command(config, args.file, progress=not args.no_progress,
-                                  as_json=args.json, stats=args.stats)
+                                  as_json=args.json, stats=args.stats, options=_import_options(args))
     if args.command == "generate":
         from .generate import generate
 
@@ -104,6 +112,29 @@ def main(argv: list[str] | None = None) -> int:
         return run_bench(config, args.rows or 2_000_000, about_bytes=args.about_bytes)
     parser.error(f"unknown command {args.command}")
     return 2
+
+
+def _import_options(args) -> dict | str:
+    """The import options of the command line, or what is wrong with them."""
+    from .fields import IMPORTED_NAMES
+    from .importer.dates import LAYOUTS
+    from .importer.header import DELIMITERS
+
+    delimiter = {"tab": "\t", "\\t": "\t"}.get(args.delimiter, args.delimiter)
+    if delimiter != "auto" and delimiter not in DELIMITERS:
+        return f"--delimiter {args.delimiter!r} is not one of auto , ; tab |"
+    if args.date_format != "auto" and args.date_format not in LAYOUTS:
+        return f"--date-format {args.date_format!r} is not one of auto, {', '.join(LAYOUTS)}"
+    mapping = {}
+    for item in args.map:
+        column, sep, field = item.partition("=")
+        if not sep or not column.strip():
+            return f"--map {item!r}: write COLUMN=FIELD, or COLUMN= to ignore the column"
+        if field and field not in IMPORTED_NAMES:
+            return f"--map {item!r}: {field!r} is not one of {', '.join(IMPORTED_NAMES)}"
+        mapping[column] = field or None
+    return {"encoding": args.encoding, "delimiter": delimiter, "date_format": args.date_format,
+            "mapping": mapping, "dry_run": args.dry_run}
 
 
 def _prog() -> str:

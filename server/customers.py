@@ -14,17 +14,14 @@ from datetime import date, datetime, timedelta, timezone
 import aiopg
 import psycopg2.errors
 
+from .fields import CUSTOMER_FIELDS, EDITABLE
 from .errors import Conflict, DomainError, NotFound
 from .sqlfiles import queries
 
 SQL = queries("customers")
 
-# The JSON fields, the table's columns and the export's header: one order.
-FIELDS = ("id", "customer_id", "first_name", "last_name", "company", "city", "country",
-          "phone_1", "phone_2", "email", "subscription_date", "website", "about",
-          "created_at", "updated_at", "updated_manually_at", "updated_manually_by")
-EDITABLE = ("customer_id", "first_name", "last_name", "company", "city", "country",
-            "phone_1", "phone_2", "email", "subscription_date", "website", "about")
+# The JSON fields, the table's columns and the export's header: one order (server/fields.py).
+FIELDS = CUSTOMER_FIELDS
 EXPORT_PAGE = 250  # rows a page of the export: read and decoded on the loop in about 2 ms
 MAX_ID = 2**63 - 1  # bigint
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)

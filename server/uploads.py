@@ -41,6 +41,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from .capacity import Busy, Slots
 from .config import Config
 from .errors import DomainError, NotFound
+from .importer import inflate
 from .importer.parse import FileRejected, NotCsvText, parse_header
 from .keys import config_key
 
@@ -51,6 +52,7 @@ CHUNK_BYTES = 256 * 1024
 UPLOAD_FIELD = "file"
 PARTIAL_SUFFIX = ".part"
 MAX_BOUNDARY = 70  # RFC 2046
+MAX_FIELD_BYTES = 64 * 1024  # an option field (a mapping of many columns is the largest)
 _PERCENT_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
 # Controls, format characters (bidi overrides and isolates, zero-width ones) and
 # line separators: invisible in a name, or able to make it read as another one.
@@ -99,6 +101,7 @@ class StoredFile:
     filename: str       # what people call it
     size: int
     sha256: str | None = None  # known for uploads, which were hashed while written
+    fields: dict[str, str] = dataclasses.field(default_factory=dict)  # the form's other fields (options)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,7 +129,7 @@ def slots(config: Config) -> Slots:
 def check_header(head: bytes, *, max_line_bytes: int) -> None:
     """Refuse content whose first line cannot be a customer CSV header: the engine's own rules."""
     try:
-        parse_header(head, max_line_bytes)
+        parse_header(inflate.head(head, max_line_bytes), max_line_bytes)
     except NotCsvText as exc:
         raise NotCsv(str(exc)) from None
     except FileRejected as exc:
@@ -153,7 +156,8 @@ async def _save(request: web.Request, upload_dir: Path, limits: UploadLimits) ->
     free = await loop.run_in_executor(None, _free_bytes, upload_dir)
     _check_declared_length(request.content_length, free, limits)
     reader = _multipart_reader(request)
-    part = await _file_part(reader, limits)
+    fields: dict[str, str] = {}
+    part = await _file_part(reader, limits, fields)
     name = uuid.uuid4().hex
     partial = upload_dir / f"{name}.csv{PARTIAL_SUFFIX}"
     out = await loop.run_in_executor(None, _create, partial)
@@ -168,7 +172,8 @@ async def _save(request: web.Request, upload_dir: Path, limits: UploadLimits) ->
                 raise UploadTooLarge(f"the upload is larger than the limit of {limits.max_bytes} bytes")
             if head is not None:
                 head += chunk
-                if b"\n" in head or len(head) >= limits.max_line_bytes:
+                # A gzip head is only read once there is enough of it to inflate the first line.
+                if (b"\n" in head and not head.startswith(inflate.MAGIC)) or len(head) >= limits.max_line_bytes:
                     await loop.run_in_executor(None, _check_head, head, limits)
                     head = None
             free = await loop.run_in_executor(None, _write, out, digest, chunk, upload_dir)
@@ -176,7 +181,7 @@ async def _save(request: web.Request, upload_dir: Path, limits: UploadLimits) ->
                 raise _no_room(limits)
         if head is not None:
             await loop.run_in_executor(None, _check_head, head, limits)
-        await _in_time(_read(reader.next()), limits)  # the boundary after the file must be there
+        await _form_fields(reader, limits, fields)  # and the boundary after the file must be there
         path = upload_dir / f"{name}.csv"
         await loop.run_in_executor(None, _finish, out, partial, path)
     except BaseException:
@@ -184,7 +189,7 @@ async def _save(request: web.Request, upload_dir: Path, limits: UploadLimits) ->
         await asyncio.shield(loop.run_in_executor(None, _discard, out, partial))
         raise
     return StoredFile(path=path, filename=_display_name(part.filename), size=size,
-                      sha256=digest.hexdigest())
+                      sha256=digest.hexdigest(), fields=fields)
 
 
 def _refuse_encoded(request: web.Request) -> None:
@@ -239,8 +244,8 @@ async def _in_time(step: Awaitable[T], limits: UploadLimits) -> T:
                             "(UPLOAD_STALL_SECONDS) and was dropped") from None
 
 
-async def _file_part(reader: MultipartReader, limits: UploadLimits) -> BodyPartReader:
-    """The `file` part, among the first max_parts parts.
+async def _file_part(reader: MultipartReader, limits: UploadLimits, fields: dict[str, str]) -> BodyPartReader:
+    """The `file` part, among the first max_parts parts; the small fields before it go to `fields`.
 
     Every part's headers are parsed on the loop; the cap and a yield after each
     part keep a body of thousands of empty parts from holding the loop.
@@ -251,12 +256,34 @@ async def _file_part(reader: MultipartReader, limits: UploadLimits) -> BodyPartR
             break
         if isinstance(part, BodyPartReader) and part.name == UPLOAD_FIELD:
             return part
-        await _in_time(_read(part.release()), limits)  # some other field: skip its bytes
+        await _field(part, limits, fields)
         await asyncio.sleep(0)
     else:
         raise UploadTooLarge(f"the field {UPLOAD_FIELD!r} must come within the first "
                              f"{limits.max_parts} parts of the multipart body (MULTIPART_MAX_PARTS)")
     raise MalformedUpload(f"the multipart body has no field {UPLOAD_FIELD!r} holding the file")
+
+
+async def _form_fields(reader: MultipartReader, limits: UploadLimits, fields: dict[str, str]) -> None:
+    """The fields after the file, up to the closing boundary."""
+    for _ in range(limits.max_parts):
+        part = await _in_time(_read(reader.next()), limits)
+        if part is None:
+            return
+        await _field(part, limits, fields)
+        await asyncio.sleep(0)
+    raise UploadTooLarge(f"the multipart body has more than {limits.max_parts} parts (MULTIPART_MAX_PARTS)")
+
+
+async def _field(part, limits: UploadLimits, fields: dict[str, str]) -> None:
+    """A small text field (an import option) is kept; anything else is skipped."""
+    if isinstance(part, BodyPartReader) and part.name and part.filename is None and part.name != UPLOAD_FIELD:
+        value = await _in_time(_read(part.read(decode=False)), limits)
+        if len(value) > MAX_FIELD_BYTES:
+            raise MalformedUpload(f"the form field {part.name!r} is longer than {MAX_FIELD_BYTES} bytes")
+        fields[part.name] = value.decode("utf-8", "replace")
+        return
+    await _in_time(_read(part.release()), limits)  # some other part: skip its bytes
 
 
 def _check_head(head: bytes, limits: UploadLimits) -> None:

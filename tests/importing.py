@@ -25,9 +25,10 @@ def write_csv(path: Path, lines: list[str], *, newline: str = "\n", bom: bool = 
     return path
 
 
-async def import_file(app: web.Application, path: Path, timeout: float = 60) -> dict:
+async def import_file(app: web.Application, path: Path, timeout: float = 60, options: dict | None = None) -> dict:
     """Queue a job for `path`, let the app's runner run it, return the finished job."""
-    job = await jobs.create(app[pool_key], filename=path.name, path=path, bytes_total=path.stat().st_size)
+    job = await jobs.create(app[pool_key], filename=path.name, path=path, bytes_total=path.stat().st_size,
+                            options=options)
     app[runner_key].wake()
     return await wait_for_status(app, job["id"], TERMINAL, timeout)
 

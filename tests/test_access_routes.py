@@ -30,6 +30,7 @@ ROUTES = [
     ("GET", "/import/jobs/{id}/rejects.csv", "/import/jobs/1/rejects.csv", None, V),
     ("GET", "/import/events", "/import/events", None, V),
     ("POST", "/import", "/import", {"json": {"path": "absent.csv"}}, A),
+    ("POST", "/import/preview", "/import/preview", {"json": {"path": "absent.csv"}}, A),
     ("POST", "/import/jobs/{id}/pause", "/import/jobs/1/pause", None, A),
     ("POST", "/import/jobs/{id}/resume", "/import/jobs/1/resume", None, A),
     ("POST", "/import/jobs/{id}/cancel", "/import/jobs/1/cancel", None, A),

@@ -122,3 +122,27 @@ async def test_an_error_in_a_jobs_bookkeeping_fails_it_and_the_next_import_runs(
     narrow = write_csv(tmp_path / "narrow.csv", ["Customer Id,First Name", "N1,Ann"])
     code, _, err = run("import", str(narrow), "--no-progress", env=server_env(DATABASE_URL=db_url))
     assert code == 0, err
+
+
+async def test_import_takes_the_file_options_and_a_dry_run(db, db_url, tmp_path):
+    """--delimiter, --encoding, --date-format, --map and --dry-run, as docs/files.md describes them."""
+    path = tmp_path / "excel.csv"
+    path.write_bytes("Customer Id;FIRSNAME;Note;Subscription Date\r\nE1;Jürgen;x;03/04/2021\r\n"
+                     "E2;Zoë;y;05/06/2021\r\n".encode("cp1252"))
+    env = server_env(DATABASE_URL=db_url)
+    code, _, err = run("import", str(path), "--no-progress", env=env)
+    assert code == 2 and "DD/MM/YYYY" in err and "MM/DD/YYYY" in err  # ambiguous: nothing starts
+    args = ("import", str(path), "--json", "--no-progress", "--delimiter", ";", "--encoding", "windows-1252",
+            "--date-format", "DD/MM/YYYY", "--map", "FIRSNAME=first_name", "--map", "Note=")
+    code, out, err = run(*args, "--dry-run", env=env)
+    assert code == 0, err
+    job = json.loads(out)
+    assert (job["inserted"], job["options"]["dry_run"]) == (2, True)
+    assert await db.value("SELECT count(*) FROM customers") == 0
+    code, out, err = run(*args, env=env)
+    assert code == 0, err
+    assert json.loads(out)["unknown_columns"] == []
+    assert await db.all("SELECT customer_id, first_name, subscription_date::text FROM customers "
+                        "ORDER BY customer_id") == [("E1", "Jürgen", "2021-04-03"), ("E2", "Zoë", "2021-06-05")]
+    code, _, err = run("import", str(path), "--map", "Note=town", env=env)
+    assert code == 2 and "town" in err

@@ -12,8 +12,8 @@ from tests.importing import HEADER, TERMINAL, row, wait_for_status, write_csv
 from tests.sse import open_stream
 
 
-async def start(client, name: str) -> dict:
-    resp = await client.post("/import", json={"path": name})
+async def start(client, name: str, **options) -> dict:
+    resp = await client.post("/import", json={"path": name, **options})
     assert resp.status == 202, await resp.text()
     return await resp.json()
 
@@ -195,7 +195,7 @@ async def test_rejects_csv_has_line_offset_reason_and_raw_text_neutralised(clien
     path = config.import_dir / "rj.csv"
     path.write_bytes("\n".join([HEADER, row(1, "J1"), formula]).encode() + b"\n"
                      + b"4,J4,Ann\xff,Lee,Acme,Oslo,Norway,1,,a@b.c,2021-01-01,w,x\n")
-    job = await start(client, "rj.csv")
+    job = await start(client, "rj.csv", encoding="utf-8")  # auto would read \xff as Windows-1252
     await wait_for_status(client.app, job["id"], TERMINAL)
     resp = await client.get(f"/import/jobs/{job['id']}/rejects.csv")
     assert resp.status == 200
@@ -283,7 +283,7 @@ async def test_rejects_csv_shows_invalid_utf8_and_nul_bytes_escaped(client, conf
     path.write_bytes(HEADER.encode() + b"\n"
                      + b"1,B1,Ann\xff\xfe,Lee,Acme,Oslo,Norway,1,,a@b.c,2021-01-01,w,x\n"
                      + b"2,B2,Ann\x00Lee,Lee,Acme,Oslo,Norway,1,,a@b.c,2021-01-01,w,C:\\new\n")
-    job = await start(client, "bytes.csv")
+    job = await start(client, "bytes.csv", encoding="utf-8")
     await wait_for_status(client.app, job["id"], TERMINAL)
     resp = await client.get(f"/import/jobs/{job['id']}/rejects.csv")
     body = await resp.read()

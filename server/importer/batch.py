@@ -21,19 +21,17 @@ from __future__ import annotations
 import csv
 import dataclasses
 from collections import deque
-from datetime import date
-import re
 
-from .header import CUSTOMER_COLUMNS, Header
+from ..fields import CUSTOMER_ID, MAX_CUSTOMER_ID, SUBSCRIPTION_DATE
+from . import dates
+from .header import CUSTOMER_COLUMNS, Header, first_line
 
 RECENT_ROWS = 20
-MAX_CUSTOMER_ID = 64
 NULL = "\\N"  # COPY's text format for NULL
 # What the export's formula guard (server/csvout.py) puts a quote before; the
 # parser takes the quote off again, so that a download imports back as it was.
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 BARE_CR = "a carriage return (CR) that does not end a line, outside quotes"
 
 
@@ -49,6 +47,7 @@ class Batch:
     rejects: list[tuple[int, int, str, bytes]]  # line_no, byte_offset, reason, raw
     recent: list[dict]
     accepted_lines: int = 0        # physical lines in accepted records
+    stream_end: int | None = None  # gzip: end_offset in the inflated stream (end_offset is the file's)
     blank_lines: int = 0           # physical lines skipped as blank
 
     @property
@@ -59,7 +58,7 @@ class Batch:
 class _Lines:
     """The lines of one quoted record, as csv.reader asks for them; it may not ask past `stop`."""
 
-    __slots__ = ("pieces", "index", "stop", "exhausted", "bad_utf8")
+    __slots__ = ("pieces", "index", "stop", "exhausted", "bad_utf8")  # pieces: UTF-8, transcoded if need be
 
     def __init__(self, pieces: list[bytes], start: int, stop: int):
         self.pieces = pieces
@@ -102,7 +101,12 @@ class BatchBuilder:
         self.rows = 0
         self.rejects: list[tuple[int, int, str, bytes]] = []
         self.recent: deque[tuple[int, list[str]]] = deque(maxlen=RECENT_ROWS)
-        self.dates: dict[str, bool] = {}
+        self.dates: dict[str, str | None] = {}  # as written -> ISO, or None when not a date
+        self.read_date = dates.reader(header.date_format)
+        self.delimiter = header.delimiter
+        self.invalid_text = "not valid UTF-8" if header.codec == "utf-8" else f"not valid {header.encoding} text"
+        self.sizes: list[int] | None = None  # per piece: its size in the file, when transcoded
+        self.window, self.window_offset = b"", offset  # the bytes build() reads, as in the file
         self.accepted_lines = 0
         self.blank_lines = 0
         self.reached_end = False  # every line up to the end of the file taken
@@ -113,9 +117,17 @@ class BatchBuilder:
 
         `data` starts at a record boundary; with eof it runs to the end of the file.
         """
-        pieces = _lines(data)
+        if self.header.codec == "utf-8":
+            pieces = _lines(data)
+            sizes = None
+        else:
+            pieces, sizes = _transcoded_lines(data, self.header.codec)
         if pieces and not pieces[-1].endswith(b"\n") and not eof:
             pieces.pop()  # a line cut by the window: the next read takes it whole
+            if sizes is not None:
+                sizes.pop()
+        self.sizes = sizes
+        self.window, self.window_offset = data, self.offset
         count = len(pieces)
         base = self.offset
         max_rows, max_rejects, rejects, take_line = self.max_rows, self.max_rejects, self.rejects, self._take_line
@@ -128,7 +140,7 @@ class BatchBuilder:
             if b'"' not in raw:
                 # The common case, and far faster than the csv module: no quotes, so the
                 # line is one record and its fields are what lies between the commas.
-                take_line(raw)
+                take_line(raw, len(raw) if sizes is None else sizes[i])
                 i += 1
             else:
                 remaining = len(data) - (self.offset - base)
@@ -152,32 +164,46 @@ class BatchBuilder:
 
     def reject_long_line(self, head: bytes, length: int) -> None:
         """A line longer than MAX_RECORD_BYTES: rejected whole; its first bytes show what it was."""
+        self.sizes = None  # `head` is the file's own bytes
         self._reject(head, f"line longer than {self.max_record_bytes} bytes", length=length)
 
     # -- one record each ------------------------------------------------------------------
 
-    def _take_line(self, raw: bytes) -> None:
+    def _take_line(self, raw: bytes, size: int) -> None:
         if len(raw) > self.max_record_bytes:
             self._reject(raw[:self.max_record_bytes], f"line longer than {self.max_record_bytes} bytes",
-                         length=len(raw))
+                         length=size)
             return
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
-            self._take(None, raw, 1, "not valid UTF-8")
+            self._take(None, raw, 1, self.invalid_text, size)
             return
         if "\r" in text and not (text.endswith("\r\n") and text.count("\r") == 1):
-            self._take(None, raw, 1, BARE_CR)
+            self._take(None, raw, 1, BARE_CR, size)
             return
         # The line end stays in the last field, whose value is trimmed like every other.
-        self._take(text.split(",") if text.strip("\r\n") else [], raw, 1, None)
+        self._take(text.split(self.delimiter) if text.strip("\r\n") else [], raw, 1, None, size)
+
+    def _original(self, raw: bytes, offset: int, size: int) -> bytes:
+        """A reject's bytes as they are in the file (`raw` may be transcoded, or a long line's head)."""
+        if self.sizes is None:
+            return raw
+        start = offset - self.window_offset
+        return self.window[start:start + min(size, self.max_record_bytes)]
+
+    def _size(self, pieces: list[bytes], first: int, count: int) -> int:
+        """The bytes in the file of pieces[first:first + count]."""
+        if self.sizes is None:
+            return sum(len(piece) for piece in pieces[first:first + count])
+        return sum(self.sizes[first:first + count])
 
     def _take_quoted(self, pieces: list[bytes], first: int, remaining: int, eof: bool) -> int:
         """Read the record that starts at pieces[first]; the number of lines taken (0: undecided)."""
         limit = self.max_record_bytes
         size = len(pieces[first])
         if size > limit:
-            self._take_line(pieces[first])
+            self._take_line(pieces[first], self._size(pieces, first, 1))
             return 1
         # The reach of the record: up to where RFC 4180 lets it close (here, with an even
         # number of quotes, else the next line with an odd number), within the limit.
@@ -194,7 +220,7 @@ class BatchBuilder:
         row: list[str] | None
         error = None
         try:
-            row = next(csv.reader(lines))
+            row = next(csv.reader(lines, delimiter=self.delimiter))
         except csv.Error as exc:
             row, error = None, f"malformed CSV: {exc}"
         taken = lines.index - first
@@ -208,29 +234,29 @@ class BatchBuilder:
             else:
                 reason = f"does not close within {limit} bytes"
             self._reject(pieces[first], f"malformed CSV: a quote on this line {reason}",
-                         length=len(pieces[first]))
+                         length=self._size(pieces, first, 1))
             return 1
         if taken > 1 and (error is not None or len(row) != self.header.width):
             self._reject(pieces[first], "malformed CSV: a quote on this line does not close where the "
                          f"record should end (the quoted record would have "
                          f"{'?' if row is None else len(row)} fields, not {self.header.width})",
-                         length=len(pieces[first]))
+                         length=self._size(pieces, first, 1))
             return 1
         raw = pieces[first] if taken == 1 else b"".join(pieces[first:first + taken])
         if lines.bad_utf8:
-            error = error or "not valid UTF-8"
-        self._take(row, raw, taken, error)
+            error = error or self.invalid_text
+        self._take(row, raw, taken, error, self._size(pieces, first, taken))
         return taken
 
     def _reject(self, raw: bytes, reason: str, *, length: int) -> None:
         """A one-line reject; `raw` may be the start of a line too long to keep whole."""
-        self.rejects.append((self.line, self.offset, reason, raw))
+        self.rejects.append((self.line, self.offset, reason, self._original(raw, self.offset, length)))
         self.offset += length
         self.line += 1
 
-    def _take(self, row: list[str] | None, raw: bytes, lines: int, error: str | None) -> None:
+    def _take(self, row: list[str] | None, raw: bytes, lines: int, error: str | None, size: int) -> None:
         line, offset = self.line, self.offset
-        self.offset += len(raw)
+        self.offset += size
         self.line += lines
         if b"\x00" in raw:
             error = "the row holds a NUL byte"
@@ -247,11 +273,11 @@ class BatchBuilder:
                     values = [_unguard(v) for v in values]
                 error = self._invalid(values)
         if error is not None:
-            self.rejects.append((line, offset, error, raw))
+            self.rejects.append((line, offset, error, self._original(raw, offset, size)))
             return
         self.rows += 1
         self.accepted_lines += lines
-        customer_id = values[0]
+        customer_id = values[CUSTOMER_ID]
         if customer_id in self.by_id:
             self.repeats[customer_id] = self.repeats.get(customer_id, 0) + 1
             del self.by_id[customer_id]  # re-insert: the dict keeps file order of last occurrences
@@ -265,18 +291,20 @@ class BatchBuilder:
         self.recent.append((line, values))
 
     def _invalid(self, values: list[str]) -> str | None:
-        customer_id = values[0]
+        customer_id = values[CUSTOMER_ID]
         if customer_id is NULL:
             return "Customer Id is empty"
         if len(customer_id) > MAX_CUSTOMER_ID:
             return f"Customer Id is longer than {MAX_CUSTOMER_ID} characters"
-        day = values[9]
+        day = values[SUBSCRIPTION_DATE]
         if day is not NULL:
-            valid = self.dates.get(day)
-            if valid is None:
-                valid = self.dates[day] = _is_iso_date(day)
-            if not valid:
-                return f"Subscription Date {day[:40]!r} is not a YYYY-MM-DD date"
+            try:
+                iso = self.dates[day]
+            except KeyError:
+                iso = self.dates[day] = self.read_date(day)
+            if iso is None:
+                return f"Subscription Date {day[:40]!r} is not a {self.header.date_format} date"
+            values[SUBSCRIPTION_DATE] = iso
         return None
 
     def _recent_rows(self) -> list[dict]:
@@ -301,21 +329,31 @@ def _lines(data: bytes) -> list[bytes]:
     return pieces
 
 
+def _transcoded_lines(data: bytes, codec: str) -> tuple[list[bytes], list[int]]:
+    """The physical lines of `data` in `codec`, as UTF-8, and the size of each in the file.
+
+    A byte that is no text in `codec` stays as it was, so that the line is
+    rejected as not valid text and its raw bytes show where.
+    """
+    if codec.startswith("utf-16"):
+        found = []
+        start = 0
+        while start < len(data):
+            end = first_line(data, start, codec)
+            end = len(data) if end < 0 else end
+            found.append(data[start:end])
+            start = end
+    else:  # one byte a character: its line ends are the bytes' own
+        found = _lines(data)
+    pieces = [piece.decode(codec, "surrogateescape").encode("utf-8", "surrogateescape") for piece in found]
+    return pieces, [len(piece) for piece in found]
+
+
 def _unguard(value: str) -> str:
     """'+1-555 -> +1-555: the export's formula guard, taken off (docs/parsing.md)."""
     if value.startswith("'") and value[1:2] and value[1:].startswith(FORMULA_START):
         return value[1:]
     return value
-
-
-def _is_iso_date(text: str) -> bool:
-    if not _ISO_DATE.fullmatch(text):
-        return False
-    try:
-        date.fromisoformat(text)
-    except ValueError:
-        return False
-    return True
 
 
 def _needs_escapes(raw: bytes, lines: int) -> bool:

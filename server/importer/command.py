@@ -20,6 +20,9 @@ from tqdm import tqdm
 from ..config import Config
 from ..db import migrate, resolve_database_url
 from . import jobs
+from .dates import DateFormatUnclear
+from .detect import detect_file
+from .header import FileRejected
 from .runner import TRANSIENT, JobRunner
 
 EXIT_FAILED = 1
@@ -28,22 +31,39 @@ EXIT_PAUSED = 130  # the shell's code for "stopped by Ctrl-C"
 FOLLOW_SECONDS = 0.5  # how often the command looks at a job another process runs
 
 
-def run_import_command(config: Config, file: Path, *, progress: bool, as_json: bool, stats: bool) -> int:
+def run_import_command(config: Config, file: Path, *, progress: bool, as_json: bool, stats: bool,
+                       options: dict | str | None = None) -> int:
+    """`options`: the import options (docs/files.md), or a message saying what is wrong with them."""
+    if isinstance(options, str):
+        print(f"import: {options}", file=sys.stderr)
+        return EXIT_USAGE
     path = file.expanduser().resolve()
     if not path.is_file():
         print(f"import: {file} is not a file", file=sys.stderr)
         return EXIT_USAGE
-    return asyncio.run(_import(config, path, progress=progress, as_json=as_json, stats=stats))
+    try:
+        options = detect_file(path, options, max_record_bytes=config.max_record_bytes).options
+    except DateFormatUnclear as exc:
+        print(f"import: {path.name}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except FileRejected:
+        pass  # the job fails with the reason, as the page would show it
+    except OSError as exc:
+        print(f"import: {file} cannot be read: {exc.strerror}", file=sys.stderr)
+        return EXIT_USAGE
+    return asyncio.run(_import(config, path, progress=progress, as_json=as_json, stats=stats,
+                               options=options or {}))
 
 
-async def _import(config: Config, path: Path, *, progress: bool, as_json: bool, stats: bool) -> int:
+async def _import(config: Config, path: Path, *, progress: bool, as_json: bool, stats: bool,
+                  options: dict) -> int:
     from ..lag import LoopLag
 
     url = await resolve_database_url(config)
     async with aiopg.create_pool(url, minsize=1, maxsize=4) as pool:
         await migrate(pool)
         try:
-            job = await _start_or_resume(pool, path)
+            job = await _start_or_resume(pool, path, options)
         except jobs.JobActive as exc:
             print(f"import: {exc} ({exc.job['filename']}); wait for it, or pause/cancel it first",
                   file=sys.stderr)
@@ -103,10 +123,11 @@ async def _pause_on_sigint(pool: aiopg.Pool, job_id: int) -> None:
         loop.remove_signal_handler(signal.SIGINT)
 
 
-async def _start_or_resume(pool: aiopg.Pool, path: Path) -> dict:
-    """A new job for the file, or the paused or orphaned job of the same file."""
+async def _start_or_resume(pool: aiopg.Pool, path: Path, options: dict) -> dict:
+    """A new job for the file, or the paused or orphaned job of the same file (with its own options)."""
     try:
-        return await jobs.create(pool, filename=path.name, path=path, bytes_total=path.stat().st_size)
+        return await jobs.create(pool, filename=path.name, path=path, bytes_total=path.stat().st_size,
+                                 options=options)
     except jobs.JobActive as exc:
         if not await _same_file(pool, exc.job["id"], path):
             raise

@@ -50,6 +50,7 @@ class Claim:
     line_no: int
     fingerprint: dict | None
     rejected: int
+    options: dict  # effective, as detected or chosen when the job was created
 
 
 async def run_job(job_id: int, *, config: Config, database_url: str, worker: str,
@@ -102,7 +103,8 @@ async def _prepare(job_id, claim: Claim, config: Config, processes, call, conn) 
     loop = asyncio.get_running_loop()
     try:
         header = await _unless_stopped(loop.run_in_executor(processes, read_header, claim.path,
-                                                            config.max_record_bytes), job_id, config, call, conn)
+                                                            config.max_record_bytes, claim.options),
+                                       job_id, config, call, conn)
         found = await _unless_stopped(loop.run_in_executor(processes, fingerprint, claim.path),
                                       job_id, config, call, conn)
     except OSError as exc:
@@ -123,12 +125,12 @@ async def _pump(job_id, worker: str, claim: Claim, header: Header, file_size: in
     loop = asyncio.get_running_loop()
     rejected = claim.rejected  # as the job will count them once the batches parsed so far commit
 
-    def parse(offset: int, line: int):
+    def parse(offset: int, line: int, stream_offset: int | None = None):
         # Never more rejects than take the job past its limit: it stops inside a batch.
         rejects_left = config.reject_limit + 1 - rejected
         return loop.run_in_executor(processes, _parse, claim.path, header, offset, line, file_size, job_id,
                                     config.batch_bytes, config.max_record_bytes, config.batch_rows,
-                                    min(config.batch_rejects, rejects_left))
+                                    min(config.batch_rejects, rejects_left), stream_offset)
 
     upcoming = parse(claim.bytes_done, claim.line_no)
     try:
@@ -136,10 +138,10 @@ async def _pump(job_id, worker: str, claim: Claim, header: Header, file_size: in
             batch = await _unless_stopped(upcoming, job_id, config, call, conn)
             rejected += len(batch.rejects)
             last = batch.eof or rejected > config.reject_limit
-            upcoming = None if last else parse(batch.end_offset, batch.end_line)
+            upcoming = None if last else parse(batch.end_offset, batch.end_line, batch.stream_end)
             started = loop.time()
             written = await call(write_batch, conn, job_id, worker, batch, header.present,
-                                 config.reject_limit)
+                                 config.reject_limit, bool(claim.options.get("dry_run")))
             if written.status not in ("paused", "cancelled"):  # else it rolled back
                 seconds = loop.time() - started
                 log.debug("import job %s: batch to byte %s committed in %.3fs", job_id, batch.end_offset,
@@ -175,11 +177,11 @@ async def _unless_stopped(future: asyncio.Future, job_id: int, config: Config, c
 
 
 def _parse(path, header, offset, line, file_size, job_id, batch_bytes, max_record_bytes, max_rows,
-           max_rejects):
+           max_rejects, stream_offset=None):
     try:
         return parse_batch(path, header, offset, line, batch_bytes=batch_bytes,
                            max_record_bytes=max_record_bytes, job_id=job_id, file_size=file_size,
-                           max_rows=max_rows, max_rejects=max_rejects)
+                           max_rows=max_rows, max_rejects=max_rejects, stream_offset=stream_offset)
     except FileRejected as exc:
         # Crosses the process boundary as a plain message.
         raise JobFailed(str(exc)) from None
@@ -230,8 +232,8 @@ def _claim(conn, job_id: int, worker: str, file_wait_seconds: float) -> Claim | 
     conn.commit()
     if row is None:
         return None
-    path, data_offset, bytes_done, line_no, fp, rejected = row
-    return Claim(Path(path), data_offset, bytes_done, line_no, fp, rejected)
+    path, data_offset, bytes_done, line_no, fp, rejected, options = row
+    return Claim(Path(path), data_offset, bytes_done, line_no, fp, rejected, options or {})
 
 
 def _set_header(conn, job_id: int, header: Header, found: dict) -> None:

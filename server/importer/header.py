@@ -1,38 +1,30 @@
-"""The header line of a customer CSV file: which field holds which column."""
+"""The header line of a customer CSV file: its encoding, delimiter, and which field holds which column."""
 from __future__ import annotations
 
 import csv
 import dataclasses
+import difflib
 import re
 
+from ..fields import IMPORTED_NAMES, header_names, normalise_name
+from .inflate import is_gzip, read_head
+
 # The columns of the customers table that a file can fill, in COPY order.
-CUSTOMER_COLUMNS = (
-    "customer_id", "first_name", "last_name", "company", "city", "country",
-    "phone_1", "phone_2", "email", "subscription_date", "website", "about",
-)
+CUSTOMER_COLUMNS = IMPORTED_NAMES
 # Normalised header name -> column. None: known, deliberately not stored.
-HEADER_NAMES = {
-    "index": None,
-    "customerid": "customer_id",
-    "firstname": "first_name",
-    "lastname": "last_name",
-    "company": "company",
-    "city": "city",
-    "country": "country",
-    "phone1": "phone_1",
-    "phone2": "phone_2",
-    "email": "email",
-    "subscriptiondate": "subscription_date",
-    "website": "website",
-    "aboutcustomer": "about",
-    "about": "about",
-}
+HEADER_NAMES = header_names()
 BOM = b"\xef\xbb\xbf"
+BOMS = ((BOM, "utf-8", "utf-8"), (b"\xff\xfe", "utf-16", "utf-16-le"), (b"\xfe\xff", "utf-16", "utf-16-be"))
+# Option value -> Python codec (UTF-16's byte order comes from its BOM).
+CODECS = {"utf-8": "utf-8", "windows-1252": "cp1252", "latin-1": "latin-1"}
+ENCODINGS = ("utf-8", "utf-16", "windows-1252", "latin-1")
+DELIMITERS = (",", ";", "\t", "|")
 # What a job keeps of the header names it does not know: enough to recognise them,
 # small enough that a job stays a small record whatever the file's header.
 MAX_UNKNOWN_NAMES = 50
 MAX_NAME_CHARS = 100
-_NOT_NAME_CHARS = re.compile(r"[\s_\-]+")
+MAX_SUGGESTIONS = 3
+_SEP_LINE = re.compile(r"sep=(.)\r?\n?")
 
 
 class FileRejected(Exception):
@@ -51,58 +43,129 @@ class Header:
     unknown: tuple[str, ...]              # capped: MAX_UNKNOWN_NAMES names of MAX_NAME_CHARS at most
     data_offset: int                      # first byte after the header
     data_line: int                        # physical line number of that byte
+    encoding: str = "utf-8"               # the option's value: utf-8, utf-16, windows-1252, latin-1
+    codec: str = "utf-8"                  # Python's codec for it (utf-16-le / utf-16-be)
+    delimiter: str = ","
+    date_format: str = "YYYY-MM-DD"
+    fields: tuple[str | None, ...] = ()   # per column: the field it goes to, or None
+    gzip: bool = False                    # offsets are then into the inflated stream
 
     @property
     def width(self) -> int:
         return len(self.columns)
 
-
-def normalise_name(name: str) -> str:
-    return _NOT_NAME_CHARS.sub("", name).lower()
-
-
-def read_header(path, max_record_bytes: int) -> Header:
-    with open(path, "rb") as f:
-        return parse_header(f.read(max_record_bytes), max_record_bytes)
+    def options(self, mapping: dict | None = None, dry_run: bool = False) -> dict:
+        """The effective options, as a job shows them."""
+        return {"encoding": self.encoding, "delimiter": self.delimiter, "date_format": self.date_format,
+                "mapping": mapping or {}, "dry_run": dry_run}
 
 
-def parse_header(data: bytes, max_record_bytes: int) -> Header:
-    """The header from the first bytes of a file; FileRejected says why it cannot be imported."""
-    offset = len(BOM) if data.startswith(BOM) else 0
-    line_end = data.find(b"\n", offset)
-    if line_end < 0:
-        if len(data) >= max_record_bytes:
-            raise NotCsvText(f"this is not a CSV file: no line break in its first {max_record_bytes} bytes")
-        line_end = len(data) - 1
-    raw = data[offset:line_end + 1]
-    if b"\x00" in raw:
-        raise NotCsvText("this is not a CSV file: its first line holds NUL bytes")
+def read_header(path, max_record_bytes: int, options: dict | None = None) -> Header:
+    header = parse_header(read_head(path, max_record_bytes), max_record_bytes, options)
+    return dataclasses.replace(header, gzip=is_gzip(path))
+
+
+def detect_encoding(data: bytes, wanted: str = "auto") -> tuple[str, str, int]:
+    """(option value, codec, BOM length): a BOM decides; else UTF-8 if the sample is; else Windows-1252."""
+    for bom, encoding, codec in BOMS:
+        if data.startswith(bom) and wanted in ("auto", encoding):
+            return encoding, codec, len(bom)
+    if wanted == "utf-16":  # no BOM: the byte order its first character shows
+        return "utf-16", "utf-16-be" if data[:1] == b"\x00" else "utf-16-le", 0
+    if wanted != "auto":
+        return wanted, CODECS[wanted], 0
     try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise NotCsvText("this is not a CSV file: its first line is not UTF-8 text") from None
-    if not text.strip():
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(data) - 3 or exc.reason != "unexpected end of data":
+            return "windows-1252", "cp1252", 0
+    return "utf-8", "utf-8", 0
+
+
+def first_line(data: bytes, start: int, codec: str) -> int:
+    """The offset just past the first LF at or after `start` (-1: none)."""
+    if codec.startswith("utf-16"):
+        lf = b"\n\x00" if codec == "utf-16-le" else b"\x00\n"
+        at = data.find(lf, start)
+        while at >= 0 and (at - start) % 2:
+            at = data.find(lf, at + 1)
+        return -1 if at < 0 else at + 2
+    at = data.find(b"\n", start)
+    return -1 if at < 0 else at + 1
+
+
+def parse_header(data: bytes, max_record_bytes: int, options: dict | None = None) -> Header:
+    """The header from the first bytes of a file; FileRejected says why it cannot be imported."""
+    options = options or {}
+    encoding, codec, offset = detect_encoding(data, options.get("encoding") or "auto")
+    line, offset, end = _line(data, offset, codec, max_record_bytes)
+    data_line = 2
+    sep = _SEP_LINE.fullmatch(line)
+    delimiter = options.get("delimiter") or "auto"
+    if sep:  # Excel's "sep=;" line: it names the delimiter and is no header
+        if delimiter == "auto":
+            delimiter = sep.group(1)
+        line, offset, end = _line(data, end, codec, max_record_bytes)
+        data_line = 3
+    if "\x00" in line:
+        raise NotCsvText("this is not a CSV file: its first line holds NUL bytes")
+    if not line.strip():
         raise FileRejected("the file is empty" if not data else "the first line (the header) is empty")
-    if "\r" in text.removesuffix("\n").removesuffix("\r"):
+    if "\r" in line.removesuffix("\n").removesuffix("\r"):
         # The one rule for CR (docs/parsing.md): lines end at LF or CR LF; a CR alone is no line end.
         raise FileRejected("the header line holds a carriage return (CR) that does not end the line; "
                            "lines must end with LF or CR LF")
+    if delimiter == "auto":
+        # The candidate the header line holds most of; a one-column file is comma-separated.
+        delimiter = max(DELIMITERS, key=line.count) if any(d in line for d in DELIMITERS) else ","
+    if delimiter not in DELIMITERS:
+        raise FileRejected(f"the delimiter {delimiter!r} is not one of , ; tab |")
     try:
-        columns = tuple(next(csv.reader([text]), []))
+        columns = tuple(next(csv.reader([line], delimiter=delimiter), []))
     except csv.Error as exc:
         raise FileRejected(f"the header line is not valid CSV: {exc}") from None
-    return _map_header(columns, data_offset=line_end + 1)
+    header = map_header(columns, data_offset=end, mapping=options.get("mapping"))
+    return dataclasses.replace(header, data_line=data_line, encoding=encoding, codec=codec,
+                               delimiter=delimiter,
+                               date_format=_concrete(options.get("date_format")) or header.date_format)
 
 
-def _map_header(columns: tuple[str, ...], data_offset: int) -> Header:
+def _concrete(value: str | None) -> str | None:
+    return None if value in (None, "auto") else value
+
+
+def _line(data: bytes, start: int, codec: str, max_record_bytes: int) -> tuple[str, int, int]:
+    """(text, start, end) of the line at `start`: decoded, its line end kept."""
+    end = first_line(data, start, codec)
+    if end < 0:
+        if len(data) >= max_record_bytes:
+            raise NotCsvText(f"this is not a CSV file: no line break in its first {max_record_bytes} bytes")
+        end = len(data)
+    try:
+        return data[start:end].decode(codec), start, end
+    except UnicodeDecodeError:
+        raise NotCsvText(f"this is not a CSV file: its first line is not {_label(codec)} text") from None
+
+
+def _label(codec: str) -> str:
+    return {"utf-8": "UTF-8", "cp1252": "Windows-1252", "latin-1": "Latin-1"}.get(codec, "UTF-16")
+
+
+def map_header(columns: tuple[str, ...], data_offset: int, mapping: dict | None = None) -> Header:
+    """Which field each column goes to: `mapping` ({column: field or None}) first, then the header rules."""
+    mapping = _mapping_by_column(columns, mapping or {})
     positions: dict[str, int] = {}
+    fields: list[str | None] = []
     unknown = []
     for index, name in enumerate(columns):
-        key = normalise_name(name)
-        if key not in HEADER_NAMES:
-            unknown.append(name.strip())
-            continue
-        column = HEADER_NAMES[key]
+        if index in mapping:
+            column = mapping[index]
+        else:
+            key = normalise_name(name)
+            column = HEADER_NAMES.get(key)
+            if key not in HEADER_NAMES:
+                unknown.append(name.strip())
+        fields.append(column)
         if column is None:
             continue
         if column in positions:
@@ -117,8 +180,44 @@ def _map_header(columns: tuple[str, ...], data_offset: int) -> Header:
         unknown=tuple(_capped(name) for name in unknown[:MAX_UNKNOWN_NAMES]),
         data_offset=data_offset,
         data_line=2,
+        fields=tuple(fields),
     )
+
+
+def _mapping_by_column(columns: tuple[str, ...], mapping: dict) -> dict[int, str | None]:
+    """Column index -> field; a mapping key names a column as written, or by the header rules."""
+    exact = {name.strip(): i for i, name in enumerate(columns)}
+    loose = {normalise_name(name): i for i, name in enumerate(columns)}
+    found = {}
+    for name, field in mapping.items():
+        index = exact.get(name.strip(), loose.get(normalise_name(name)))
+        if index is None:
+            raise FileRejected(f"the mapping names the column {name!r}, which the file's header does not have")
+        if field is not None and field not in CUSTOMER_COLUMNS:
+            raise FileRejected(f"the mapping sends {name!r} to {field!r}, which is no customer field")
+        found[index] = field
+    return found
+
+
+def suggestions(name: str) -> list[str]:
+    """Fields whose header names are close to `name` (FIRSNAME -> first_name), best first."""
+    keys = [key for key, field in HEADER_NAMES.items() if field is not None]
+    close = difflib.get_close_matches(normalise_name(name), keys, n=MAX_SUGGESTIONS * 2, cutoff=0.6)
+    return list(dict.fromkeys(HEADER_NAMES[key] for key in close))[:MAX_SUGGESTIONS]
+
+
+def as_text(raw: bytes, encoding: str) -> str:
+    """A record's bytes as text, read in the job's encoding (a byte that is none kept as U+FFFD)."""
+    if encoding == "utf-16":
+        codec = "utf-16-be" if raw[:1] == b"\x00" else "utf-16-le"
+    else:
+        codec = CODECS.get(encoding, "utf-8")
+    return raw.decode(codec, "replace")
 
 
 def _capped(name: str) -> str:
     return name if len(name) <= MAX_NAME_CHARS else name[:MAX_NAME_CHARS - 1] + "…"
+
+
+__all__ = ["BOM", "CUSTOMER_COLUMNS", "FileRejected", "Header", "NotCsvText", "normalise_name",
+           "parse_header", "read_header", "map_header", "suggestions"]

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import aiopg
 import psycopg2.errors
+from psycopg2.extras import Json
 
 from ..errors import Conflict, NotFound
 from ..sqlfiles import queries
@@ -47,11 +48,12 @@ class TransitionNotAllowed(Conflict):
 
 
 async def create(pool: aiopg.Pool, *, filename: str, path: Path, bytes_total: int,
-                 created_by: str | None = None) -> dict:
+                 created_by: str | None = None, options: dict | None = None) -> dict:
     async with pool.acquire() as conn, conn.cursor() as cur:
         try:
             await cur.execute(SQL["create"], {"filename": filename, "path": str(path),
-                                              "bytes_total": bytes_total, "created_by": created_by})
+                                              "bytes_total": bytes_total, "created_by": created_by,
+                                              "options": Json(options or {})})
         except psycopg2.errors.UniqueViolation:
             active = await _active(cur)
             if active is None:  # it ended in between: let the caller try again
@@ -116,6 +118,16 @@ async def rejects(pool: aiopg.Pool, job_id: int, page_size: int = 1000) -> Async
         if len(rows) < page_size:
             return
         after = rows[-1][0]
+
+
+async def file_header(pool: aiopg.Pool, job_id: int) -> tuple[list[str], dict]:
+    """(the file's header columns, the job's effective options)."""
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute(SQL["file_header"], {"id": job_id})
+        row = await cur.fetchone()
+    if row is None:
+        raise JobNotFound(job_id)
+    return list(row[0] or []), row[1] or {}
 
 
 async def next_claimable(pool: aiopg.Pool) -> int | None:

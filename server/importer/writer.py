@@ -50,15 +50,18 @@ def prepare_session(conn, batch_bytes: int) -> None:
 
 
 def write_batch(conn, job_id: int, worker: str, batch: Batch, present: tuple[str, ...],
-                reject_limit: int) -> Written:
-    """Write one batch and its checkpoint in one transaction. Blocking: call from a thread."""
+                reject_limit: int, dry_run: bool = False) -> Written:
+    """Write one batch and its checkpoint in one transaction. Blocking: call from a thread.
+
+    A dry run counts as the write would, and rolls the customers back before the checkpoint.
+    """
     try:
-        return _write(conn, job_id, worker, batch, present, reject_limit, direct=True)
+        return _write(conn, job_id, worker, batch, present, reject_limit, direct=True, dry_run=dry_run)
     except psycopg2.errors.UniqueViolation:
         # A customer created by someone else between our look-up and our COPY:
         # do the whole batch again through the stage, which takes conflicts in stride.
         conn.rollback()
-        return _write(conn, job_id, worker, batch, present, reject_limit, direct=False)
+        return _write(conn, job_id, worker, batch, present, reject_limit, direct=False, dry_run=dry_run)
     except BaseException:
         if not conn.closed:
             conn.rollback()
@@ -66,10 +69,12 @@ def write_batch(conn, job_id: int, worker: str, batch: Batch, present: tuple[str
 
 
 def _write(conn, job_id: int, worker: str, batch: Batch, present, reject_limit: int, *,
-           direct: bool) -> Written:
+           direct: bool, dry_run: bool) -> Written:
     counts = {"inserted": 0, "updated": 0, "skipped_manual": 0}
     skipped_ids: set[str] = set()
     with conn.cursor() as cur:
+        if dry_run:
+            cur.execute(SQL["dry_run_begin"])
         existing: set[str] = set()
         if not direct:
             existing = set(batch.ids)
@@ -93,6 +98,8 @@ def _write(conn, job_id: int, worker: str, batch: Batch, present, reject_limit: 
         # A Customer Id repeated within the batch: the repeats found it existing.
         for cid, extra in batch.repeats.items():
             counts["skipped_manual" if cid in skipped_ids else "updated"] += extra
+        if dry_run:
+            cur.execute(SQL["dry_run_undo"])
         if batch.rejects:
             execute_values(cur, SQL["insert_rejects"],
                            [(job_id, line, offset, reason, raw) for line, offset, reason, raw in batch.rejects])

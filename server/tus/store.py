@@ -87,6 +87,29 @@ class Uploads:
         await asyncio.to_thread(files.create, self.directory, upload_id)
         return Upload(upload_id, filename, size, 0, metadata, owner, expires, None, False)
 
+    async def adopt(self, stored: StoredFile, owner: str | None) -> str:
+        """A file received whole (the preview's multipart upload) as a complete upload; its id.
+
+        The multipart writer names its files <uuid hex>.csv in this same directory,
+        which is the final name of the upload with that id: nothing moves.
+        """
+        upload_id = stored.path.stem
+        if files.final_path(self.directory, upload_id) != stored.path:
+            raise ValueError(f"{stored.path.name} is not a file of the upload directory")
+        async with self.pool.acquire() as conn, conn.cursor() as cur:
+            await cur.execute(SQL["adopt"], {"id": upload_id, "filename": stored.filename, "size": stored.size,
+                                             "owner": owner, "sha256": stored.sha256,
+                                             "ttl": self.config.tus_expire_seconds})
+        return upload_id
+
+    async def path_of(self, upload_id: str) -> StoredFile:
+        """A complete upload's file, to read (the preview); it stays an upload."""
+        upload = await self.get(upload_id)
+        if not upload.complete:
+            raise UploadIncomplete(upload)
+        path = await asyncio.to_thread(files.finish, self.directory, upload_id)
+        return StoredFile(path=path, filename=upload.filename, size=upload.size, sha256=upload.sha256)
+
     async def get(self, upload_id: str) -> Upload:
         async with self.pool.acquire() as conn, conn.cursor() as cur:
             return await _live_row(cur, upload_id)

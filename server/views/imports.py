@@ -1,6 +1,11 @@
 """/import: start, follow and control import jobs."""
 from __future__ import annotations
 
+import asyncio
+import csv
+import dataclasses
+import io
+import json
 from datetime import datetime
 from typing import Any, Literal
 
@@ -15,6 +20,10 @@ from ..errors import DomainError
 from ..importer import jobs
 from ..auth.middleware import principal
 from ..auth.roles import Role, requires
+from ..fields import IMPORTED, IMPORTED_NAMES
+from ..importer.dates import LAYOUTS, DateFormatUnclear
+from ..importer.detect import Detected, column_report, detect, detect_file, preview_rows, read_sample
+from ..importer.header import DELIMITERS, ENCODINGS, FileRejected, as_text
 from ..keys import config_key, events_key, pool_key, runner_key, tus_key, uploads_key
 from ..openapi import describe
 from .params import query_params
@@ -51,6 +60,8 @@ class Job(pydantic.BaseModel):
     created_by: str | None = pydantic.Field(
         None, description="who started it: a user, token:NAME, or null for the command line")
     event_seq: int = pydantic.Field(description="id of the last event about this job")
+    options: dict[str, Any] = pydantic.Field(
+        default_factory=dict, description="effective encoding, delimiter, date_format, mapping, dry_run")
 
 
 class Idle(pydantic.BaseModel):
@@ -96,17 +107,30 @@ class RecentRows(pydantic.BaseModel):
     items: list[dict[str, Any]]
 
 
-class ImportPath(pydantic.BaseModel):
-    """A file already inside the import directory, by its relative name."""
+class ImportOptions(pydantic.BaseModel):
+    """How to read the file; `auto` detects from a sample (docs/files.md)."""
 
     model_config = pydantic.ConfigDict(extra="forbid")
+    encoding: Literal[("auto", *ENCODINGS)] = "auto"
+    delimiter: Literal[("auto", *DELIMITERS)] = "auto"
+    date_format: Literal[("auto", *LAYOUTS)] = "auto"
+    mapping: dict[str, Literal[IMPORTED_NAMES] | None] = pydantic.Field(
+        default_factory=dict, description="file column -> customer field, or null to ignore the column")
+    dry_run: bool = pydantic.Field(False, description="count and reject as an import would; change no customer")
+
+    def wanted(self) -> dict:
+        return self.model_dump(include=set(ImportOptions.model_fields))
+
+
+class ImportPath(ImportOptions):
+    """A file already inside the import directory, by its relative name."""
+
     path: str = pydantic.Field(min_length=1, max_length=1024)
 
 
-class ImportUpload(pydantic.BaseModel):
+class ImportUpload(ImportOptions):
     """A finished resumable upload, by its id (the last part of its /uploads URL)."""
 
-    model_config = pydantic.ConfigDict(extra="forbid")
     upload: str = pydantic.Field(pattern=r"^[0-9a-f]{32}$")
 
 
@@ -119,15 +143,59 @@ class JobsQuery(pydantic.BaseModel):
     limit: int = pydantic.Field(50, ge=1, le=200)
 
 
+class RejectsQuery(pydantic.BaseModel):
+    format: Literal["lines", "file"] = pydantic.Field(
+        "lines", description="lines: line number, offset, reason and raw bytes; file: the file's header and "
+        "each rejected record as it was, in UTF-8, to fix and import again")
+
+
 class UnsupportedBody(DomainError):
     status = 415
+
+
+class UnclearDates(DomainError):
+    """auto could not tell the date layout; `date_formats` names those that fit best."""
+
+    status = 422
+
+    def __init__(self, exc: DateFormatUnclear):
+        super().__init__(str(exc))
+        self.fits = exc.fits
+
+    def body(self) -> dict:
+        return {"error": str(self), "field": "date_format", "date_formats": self.fits}
+
+
+class UnreadableFile(DomainError):
+    status = 422
+
+
+class PreviewColumn(pydantic.BaseModel):
+    name: str
+    field: str | None
+    suggestions: list[str]
+
+
+class Preview(pydantic.BaseModel):
+    """What an import of this file would do, from a sample; `upload` imports it without sending it again."""
+
+    encoding: str
+    delimiter: str
+    date_format: str
+    date_formats: list[str]
+    columns: list[PreviewColumn]
+    rows: list[dict[str, Any]]
+    estimated_rows: int
+    fields: list[dict[str, str]] = pydantic.Field(description="every customer field a column can go to")
+    upload: str | None = None
 
 
 @routes.post("/import")
 @requires(Role.admin)
 @describe("Start an import: JSON {\"path\"} naming a file in the import directory, "
           "JSON {\"upload\"} naming a finished upload (/uploads), "
-          "or a multipart/form-data upload with the file in the field `file`",
+          "or a multipart/form-data upload with the file in the field `file`; "
+          "options (encoding, delimiter, date_format, mapping, dry_run) beside them",
           body=ImportSource, tags=TAGS,
           responses={202: StartedJob, 400: Error, 404: Error, 408: Error, 409: JobConflict, 410: Error,
                      413: Error, 415: Error, 422: Error, 423: Error, 429: Error, 507: Error})
@@ -140,29 +208,124 @@ async def start_import(request: web.Request) -> web.Response:
             await _refuse_while_active(pool)  # before gigabytes are sent for nothing
             stored = await uploads.save_upload(request, config.import_dir / "uploads",
                                                uploads.UploadLimits.of(config))
+        try:
+            options = _form_options(stored.fields)
+        except BaseException:
+            await uploads.remove(stored.path)
+            raise
     elif request.content_type == "application/json":
         body = ImportSource.model_validate_json(await request.read()).root
         if isinstance(body, ImportUpload):
-            return await _import_upload(request, body.upload)
+            return await _import_upload(request, body.upload, body.wanted())
+        options = body.wanted()
         stored = await uploads.find_in_import_dir(config.import_dir, body.path,
                                                   max_line_bytes=config.max_record_bytes)
     else:
         raise UnsupportedBody("send JSON {\"path\": ...} or a multipart/form-data upload (field 'file')")
-    job = await _create_job(pool, stored, principal(request).label)
+    try:
+        detected = await _detect(config, stored, options)
+    except BaseException:
+        if stored.sha256 is not None:  # our own upload: no job will ever read it
+            await uploads.remove(stored.path)
+        raise
+    job = await _create_job(pool, stored, principal(request).label, detected.options)
     request.app[runner_key].wake()
     if stored.sha256 is not None:
         job["upload"] = {"sha256": stored.sha256, "bytes": stored.size}
     return web.json_response(job, status=202)
 
 
-async def _import_upload(request: web.Request, upload_id: str) -> web.Response:
+def _form_options(fields: dict[str, str]) -> dict:
+    """The options of a multipart form: text fields, `mapping` as JSON."""
+    values: dict[str, Any] = {k: v for k, v in fields.items() if k in ImportOptions.model_fields}
+    if "mapping" in values:
+        try:
+            values["mapping"] = json.loads(values["mapping"] or "{}")
+        except ValueError:
+            raise UnreadableFile("the form field 'mapping' is not JSON") from None
+    return ImportOptions.model_validate(values).wanted()
+
+
+async def _detect(config: Config, stored: uploads.StoredFile, options: dict) -> Detected:
+    """The file's effective options, off the loop; a file that cannot be read as asked is 422."""
+    try:
+        return await asyncio.to_thread(detect_file, stored.path, options, max_record_bytes=config.max_record_bytes)
+    except DateFormatUnclear as exc:
+        raise UnclearDates(exc) from None
+    except FileRejected as exc:
+        raise UnreadableFile(str(exc)) from None
+
+
+async def _import_upload(request: web.Request, upload_id: str, options: dict) -> web.Response:
     """A finished tus upload becomes the job's file; refused, it stays an upload to import later."""
     async with request.app[tus_key].claim(upload_id) as stored:
+        detected = await _detect(request.app[config_key], stored, options)
         job = await jobs.create(request.app[pool_key], filename=stored.filename, path=stored.path,
-                                bytes_total=stored.size, created_by=principal(request).label)
+                                bytes_total=stored.size, created_by=principal(request).label,
+                                options=detected.options)
     request.app[runner_key].wake()
     job["upload"] = {"sha256": stored.sha256, "bytes": stored.size}
     return web.json_response(job, status=202)
+
+
+@routes.post("/import/preview")
+@requires(Role.admin)
+@describe("What an import would do with a file: detected settings, columns with their fields and "
+          "suggestions, the first 20 rows as they would be stored (rejects marked). Same bodies as "
+          "POST /import; a multipart upload is kept as `upload` for POST /import {\"upload\"}",
+          body=ImportSource, tags=TAGS,
+          responses={200: Preview, 400: Error, 404: Error, 409: Error, 410: Error, 413: Error, 415: Error,
+                     422: Error, 423: Error})
+async def preview_import(request: web.Request) -> web.Response:
+    config: Config = request.app[config_key]
+    upload_id = None
+    if request.content_type == "multipart/form-data":
+        with request.app[uploads_key].hold():
+            stored = await uploads.save_upload(request, config.import_dir / "uploads",
+                                               uploads.UploadLimits.of(config))
+        try:
+            options = _form_options(stored.fields)
+            upload_id = await request.app[tus_key].adopt(stored, principal(request).label)
+        except BaseException:
+            await uploads.remove(stored.path)
+            raise
+    elif request.content_type == "application/json":
+        body = ImportSource.model_validate_json(await request.read()).root
+        options = body.wanted()
+        if isinstance(body, ImportUpload):
+            stored = await request.app[tus_key].path_of(body.upload)
+            upload_id = body.upload
+        else:
+            stored = await uploads.find_in_import_dir(config.import_dir, body.path,
+                                                      max_line_bytes=config.max_record_bytes)
+    else:
+        raise UnsupportedBody("send JSON {\"path\": ...} or {\"upload\": ...}, or a multipart/form-data "
+                              "upload (field 'file')")
+    preview = await asyncio.to_thread(_preview, stored.path, options, config.max_record_bytes)
+    preview["upload"] = upload_id
+    return web.json_response(preview)
+
+
+def _preview(path, options: dict, max_record_bytes: int) -> dict:
+    """The preview of a file (blocking: call from a thread)."""
+    data, size = read_sample(path, max_record_bytes)
+    try:
+        try:
+            detected = detect(data, options, max_record_bytes=max_record_bytes)
+            date_formats = detected.date_formats
+        except DateFormatUnclear as exc:
+            # The preview still shows the file, to ask: rows read with the first layout that fits, or ISO.
+            date_formats = exc.fits
+            layout = (exc.fits or ["YYYY-MM-DD"])[0]
+            detected = detect(data, {**options, "date_format": layout}, max_record_bytes=max_record_bytes)
+            detected = dataclasses.replace(detected, options={**detected.options, "date_format": "auto"})
+    except FileRejected as exc:
+        raise UnreadableFile(str(exc)) from None
+    rows, estimated = preview_rows(data, detected.header, file_size=size, max_record_bytes=max_record_bytes)
+    return {"encoding": detected.options["encoding"], "delimiter": detected.options["delimiter"],
+            "date_format": detected.options["date_format"], "date_formats": date_formats,
+            "columns": column_report(detected.header), "rows": rows, "estimated_rows": estimated,
+            "fields": [{"name": f.name, "label": f.label} for f in IMPORTED]}
 
 
 async def _refuse_while_active(pool) -> None:
@@ -171,12 +334,12 @@ async def _refuse_while_active(pool) -> None:
         raise jobs.JobActive(active[4])
 
 
-async def _create_job(pool, stored: uploads.StoredFile, created_by: str) -> dict:
+async def _create_job(pool, stored: uploads.StoredFile, created_by: str, options: dict) -> dict:
     try:
         for attempt in range(CREATE_ATTEMPTS):
             try:
                 return await jobs.create(pool, filename=stored.filename, path=stored.path,
-                                         bytes_total=stored.size, created_by=created_by)
+                                         bytes_total=stored.size, created_by=created_by, options=options)
             except psycopg2.errors.UniqueViolation:
                 # The job in the way ended before it could be named: the way is free now.
                 if attempt == CREATE_ATTEMPTS - 1:
@@ -255,15 +418,37 @@ async def recent_rows(request: web.Request) -> web.Response:
 
 @routes.get(f"/import/jobs/{JOB_ID}/rejects.csv")
 @requires(Role.viewer)
-@describe("Every rejected row of a job as CSV: line_no, byte_offset, reason, raw (the line's bytes: "
+@describe("Every rejected row of a job as CSV (?format=file: the file's own header and rejected records, "
+          "in UTF-8); by default line_no, byte_offset, reason, raw (the line's bytes: "
           "UTF-8 text as it is, other bytes and control characters as \\xNN, a backslash doubled)", tags=TAGS,
-          responses={200: "text/csv, streamed", 404: Error})
+          query=RejectsQuery, responses={200: "text/csv, streamed", 404: Error, 422: Error})
 async def rejects_csv(request: web.Request) -> web.StreamResponse:
     job_id = _job_id(request)
     pool = request.app[pool_key]
+    query = query_params(RejectsQuery, request)
     await jobs.get(pool, job_id)  # a 404 must come before the 200 headers are sent
+    if query.format == "file":
+        return await _rejects_as_file(request, pool, job_id)
     return await stream_csv(request, f"import-{job_id}-rejects.csv",
                             ("line_no", "byte_offset", "reason", "raw"), _reject_rows(pool, job_id))
+
+
+async def _rejects_as_file(request: web.Request, pool, job_id: int) -> web.StreamResponse:
+    """The file's header line and each rejected record as it was, in UTF-8: a file to fix and import again."""
+    columns, options = await jobs.file_header(pool, job_id)
+    response = web.StreamResponse(headers={
+        "Content-Type": "text/csv; charset=utf-8",
+        "Content-Disposition": f'attachment; filename="import-{job_id}-rejected-rows.csv"'})
+    await response.prepare(request)
+    out = io.StringIO()
+    csv.writer(out, delimiter=options.get("delimiter") or ",", lineterminator="\r\n").writerow(columns)
+    await response.write(out.getvalue().encode("utf-8"))
+    encoding = options.get("encoding") or "utf-8"
+    async for _, _, _, raw in jobs.rejects(pool, job_id):
+        text = as_text(raw, encoding)
+        await response.write((text if text.endswith("\n") else text + "\r\n").encode("utf-8"))
+    await response.write_eof()
+    return response
 
 
 async def _reject_rows(pool, job_id: int):

@@ -7,10 +7,10 @@
 -- is drawn: COALESCE evaluates nextval only when no job is active. Two
 -- creates that race past the look both draw an id; the one-active index
 -- refuses the second.
-INSERT INTO import_jobs (id, filename, path, bytes_total, created_by) OVERRIDING SYSTEM VALUE
+INSERT INTO import_jobs (id, filename, path, bytes_total, created_by, options) OVERRIDING SYSTEM VALUE
 SELECT coalesce((SELECT id FROM import_jobs WHERE status IN ('queued', 'running', 'paused')),
                 nextval(pg_get_serial_sequence('import_jobs', 'id'))),
-       %(filename)s, %(path)s, %(bytes_total)s, %(created_by)s
+       %(filename)s, %(path)s, %(bytes_total)s, %(created_by)s, %(options)s
 RETURNING import_job_json(import_jobs.*)
 
 -- name: active
@@ -47,6 +47,10 @@ RETURNING import_job_json(import_jobs.*)
 -- name: recent
 SELECT recent FROM import_jobs WHERE id = %(id)s
 
+-- name: file_header
+-- The header line as found in the file, and how the file was read.
+SELECT columns, options FROM import_jobs WHERE id = %(id)s
+
 -- name: rejects_page
 SELECT line_no, byte_offset, reason, raw FROM import_rejects
 WHERE job_id = %(id)s AND line_no > %(after)s
@@ -77,7 +81,7 @@ UPDATE import_jobs SET
     run_started_bytes = bytes_done,
     run_started_rows = rows_done
 WHERE id = %(id)s AND status IN ('queued', 'running')
-RETURNING path, data_offset, bytes_done, line_no, fingerprint, rejected
+RETURNING path, data_offset, bytes_done, line_no, fingerprint, rejected, options
 
 -- name: forget_worker
 -- Claimed, but paused or ended before this run could start: whoever the job

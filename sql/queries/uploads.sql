@@ -29,6 +29,13 @@ UPDATE uploads SET
 WHERE id = %(id)s AND "offset" = %(from)s
 RETURNING expires
 
+-- name: adopt
+-- A file the import preview received in one multipart request: a complete
+-- upload from the start, which POST /import {"upload": ID} imports.
+INSERT INTO uploads (id, filename, size, "offset", owner, expires, sha256)
+VALUES (%(id)s, %(filename)s, %(size)s, %(size)s, %(owner)s,
+        now() + make_interval(secs => %(ttl)s), %(sha256)s)
+
 -- name: delete
 DELETE FROM uploads WHERE id = %(id)s
 

@@ -84,6 +84,11 @@ export async function deleteCustomer(id, etag) {
 }
 
 // A finished resumable upload (its id: the last part of its /uploads URL) becomes an import job.
-export async function importUpload(uploadId) {
-  return (await request("POST", "/import", { json: { upload: uploadId } })).body;
+export async function importUpload(uploadId, options = {}) {
+  return (await request("POST", "/import", { json: { upload: uploadId, ...options } })).body;
+}
+
+// What an import of a finished upload would do: settings, columns, the first rows.
+export async function previewUpload(uploadId, options = {}) {
+  return (await request("POST", "/import/preview", { json: { upload: uploadId, ...options } })).body;
 }

@@ -1,8 +1,11 @@
 // Choosing or dropping a file, uploading it resumably (bytes, percent, speed,
 // time left), then starting its import with POST /import {"upload": ID}.
+// "Preview" uploads it first and shows what the import would do (settings,
+// every column with a select for its field, the first rows, rejects marked);
+// "Start import" then imports that same upload with the fields chosen.
 
-import { ApiError, importUpload } from "./api.js";
-import { $, formatBytes, formatDuration, setText } from "./dom.js";
+import { ApiError, importUpload, previewUpload } from "./api.js";
+import { $, el, formatBytes, formatDuration, formatNumber, setText } from "./dom.js";
 import { uploadFile } from "./upload.js";
 
 const SPEED_WINDOW_MS = 5000; // speed over the last few seconds, not since the start
@@ -14,7 +17,12 @@ export class UploadPanel {
     this.uploading = false;
     this.chunkSize = Number($("upload-form").dataset.chunkBytes) || 16 * 1024 * 1024;
     this.input = $("file-input");
-    this.input.addEventListener("change", () => this.update());
+    this.preview = null; // {file, uploadId, detected: {column: field}, options}
+    this.input.addEventListener("change", () => {
+      this.clearPreview();
+      this.update();
+    });
+    $("preview-button").addEventListener("click", () => this.showPreview());
     $("upload-form").addEventListener("submit", (event) => {
       event.preventDefault();
       this.start();
@@ -33,6 +41,7 @@ export class UploadPanel {
       zone.classList.remove("over");
       if (event.dataTransfer && event.dataTransfer.files.length) {
         this.input.files = event.dataTransfer.files;
+        this.clearPreview();
         this.update();
       }
     });
@@ -48,12 +57,36 @@ export class UploadPanel {
     // One import at a time: the server refuses a second one with 409 anyway.
     $("start-button").disabled = this.jobActive || this.uploading || !chosen;
     $("start-button").title = this.jobActive ? "An import is already queued, running or paused" : "";
+    $("preview-button").disabled = this.uploading || !chosen;
     this.input.disabled = this.uploading;
   }
 
   async start() {
     const file = this.input.files && this.input.files[0];
     if (!file || this.jobActive || this.uploading) return;
+    const previewed = this.preview && this.preview.file === file ? this.preview : null;
+    await this.withUpload(file, async (uploadId) => {
+      setText($("upload-label"), "Starting the import");
+      this.onJob(await importUpload(uploadId, previewed ? this.chosenOptions() : {}));
+      this.input.value = "";
+      this.clearPreview();
+    }, previewed && previewed.uploadId);
+  }
+
+  async showPreview() {
+    const file = this.input.files && this.input.files[0];
+    if (!file || this.uploading) return;
+    await this.withUpload(file, async (uploadId) => {
+      setText($("upload-label"), "Reading the file");
+      const preview = await previewUpload(uploadId);
+      const detected = Object.fromEntries(preview.columns.map((c) => [c.name, c.field]));
+      this.preview = { file, uploadId, detected, options: {} };
+      this.renderPreview(preview, true);
+    });
+  }
+
+  // Upload `file` (unless it is uploaded already), then `then(uploadId)`; errors shown under the form.
+  async withUpload(file, then, uploadedId = null) {
     const message = $("upload-message");
     setText(message, "");
     this.uploading = true;
@@ -61,7 +94,7 @@ export class UploadPanel {
     $("upload-progress").hidden = false;
     const progress = new Progress($("upload-bar"));
     try {
-      const uploadId = await uploadFile(file, {
+      const uploadId = uploadedId || await uploadFile(file, {
         chunkSize: this.chunkSize,
         onResume: (offset, total) => {
           progress.resumedAt(offset, total);
@@ -71,9 +104,7 @@ export class UploadPanel {
         },
         onProgress: (sent, total) => progress.show(sent, total),
       });
-      setText($("upload-label"), "Starting the import");
-      this.input.value = "";
-      this.onJob(await importUpload(uploadId));
+      await then(uploadId);
       setText(message, "");
     } catch (error) {
       setText(message, error.message);
@@ -84,6 +115,67 @@ export class UploadPanel {
       setText($("upload-label"), "Uploading");
       this.update();
     }
+  }
+
+  clearPreview() {
+    this.preview = null;
+    $("preview").hidden = true;
+  }
+
+  // The mapping the person chose: every column whose select differs from what the server found.
+  chosenOptions() {
+    const mapping = {};
+    for (const select of $("preview-columns").querySelectorAll("select")) {
+      const column = select.dataset.column;
+      const field = select.value || null;
+      if (field !== this.preview.detected[column]) mapping[column] = field;
+    }
+    const options = { ...this.preview.options };
+    if (Object.keys(mapping).length) options.mapping = mapping;
+    return options;
+  }
+
+  async refreshRows() {
+    const preview = this.preview;
+    try {
+      const fresh = await previewUpload(preview.uploadId, this.chosenOptions());
+      if (this.preview === preview) this.renderPreview(fresh, false);
+    } catch (error) {
+      setText($("upload-message"), error.message);
+    }
+  }
+
+  renderPreview(preview, withColumns) {
+    const tab = preview.delimiter === "\t" ? "tab" : `"${preview.delimiter}"`;
+    const dates = preview.date_format === "auto"
+      ? `dates unclear (${preview.date_formats.join(" or ") || "no layout fits"})`
+      : `dates ${preview.date_format}`;
+    setText($("preview-settings"),
+      `${preview.encoding}, delimiter ${tab}, ${dates}; about ${formatNumber(preview.estimated_rows)} rows`);
+    if (withColumns) {
+      const body = $("preview-columns");
+      body.replaceChildren();
+      for (const column of preview.columns) {
+        const select = el("select", { "aria-label": `Field for column ${column.name}`, dataset: { column: column.name } });
+        select.append(el("option", { value: "", text: "— ignore —" }));
+        for (const field of preview.fields) select.append(el("option", { value: field.name, text: field.label }));
+        // A column the rules did not place gets the closest field, for the person to confirm or change.
+        select.value = column.field || column.suggestions[0] || "";
+        select.addEventListener("change", () => this.refreshRows());
+        const hint = !column.field && column.suggestions.length ? ` (suggested: ${column.suggestions.join(", ")})` : "";
+        body.append(el("tr", {}, el("td", { text: column.name + hint }), el("td", {}, select)));
+      }
+    }
+    const rows = $("preview-rows");
+    rows.replaceChildren();
+    for (const row of preview.rows) {
+      const cells = row.reject
+        ? [row.line_no, row.raw || "", "", "", "", "", row.reject]
+        : [row.line_no, row.customer_id, row.first_name, row.last_name, row.email, row.subscription_date, ""];
+      rows.append(el("tr", { className: row.reject ? "rejected" : "" }, ...cells.map((v) => el("td", { text: v ?? "" }))));
+    }
+    $("preview").hidden = false;
+    if (withColumns && this.preview) this.refreshRows();
   }
 }
 
