@@ -17,7 +17,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from .importer.batch import Batch
-from .keys import events_key, lag_key, metrics_key, pool_key, tus_key, uploads_key
+from .keys import events_key, lag_key, metrics_key, pool_key, uploads_key
 
 # A batch is 8 MB by default and commits in tens of milliseconds to seconds.
 COMMIT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -67,13 +67,10 @@ class _AppState(Collector):
         hub = app.get(events_key)
         yield _gauge("csv_import_sse_streams", "Open /import/events streams",
                      len(hub.subscribers) if hub is not None else 0)
-        uploads = app[uploads_key].in_use
-        tus = app.get(tus_key)
-        in_progress = GaugeMetricFamily("csv_import_uploads_in_progress",
-                                        "Uploads being written to disk now, by protocol", labels=["protocol"])
-        in_progress.add_metric(["multipart"], uploads)
-        in_progress.add_metric(["tus"], tus.in_flight if tus is not None else 0)
-        yield in_progress
+        # Multipart uploads and tus PATCHes hold the same slots (UPLOADS_MAX_CONCURRENT).
+        yield _gauge("csv_import_uploads_in_progress",
+                     "Uploads being written to disk now (multipart uploads and tus PATCHes)",
+                     app[uploads_key].in_use)
         pool = app.get(pool_key)
         if pool is not None:
             connections = GaugeMetricFamily("csv_import_db_pool_connections",
