@@ -27,6 +27,7 @@ ROUTES = [
     ("GET", "/import/jobs/{id}", "/import/jobs/1", None, V),
     ("GET", "/import/jobs/{id}/recent", "/import/jobs/1/recent", None, V),
     ("GET", "/import/jobs/{id}/rejects.csv", "/import/jobs/1/rejects.csv", None, V),
+    ("GET", "/import/jobs/{id}/reject-reasons", "/import/jobs/1/reject-reasons", None, V),
     ("GET", "/import/events", "/import/events", None, V),
     ("POST", "/import", "/import", {"json": {"path": "absent.csv"}}, A),
     ("POST", "/import/jobs/{id}/pause", "/import/jobs/1/pause", None, A),

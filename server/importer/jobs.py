@@ -118,6 +118,15 @@ async def rejects(pool: aiopg.Pool, job_id: int, page_size: int = 1000) -> Async
         after = rows[-1][0]
 
 
+async def reject_reasons(pool: aiopg.Pool, job_id: int, limit: int) -> list[dict]:
+    """The commonest kinds of reject of a job, most rows first."""
+    await get(pool, job_id)
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute(SQL["reject_reasons"], {"id": job_id, "limit": limit})
+        return [{"reason": kind, "rows": rows, "first_line": first_line}
+                for kind, rows, first_line in await cur.fetchall()]
+
+
 async def next_claimable(pool: aiopg.Pool) -> int | None:
     return await _one(pool, SQL["next_claimable"], {})
 

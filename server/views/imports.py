@@ -119,6 +119,22 @@ class JobsQuery(pydantic.BaseModel):
     limit: int = pydantic.Field(50, ge=1, le=200)
 
 
+class RejectReason(pydantic.BaseModel):
+    reason: str = pydantic.Field(description="what went wrong; a value quoted from the row is shown as …")
+    rows: int
+    first_line: int = pydantic.Field(description="the first line of the file rejected for it")
+
+
+class RejectReasons(pydantic.BaseModel):
+    """A job's rejects grouped by reason, most rows first."""
+
+    items: list[RejectReason]
+
+
+class ReasonsQuery(pydantic.BaseModel):
+    limit: int = pydantic.Field(10, ge=1, le=100, description="at most this many reasons")
+
+
 class UnsupportedBody(DomainError):
     status = 415
 
@@ -264,6 +280,16 @@ async def rejects_csv(request: web.Request) -> web.StreamResponse:
     await jobs.get(pool, job_id)  # a 404 must come before the 200 headers are sent
     return await stream_csv(request, f"import-{job_id}-rejects.csv",
                             ("line_no", "byte_offset", "reason", "raw"), _reject_rows(pool, job_id))
+
+
+@routes.get(f"/import/jobs/{JOB_ID}/reject-reasons")
+@requires(Role.viewer)
+@describe("A job's rejects grouped by reason with their counts, most rows first", query=ReasonsQuery,
+          responses={200: RejectReasons, 404: Error, 422: Error}, tags=TAGS)
+async def reject_reasons(request: web.Request) -> web.Response:
+    query = query_params(ReasonsQuery, request)
+    items = await jobs.reject_reasons(request.app[pool_key], _job_id(request), query.limit)
+    return web.json_response({"items": items})
 
 
 async def _reject_rows(pool, job_id: int):

@@ -55,6 +55,10 @@ export function rejectsUrl(id) {
   return `/import/jobs/${encodeURIComponent(id)}/rejects.csv`;
 }
 
+export async function rejectReasons(id, limit = 5) {
+  return (await request("GET", `/import/jobs/${encodeURIComponent(id)}/reject-reasons?limit=${limit}`)).body.items;
+}
+
 export async function customersPage({ limit, after, q }, signal) {
   const params = new URLSearchParams({ limit: String(limit) });
   if (after != null) params.set("after", after);
