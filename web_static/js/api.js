@@ -55,6 +55,12 @@ export function rejectsUrl(id) {
   return `/import/jobs/${encodeURIComponent(id)}/rejects.csv`;
 }
 
+export async function importJobs({ before, limit }) {
+  const params = new URLSearchParams({ limit: String(limit) });
+  if (before != null) params.set("before", String(before));
+  return (await request("GET", `/import/jobs?${params}`)).body;
+}
+
 export async function rejectReasons(id, limit = 5) {
   return (await request("GET", `/import/jobs/${encodeURIComponent(id)}/reject-reasons?limit=${limit}`)).body.items;
 }

@@ -4,6 +4,7 @@ import { $, debounce, setText } from "./dom.js";
 import { CustomerForm } from "./customer-form.js";
 import { CustomerList } from "./customer-list.js";
 import { ImportPanel } from "./import-panel.js";
+import { JobHistory } from "./job-history.js";
 import { JobFeed } from "./sse.js";
 import { UploadPanel } from "./upload-panel.js";
 
@@ -22,11 +23,20 @@ function main() {
     onDeleted: (id) => list.remove(id),
     onGone: (id) => list.remove(id),
   });
-  const upload = new UploadPanel({ onJob: (job) => panel.accept(job, "upload") });
+  const history = new JobHistory({ onFilterJob: null });
+  const upload = new UploadPanel({
+    onJob: (job) => {
+      panel.accept(job, "upload");
+      history.refresh();
+    },
+  });
   const panel = new ImportPanel({
     onActiveChange: (active) => upload.setJobActive(active),
     // A finished import changed the table; show it from the top.
-    onFinished: () => list.reset(),
+    onFinished: () => {
+      list.reset();
+      history.refresh();
+    },
   });
   const feed = new JobFeed({
     onJob: (job, kind, eventId) => {
