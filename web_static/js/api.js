@@ -65,10 +65,14 @@ export async function rejectReasons(id, limit = 5) {
   return (await request("GET", `/import/jobs/${encodeURIComponent(id)}/reject-reasons?limit=${limit}`)).body.items;
 }
 
-export async function customersPage({ limit, after, q }, signal) {
+export async function customersPage({ limit, after, q, sort, job, edited, total }, signal) {
   const params = new URLSearchParams({ limit: String(limit) });
   if (after != null) params.set("after", after);
   if (q) params.set("q", q);
+  if (sort && sort !== "id") params.set("sort", sort);
+  if (job != null) params.set("job", String(job));
+  if (edited) params.set("edited", "true");
+  if (total) params.set("total", "true");
   return (await request("GET", `/customers?${params}`, { signal })).body;
 }
 

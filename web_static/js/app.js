@@ -1,6 +1,7 @@
 // Wires the page together: one live job feed, the upload form, the list.
 
-import { $, debounce, setText } from "./dom.js";
+import { announce } from "./announce.js";
+import { $, debounce, el, setText } from "./dom.js";
 import { CustomerForm } from "./customer-form.js";
 import { CustomerList } from "./customer-list.js";
 import { ImportPanel } from "./import-panel.js";
@@ -19,11 +20,16 @@ function main() {
   const list = new CustomerList({ onEdit: (id) => form.openEdit(id) });
   const form = new CustomerForm({
     onSaved: (customer) => list.replace(customer),
-    onCreated: () => list.reset(),
+    onCreated: (customer) => {
+      const name = [customer.first_name, customer.last_name].filter(Boolean).join(" ") || customer.customer_id;
+      const words = `Customer ${name} (${customer.customer_id}) created; it is the first row, newest first.`;
+      announce(words);
+      list.showCreated(customer, words);
+    },
     onDeleted: (id) => list.remove(id),
     onGone: (id) => list.remove(id),
   });
-  const history = new JobHistory({ onFilterJob: null });
+  const history = new JobHistory({ onFilterJob: (jobId) => showJob(jobId) });
   const upload = new UploadPanel({
     onJob: (job) => {
       panel.accept(job, "upload");
@@ -49,6 +55,27 @@ function main() {
       setText(node, CONNECTION_TEXT[state] || state);
     },
   });
+
+  const sort = $("list-sort");
+  const filter = $("list-filter");
+  const steer = () => {
+    const value = filter.value;
+    list.steer({ sort: sort.value, edited: value === "edited",
+      job: value.startsWith("job:") ? Number(value.slice(4)) : null });
+  };
+  sort.addEventListener("change", steer);
+  filter.addEventListener("change", steer);
+  // "Its customers" in the history: a filter option of its own, chosen.
+  function showJob(jobId) {
+    const value = `job:${jobId}`;
+    if (![...filter.options].some((option) => option.value === value)) {
+      filter.append(el("option", { value, text: `From import ${jobId}` }));
+    }
+    filter.value = value;
+    steer();
+    $("customers-heading").scrollIntoView({ block: "start" });
+    filter.focus();
+  }
 
   const search = $("search-input");
   search.addEventListener("input", debounce(() => list.reset(search.value.trim()), SEARCH_DELAY_MS));
