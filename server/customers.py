@@ -249,6 +249,14 @@ async def update(pool: aiopg.Pool, customer_id: int, changes: Mapping[str, objec
     return customer
 
 
+async def release(pool: aiopg.Pool, customer_id: int, versions: list[int] | None = None) -> dict:
+    """Clear the hand-edit mark, so imports update the customer again."""
+    customer = await _one(pool, SQL["release"], {"id": customer_id, "versions": versions})
+    if customer is None:
+        raise CustomerChanged(await get(pool, customer_id))
+    return customer
+
+
 async def delete(pool: aiopg.Pool, customer_id: int, versions: list[int] | None = None) -> None:
     async with pool.acquire() as conn, conn.cursor() as cur:
         await cur.execute(SQL["delete"], {"id": customer_id, "versions": versions})

@@ -38,6 +38,7 @@ ROUTES = [
     ("GET", "/customers/{id}", "/customers/1", None, V),
     ("POST", "/customers", "/customers", {"json": {"customer_id": "ROLE-TEST"}}, E),
     ("PATCH", "/customers/{id}", "/customers/1", {"json": {"city": "Oslo"}}, E),
+    ("POST", "/customers/{id}/release", "/customers/1/release", None, E),
     ("DELETE", "/customers/{id}", "/customers/1", None, E),
     ("OPTIONS", "/uploads", "/uploads", None, PUBLIC),
     ("OPTIONS", "/uploads/{id}", "/uploads/" + "0" * 32, None, PUBLIC),

@@ -582,3 +582,26 @@ async def test_search_finds_a_customer_by_its_customer_id_exact_or_by_its_start(
     for n in range(40):
         await db.all("INSERT INTO customers (customer_id) VALUES (%s)", (f"PX{n:03d}",))
     assert len(await all_pages(client, "/customers?q=PX&limit=7")) == 40
+
+
+async def test_released_customers_are_updated_by_the_next_import_again(client, db, tmp_path):
+    await import_file(client.app, write_csv(tmp_path / "a.csv", [HEADER, row(1, "RL1")]))
+    customer_id = await db.value("SELECT id FROM customers WHERE customer_id = 'RL1'")
+    edited = await client.patch(f"/customers/{customer_id}", json={"first_name": "Edited"})
+    old_etag = edited.headers["ETag"]
+    assert (await edited.json())["updated_manually_at"] is not None
+
+    resp = await client.post(f"/customers/{customer_id}/release", headers={"If-Match": old_etag})
+    assert resp.status == 200, await resp.text()
+    released = await resp.json()
+    assert released["updated_manually_at"] is None and released["updated_manually_by"] is None
+    assert released["first_name"] == "Edited"  # the values stay until an import brings others
+    assert resp.headers["ETag"] != old_etag
+    # The old version is stale now: a second release with it is refused.
+    again = await client.post(f"/customers/{customer_id}/release", headers={"If-Match": old_etag})
+    assert again.status == 412
+
+    job = await import_file(client.app, write_csv(tmp_path / "b.csv", [HEADER, row(1, "RL1", "Fresh")]))
+    assert (job["updated"], job["skipped_manual"]) == (1, 0)
+    assert await db.value("SELECT first_name FROM customers WHERE id = %s", (customer_id,)) == "Fresh"
+    assert (await client.post("/customers/999999/release")).status == 404

@@ -250,6 +250,16 @@ async def patch_customer(request: web.Request) -> web.Response:
     return _customer_response(customer)
 
 
+@routes.post("/customers/{id}/release")
+@requires(Role.editor)
+@describe("Let imports update this customer again: clears updated_manually_at (the hand-edit mark); "
+          "honours If-Match", tags=("customers",), responses={200: Customer, 404: Problem, 412: Stale})
+async def release_customer(request: web.Request) -> web.Response:
+    customer_id = _path_id(request)
+    return _customer_response(await customers.release(request.app[pool_key], customer_id,
+                                                      _if_match(request, customer_id)))
+
+
 @routes.delete("/customers/{id}")
 @requires(Role.editor)
 @describe("Delete a customer; honours If-Match", tags=("customers",),

@@ -128,6 +128,20 @@ RETURNING id, customer_id, first_name, last_name, company, city, country, phone_
           email, subscription_date, website, about, created_at, updated_at, updated_manually_at,
        updated_manually_by
 
+-- name: release
+-- Imports may update this customer again: the hand-edit mark goes. The
+-- version moves on, so an editor holding the old one is told (412).
+UPDATE customers SET
+    updated_at = greatest(clock_timestamp(), updated_at + interval '1 microsecond'),
+    updated_manually_at = NULL,
+    updated_manually_by = NULL
+WHERE id = %(id)s
+  AND (%(versions)s::bigint[] IS NULL
+       OR (extract(epoch FROM updated_at) * 1000000)::bigint = ANY(%(versions)s::bigint[]))
+RETURNING id, customer_id, first_name, last_name, company, city, country, phone_1, phone_2,
+          email, subscription_date, website, about, created_at, updated_at, updated_manually_at,
+       updated_manually_by
+
 -- name: delete
 -- Conditional like update: see there.
 DELETE FROM customers

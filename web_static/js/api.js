@@ -91,6 +91,12 @@ export async function updateCustomer(id, fields, etag) {
   return { customer: body, etag: response.headers.get("ETag") };
 }
 
+export async function releaseCustomer(id, etag) {
+  const headers = etag ? { "If-Match": etag } : {};
+  const { body, response } = await request("POST", `/customers/${encodeURIComponent(id)}/release`, { headers });
+  return { customer: body, etag: response.headers.get("ETag") };
+}
+
 export async function deleteCustomer(id, etag) {
   // If-Match here too: deleting a version someone changed meanwhile should be a decision, not an accident.
   const headers = etag ? { "If-Match": etag } : {};

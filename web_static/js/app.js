@@ -28,6 +28,7 @@ function main() {
     },
     onDeleted: (id) => list.remove(id),
     onGone: (id) => list.remove(id),
+    onClosedOn: (id) => list.focusEdit(id),
   });
   const history = new JobHistory({ onFilterJob: (jobId) => showJob(jobId) });
   const upload = new UploadPanel({

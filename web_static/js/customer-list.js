@@ -181,9 +181,14 @@ export class CustomerList {
     if (edit) edit.querySelector("button").focus();
   }
 
+  async focusEdit(id) {
+    const row = await this.waitForRow(id, 10);
+    if (row) row.querySelector("button").focus();
+  }
+
   async waitForRow(id, tries = 50) {
     for (let i = 0; i < tries; i += 1) {
-      const row = this.spacer.querySelector(`.list-row[data-id="${id}"]`);
+      const row = this.spacer.querySelector(`.list-row[data-id="${id}"]:not([data-stale])`);
       if (row) return row;
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
