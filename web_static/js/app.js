@@ -35,6 +35,8 @@ function main() {
     onJob: (job) => {
       panel.accept(job, "upload");
       history.refresh();
+      // The Start button is disabled now; the person goes on where the job is shown.
+      $("job-title").focus();
     },
   });
   const panel = new ImportPanel({

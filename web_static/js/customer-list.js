@@ -146,10 +146,23 @@ export class CustomerList {
       if (existing) existing.remove();
       const row = index < count ? this.buildRow(this.items[index], index) : this.placeholderRow(index);
       this.rows.set(index, row);
-      this.spacer.append(row);
+      this.insertInOrder(row, index);
     }
     for (const [index, row] of this.rows) this.position(row, index);
     if (!this.done && last + PREFETCH_ROWS >= count) this.loadMore();
+  }
+
+  // Rows stay in the DOM in their order on screen, so Tab goes from one row to
+  // the next below it. Existing rows are never moved (moving one drops its focus).
+  insertInOrder(row, index) {
+    let before = null;
+    for (const child of this.spacer.children) {
+      if (Number(child.dataset.index) > index) {
+        before = child;
+        break;
+      }
+    }
+    this.spacer.insertBefore(row, before);
   }
 
   // Order or filter changed: from the top.
