@@ -50,6 +50,7 @@ function main() {
   const feed = new JobFeed({
     onJob: (job, kind, eventId) => {
       panel.accept(job, kind, eventId);
+      setText($("tab-import-status"), job.status && job.status !== "idle" ? `(${job.status})` : "");
       if (job.status === "running") list.refreshIfEmpty();
     },
     onConnection: (state) => {
@@ -83,6 +84,15 @@ function main() {
   const search = $("search-input");
   search.addEventListener("input", debounce(() => list.reset(search.value.trim()), SEARCH_DELAY_MS));
   $("new-customer-button").addEventListener("click", () => form.openNew());
+
+  // The phone's tabs (hidden on wider screens, where both panels show).
+  for (const [tab, name] of [["tab-customers", "customers"], ["tab-import", "import"]]) {
+    $(tab).addEventListener("click", () => {
+      document.body.dataset.tab = name;
+      $("tab-customers").setAttribute("aria-selected", String(name === "customers"));
+      $("tab-import").setAttribute("aria-selected", String(name === "import"));
+    });
+  }
 
   feed.start();
   list.render();

@@ -10,7 +10,8 @@
 import { ApiError, customersPage } from "./api.js";
 import { $, el, formatNumber, setText } from "./dom.js";
 
-export const ROW_HEIGHT = 40;
+// The row height comes from the CSS (--row-height: taller on a phone, for 44 px targets).
+const DEFAULT_ROW_HEIGHT = 40;
 const OVERSCAN = 6;          // rows drawn above and below the viewport
 const PREFETCH_ROWS = 60;    // fetch the next page when this close to the end
 const FIRST_PAGE_SIZE = 500;
@@ -35,7 +36,12 @@ export class CustomerList {
     this.frame = 0;
     this.clear();
     this.viewport.addEventListener("scroll", () => this.schedule(), { passive: true });
-    new ResizeObserver(() => this.schedule()).observe(this.viewport);
+    this.rowHeight = DEFAULT_ROW_HEIGHT;
+    new ResizeObserver(() => {
+      this.rowHeight = parseFloat(getComputedStyle(this.viewport).getPropertyValue("--row-height")) || DEFAULT_ROW_HEIGHT;
+      for (const row of this.rows.values()) row.dataset.stale = "1"; // positioned for the old height
+      this.schedule();
+    }).observe(this.viewport);
   }
 
   clear() {
@@ -117,7 +123,8 @@ export class CustomerList {
   render() {
     const count = this.items.length;
     const pending = this.done ? 0 : 1; // room for the "loading" row at the end
-    const total = (count + pending) * ROW_HEIGHT;
+    const rowHeight = this.rowHeight;
+    const total = (count + pending) * rowHeight;
     const physical = Math.min(total, MAX_SCROLL_PX);
     const height = `${physical}px`;
     if (this.spacer.style.height !== height) this.spacer.style.height = height;
@@ -131,8 +138,8 @@ export class CustomerList {
     const virtualTop = top * scale;
     // Rows sit at their virtual offset, moved so the viewport's top shows virtualTop.
     this.shift = top - virtualTop;
-    const first = Math.max(0, Math.floor(virtualTop / ROW_HEIGHT) - OVERSCAN);
-    const last = Math.min(count + pending, Math.ceil((virtualTop + view) / ROW_HEIGHT) + OVERSCAN);
+    const first = Math.max(0, Math.floor(virtualTop / rowHeight) - OVERSCAN);
+    const last = Math.min(count + pending, Math.ceil((virtualTop + view) / rowHeight) + OVERSCAN);
 
     for (const [index, row] of this.rows) {
       if (index < first || index >= last || (index >= count && this.done) || row.dataset.stale) {
@@ -244,7 +251,7 @@ export class CustomerList {
 
   position(row, index) {
     row.dataset.index = String(index);
-    const transform = `translateY(${index * ROW_HEIGHT + (this.shift || 0)}px)`;
+    const transform = `translateY(${index * this.rowHeight + (this.shift || 0)}px)`;
     if (row.style.transform !== transform) row.style.transform = transform;
     return row;
   }
