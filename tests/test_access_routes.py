@@ -20,6 +20,7 @@ ROUTES = [
     ("GET", "/login/link/{secret}", "/login/link/not-a-link", None, PUBLIC),
     ("POST", "/logout", "/logout", None, PUBLIC),
     ("GET", "/static", "/static/css/app.css", None, PUBLIC),
+    ("GET", "/favicon.ico", "/favicon.ico", None, PUBLIC),
     ("GET", "/", "/", None, V),
     ("GET", "/openapi.json", "/openapi.json", None, V),
     ("GET", "/import", "/import", None, V),
