@@ -9,6 +9,7 @@ import base64
 import binascii
 import re
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
 import aiopg
@@ -25,7 +26,6 @@ FIELDS = CUSTOMER_FIELDS
 EXPORT_PAGE = 250  # rows a page of the export: read and decoded on the loop in about 2 ms
 MAX_ID = 2**63 - 1  # bigint
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_CURSOR_TEXT = re.compile(r"[0-9]{1,19}")
 
 
 class CustomerNotFound(NotFound):
@@ -40,6 +40,22 @@ class CustomerIdTaken(Conflict):
 
     def body(self) -> dict:
         return {"error": str(self), "field": "customer_id"}
+
+
+class CursorMismatch(DomainError):
+    status = 422
+
+    def __init__(self, sort: str):
+        super().__init__(f"the cursor `after` belongs to another order than sort={sort}; "
+                         "start again without it")
+
+
+class SearchIsUnordered(DomainError):
+    status = 422
+
+    def __init__(self):
+        super().__init__("a search (q) lists its matches in id order: sort, job and edited "
+                         "apply to the list without q")
 
 
 class CustomerChanged(DomainError):
@@ -59,20 +75,46 @@ class CustomerChanged(DomainError):
         return {"ETag": etag(self.customer)}
 
 
-def encode_cursor(last_id: int) -> str:
-    """An opaque cursor: the last id of a page, which clients should not rely on."""
-    return base64.urlsafe_b64encode(str(last_id).encode()).decode().rstrip("=")
+SORTS = ("id", "newest", "updated")
+# Exact counts below this table size (about 30,000 customers), the planner's estimate above.
+COUNT_BELOW_BYTES = 8 * 1024 * 1024
+_CURSOR_FORMS = {
+    "id": re.compile(r"(?P<id>[0-9]{1,19})"),
+    "newest": re.compile(r"n(?P<id>[0-9]{1,19})"),
+    "updated": re.compile(r"u(?P<at>-?[0-9]{1,19})\.(?P<id>[0-9]{1,19})"),
+}
 
 
-def decode_cursor(cursor: str) -> int:
-    """The id a cursor stands for; ValueError when it is not one of ours."""
+@dataclass(frozen=True)
+class Cursor:
+    """Where a page ended, in its order. Clients see it as an opaque string."""
+
+    sort: str
+    id: int
+    at: int | None = None  # updated_at in epoch microseconds, for "updated"
+
+
+def encode_cursor(last: int | Cursor) -> str:
+    """An opaque cursor: the last row of a page in its order, which clients should not rely on."""
+    if isinstance(last, int):
+        last = Cursor("id", last)
+    text = {"id": f"{last.id}", "newest": f"n{last.id}", "updated": f"u{last.at}.{last.id}"}[last.sort]
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> Cursor:
+    """The place a cursor stands for; ValueError when it is not one of ours."""
     try:
         text = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True)
     except (binascii.Error, ValueError):
         raise ValueError("not a cursor this API gave out") from None
-    if not _CURSOR_TEXT.fullmatch(text.decode("ascii", "replace")) or int(text) > MAX_ID:
-        raise ValueError("not a cursor this API gave out")
-    return int(text)
+    text = text.decode("ascii", "replace")
+    for sort, form in _CURSOR_FORMS.items():
+        match = form.fullmatch(text)
+        if match and int(match["id"]) <= MAX_ID:
+            at = match.groupdict().get("at")
+            return Cursor(sort, int(match["id"]), None if at is None else int(at))
+    raise ValueError("not a cursor this API gave out")
 
 
 def version(customer: Mapping) -> int:
@@ -113,24 +155,63 @@ def proposed_pattern(q: str) -> str:
     return "%" + "%".join(words) + "%" if words else "%"
 
 
-async def page(pool: aiopg.Pool, *, limit: int, after: int = 0,
-               q: str | None = None) -> tuple[list[dict], int | None]:
-    """Up to `limit` customers with ids above `after`, and the id to go on from (or None)."""
-    rows = await _page(pool, limit + 1, after, q)  # one more says whether there is a next page
+@dataclass(frozen=True)
+class ListFilter:
+    """Which customers a list shows: those of one import, those edited by hand."""
+
+    job: int | None = None
+    edited: bool = False
+
+
+async def page(pool: aiopg.Pool, *, limit: int, after: Cursor | int | None = None, q: str | None = None,
+               sort: str = "id", only: ListFilter = ListFilter()) -> tuple[list[dict], Cursor | None]:
+    """Up to `limit` customers after the cursor in `sort` order, and the cursor to go on from (or None).
+
+    A search (q) comes in id order only, unfiltered: CursorMismatch otherwise.
+    """
+    if isinstance(after, int):
+        after = Cursor("id", after)
+    if after is not None and after.sort != sort:
+        raise CursorMismatch(sort)
+    if q and (sort != "id" or only != ListFilter()):
+        raise SearchIsUnordered()
+    # One row more than asked says whether there is a next page.
+    if q or sort == "id":
+        rows = await _page(pool, limit + 1, after.id if after else 0, q, only)
+    else:
+        params = {"limit": limit + 1, "job": only.job, "edited": only.edited,
+                  "before": after.id if after else MAX_ID, "at": after.at if after else None}
+        async with pool.acquire() as conn, conn.cursor() as cur:
+            await cur.execute(SQL["page_newest" if sort == "newest" else "page_updated"], params)
+            rows = await cur.fetchall()
     items = [_customer(row) for row in rows[:limit]]
-    return items, (items[-1]["id"] if len(rows) > limit else None)
+    if len(rows) <= limit:
+        return items, None
+    last = rows[limit - 1]
+    at = version({"updated_at": items[-1]["updated_at"]}) if sort == "updated" else None
+    return items, Cursor(sort, last[0], at)
 
 
-async def _page(pool: aiopg.Pool, limit: int, after: int, q: str | None) -> list[tuple]:
+async def _page(pool: aiopg.Pool, limit: int, after: int, q: str | None,
+                only: ListFilter = ListFilter()) -> list[tuple]:
     async with pool.acquire() as conn, conn.cursor() as cur:
         if q:
             indexed = q[:INDEXED_CHARS]
             await cur.execute(SQL["search_page"], {
                 "after": after, "limit": limit, "pattern": like_pattern(q),
-                "index_pattern": like_pattern(indexed), "proposed": proposed_pattern(indexed)})
+                "index_pattern": like_pattern(indexed), "proposed": proposed_pattern(indexed),
+                "id_prefix": q.strip()})
         else:
-            await cur.execute(SQL["page"], {"after": after, "limit": limit})
+            await cur.execute(SQL["page"], {"after": after, "limit": limit, "job": only.job, "edited": only.edited})
         return await cur.fetchall()
+
+
+async def estimated_total(pool: aiopg.Pool) -> tuple[int, bool]:
+    """How many customers there are, and whether that is an exact count (else the planner's estimate)."""
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute(SQL["estimated_total"], {"count_below_bytes": COUNT_BELOW_BYTES})
+        total, exact = await cur.fetchone()
+        return int(total), bool(exact)
 
 
 async def get(pool: aiopg.Pool, customer_id: int) -> dict:
@@ -162,6 +243,14 @@ async def update(pool: aiopg.Pool, customer_id: int, changes: Mapping[str, objec
         raise CustomerIdTaken(changes["customer_id"]) from None
     if customer is None:
         raise CustomerChanged(await get(pool, customer_id))  # get raises when it is absent
+    return customer
+
+
+async def release(pool: aiopg.Pool, customer_id: int, versions: list[int] | None = None) -> dict:
+    """Clear the hand-edit mark, so imports update the customer again."""
+    customer = await _one(pool, SQL["release"], {"id": customer_id, "versions": versions})
+    if customer is None:
+        raise CustomerChanged(await get(pool, customer_id))
     return customer
 
 

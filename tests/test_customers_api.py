@@ -1,5 +1,6 @@
 """/customers: keyset pages, search, edits with ETags, and the hand-edit rule."""
 import uuid
+from datetime import datetime
 
 import aiopg
 import psycopg2.errors
@@ -368,11 +369,13 @@ async def test_the_search_table_migration_takes_in_customers_already_there(unmig
             assert [row[0] for row in await cur.fetchall()] == ["OLD1", "OLD2"]
 
 
-async def test_search_has_one_trigram_index_and_customers_none(db):
-    """Each index is paid for again by every row an import copies in."""
+async def test_search_has_one_trigram_index_and_customers_only_the_list_orders(db):
+    """Each index is paid for again by every row an import copies in: customers has
+    only the keys and the three the list's orders and filters need (sql/014_*)."""
     indexes = {row[0] for row in await db.all(
         "SELECT indexname FROM pg_indexes WHERE tablename IN ('customers', 'customer_search')")}
-    assert indexes == {"customers_pkey", "customers_customer_id_key", "customer_search_pkey", "customer_search_trgm"}
+    assert indexes == {"customers_pkey", "customers_customer_id_key", "customer_search_pkey", "customer_search_trgm",
+                       "customers_updated_at_id", "customers_import_job_id_id", "customers_edited_by_hand"}
 
 
 # ETag and If-Match
@@ -490,3 +493,115 @@ async def test_the_api_trims_a_customer_id_as_the_importer_does(client, app, con
     resp = await client.post("/customers", json={"customer_id": "\x1f\x1c"})  # nothing left
     assert resp.status == 422
     assert (await resp.json())["fields"][0]["field"] == "customer_id"
+
+
+# Orders, filters and the total (sql/014_*)
+
+async def test_newest_first_pages_backwards_through_creation_order_without_repeats(client, db):
+    await fill(db, 25)
+    mine = await create(client, customer_id="MADE-BY-HAND")
+    first = await (await client.get("/customers", params={"sort": "newest", "limit": 10})).json()
+    assert first["items"][0]["customer_id"] == "MADE-BY-HAND"
+    seen = await all_pages(client, "/customers?sort=newest&limit=7")
+    ids = [c["id"] for c in seen]
+    assert ids == sorted(ids, reverse=True) and len(ids) == len(set(ids)) == 26
+    assert ids[0] == mine["id"]
+
+
+async def test_recently_updated_first_follows_edits_and_keyset_pages(client, db):
+    await fill(db, 12)
+    # Every row updated at another moment; ties on updated_at are broken by id.
+    await db.all("UPDATE customers SET updated_at = timestamptz '2024-01-01' + id * interval '1 second' "
+                 "WHERE id % 2 = 0")
+    target = (await (await client.get("/customers", params={"limit": 1})).json())["items"][0]
+    resp = await client.patch(f"/customers/{target['id']}", json={"city": "Bergen"})
+    assert resp.status == 200
+    seen = await all_pages(client, "/customers?sort=updated&limit=5")
+    assert seen[0]["id"] == target["id"]
+    keys = [(c["updated_at"], c["id"]) for c in seen]
+    assert len(seen) == 12 and len({c["id"] for c in seen}) == 12
+    as_time = [(datetime.fromisoformat(at), i) for at, i in keys]
+    assert as_time == sorted(as_time, reverse=True)
+
+
+async def test_a_cursor_of_one_order_is_refused_in_another_and_search_takes_no_sort(client, db):
+    await fill(db, 5)
+    page = await (await client.get("/customers", params={"sort": "newest", "limit": 2})).json()
+    resp = await client.get("/customers", params={"after": page["next"]})
+    assert resp.status == 422 and "another order" in (await resp.json())["error"]
+    resp = await client.get("/customers", params={"q": "Name", "sort": "updated"})
+    assert resp.status == 422 and "id order" in (await resp.json())["error"]
+    assert (await client.get("/customers", params={"sort": "oldest"})).status == 422
+
+
+async def test_filters_from_one_import_and_edited_by_hand(client, config, db):
+    write_csv(config.import_dir / "one.csv", [HEADER, row(1, "F1"), row(2, "F2")])
+    first = await import_file(client.app, config.import_dir / "one.csv")
+    write_csv(config.import_dir / "two.csv", [HEADER, row(1, "F2"), row(2, "F3")])
+    second = await import_file(client.app, config.import_dir / "two.csv")
+    await create(client, customer_id="F-HAND")
+
+    def ids(body):
+        return [c["customer_id"] for c in body["items"]]
+    # F2 was written last by the second import, so it counts as that import's.
+    assert ids(await (await client.get("/customers", params={"job": first["id"]})).json()) == ["F1"]
+    assert ids(await (await client.get("/customers", params={"job": second["id"]})).json()) == ["F2", "F3"]
+    assert ids(await (await client.get("/customers", params={"edited": "true"})).json()) == ["F-HAND"]
+    assert ids(await (await client.get("/customers", params={"edited": "true", "sort": "newest"})).json()) == ["F-HAND"]
+
+
+async def test_the_total_is_exact_for_a_small_table_and_says_so(client, db):
+    await fill(db, 40)
+    body = await (await client.get("/customers", params={"limit": 1, "total": "true"})).json()
+    assert body["total"] == 40 and body["total_is_estimate"] is False
+    assert "total" not in await (await client.get("/customers", params={"limit": 1})).json()
+
+
+async def test_the_total_of_a_large_table_is_the_planners_estimate(client, db):
+    await db.all("INSERT INTO customers (customer_id, about) "
+                 "SELECT 'T' || n, repeat('x', 300) FROM generate_series(1, 40000) AS n")
+    await db.all("ANALYZE customers")
+    body = await (await client.get("/customers", params={"limit": 1, "total": "true"})).json()
+    assert body["total_is_estimate"] is True
+    assert 36_000 <= body["total"] <= 44_000
+
+
+async def test_search_finds_a_customer_by_its_customer_id_exact_or_by_its_start(client, db):
+    await fill(db, 30)
+    target = await create(client, customer_id="DD37Cf93aecA6Dc", first_name="Heather")
+    await create(client, customer_id="DD37Cf00", first_name="Other")
+
+    async def found(q):
+        body = await (await client.get("/customers", params={"q": q})).json()
+        return [c["customer_id"] for c in body["items"]]
+    assert await found("DD37Cf93aecA6Dc") == ["DD37Cf93aecA6Dc"]
+    assert await found("DD37Cf") == ["DD37Cf93aecA6Dc", "DD37Cf00"]
+    assert await found("Heather") == ["DD37Cf93aecA6Dc"]  # names still found as before
+    assert target["id"] < (await (await client.get("/customers", params={"q": "DD37Cf00"})).json())["items"][0]["id"]
+    # Pages of an id search go on by the cursor like any search.
+    for n in range(40):
+        await db.all("INSERT INTO customers (customer_id) VALUES (%s)", (f"PX{n:03d}",))
+    assert len(await all_pages(client, "/customers?q=PX&limit=7")) == 40
+
+
+async def test_released_customers_are_updated_by_the_next_import_again(client, db, tmp_path):
+    await import_file(client.app, write_csv(tmp_path / "a.csv", [HEADER, row(1, "RL1")]))
+    customer_id = await db.value("SELECT id FROM customers WHERE customer_id = 'RL1'")
+    edited = await client.patch(f"/customers/{customer_id}", json={"first_name": "Edited"})
+    old_etag = edited.headers["ETag"]
+    assert (await edited.json())["updated_manually_at"] is not None
+
+    resp = await client.post(f"/customers/{customer_id}/release", headers={"If-Match": old_etag})
+    assert resp.status == 200, await resp.text()
+    released = await resp.json()
+    assert released["updated_manually_at"] is None and released["updated_manually_by"] is None
+    assert released["first_name"] == "Edited"  # the values stay until an import brings others
+    assert resp.headers["ETag"] != old_etag
+    # The old version is stale now: a second release with it is refused.
+    again = await client.post(f"/customers/{customer_id}/release", headers={"If-Match": old_etag})
+    assert again.status == 412
+
+    job = await import_file(client.app, write_csv(tmp_path / "b.csv", [HEADER, row(1, "RL1", "Fresh")]))
+    assert (job["updated"], job["skipped_manual"]) == (1, 0)
+    assert await db.value("SELECT first_name FROM customers WHERE id = %s", (customer_id,)) == "Fresh"
+    assert (await client.post("/customers/999999/release")).status == 404

@@ -38,6 +38,14 @@ async def test_the_page_renders(client):
     assert "Customer import" in await resp.text()
 
 
+async def test_the_favicon_is_an_icon_anyone_may_fetch(anonymous_client):
+    resp = await anonymous_client.get("/favicon.ico")
+    assert resp.status == 200
+    assert resp.headers["Content-Type"] == "image/x-icon"
+    body = await resp.read()
+    assert body[:4] == b"\x00\x00\x01\x00"  # an ICO header: the first icon of a set
+
+
 async def test_migrations_created_the_tables_with_the_contract_names(client, db):
     columns = {row[0] for row in await db.all(
         "SELECT column_name FROM information_schema.columns WHERE table_name = 'customers'")}

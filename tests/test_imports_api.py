@@ -291,3 +291,23 @@ async def test_rejects_csv_shows_invalid_utf8_and_nul_bytes_escaped(client, conf
     rows = list(csv.reader(io.StringIO(body.decode("utf-8"))))
     assert rows[1][3] == "1,B1,Ann\\xff\\xfe,Lee,Acme,Oslo,Norway,1,,a@b.c,2021-01-01,w,x"
     assert rows[2][3] == "2,B2,Ann\\x00Lee,Lee,Acme,Oslo,Norway,1,,a@b.c,2021-01-01,w,C:\\\\new"
+
+
+async def test_reject_reasons_group_rows_that_failed_the_same_way_whatever_their_values(client, config):
+    lines = [HEADER, row(1, "G1"), row(2, "G2", date="02/31/2023"), row(3, "G3", date="31.12.2023"),
+             row(4, "", date="2021-01-01"), row(5, "G5", date="tomorrow"), "6,G6,too,few"]
+    write_csv(config.import_dir / "reasons.csv", lines)
+    job = await start(client, "reasons.csv")
+    await wait_for_status(client.app, job["id"], TERMINAL)
+    resp = await client.get(f"/import/jobs/{job['id']}/reject-reasons")
+    assert resp.status == 200, await resp.text()
+    items = (await resp.json())["items"]
+    assert items[0] == {"reason": "Subscription Date … is not a YYYY-MM-DD date", "rows": 3, "first_line": 3}
+    assert {(i["reason"], i["rows"]) for i in items[1:]} == {
+        ("Customer Id is empty", 1), ("expected 13 fields, found 4", 1)}
+    assert sum(i["rows"] for i in items) == 5
+
+    one = await client.get(f"/import/jobs/{job['id']}/reject-reasons?limit=1")
+    assert len((await one.json())["items"]) == 1
+    assert (await client.get("/import/jobs/999/reject-reasons")).status == 404
+    assert (await client.get(f"/import/jobs/{job['id']}/reject-reasons?limit=0")).status == 422

@@ -130,6 +130,15 @@ async def file_header(pool: aiopg.Pool, job_id: int) -> tuple[list[str], dict]:
     return list(row[0] or []), row[1] or {}
 
 
+async def reject_reasons(pool: aiopg.Pool, job_id: int, limit: int) -> list[dict]:
+    """The commonest kinds of reject of a job, most rows first."""
+    await get(pool, job_id)
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute(SQL["reject_reasons"], {"id": job_id, "limit": limit})
+        return [{"reason": kind, "rows": rows, "first_line": first_line}
+                for kind, rows, first_line in await cur.fetchall()]
+
+
 async def next_claimable(pool: aiopg.Pool) -> int | None:
     return await _one(pool, SQL["next_claimable"], {})
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 from datetime import date
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import pydantic
 from aiohttp import web
@@ -132,25 +132,36 @@ class Customer(BaseModel):
     updated_manually_by: str | None = Field(description="who edited it by hand last (a user, or token:NAME)")
 
 
-Cursor = Annotated[int, BeforeValidator(customers.decode_cursor),
+Cursor = Annotated[customers.Cursor, BeforeValidator(customers.decode_cursor),
                    pydantic.WithJsonSchema({"type": "string", "description": "`next` of the previous page"})]
 
 
 class SearchQuery(BaseModel):
     q: Annotated[str, AfterValidator(_no_nul)] | None = Field(
-        None, max_length=200, description="case-insensitive substring of first or last name, email or company")
+        None, max_length=200,
+        description="case-insensitive substring of first or last name, email or company; "
+                    "or the start of a Customer Id (exact case)")
 
 
 class PageQuery(SearchQuery):
     limit: int = Field(50, ge=1, le=500)
     after: Cursor | None = None
+    sort: Literal["id", "newest", "updated"] = Field(
+        "id", description="id order, newest first, or recently updated first; not with q")
+    job: int | None = Field(None, ge=1, le=customers.MAX_ID,
+                            description="only customers the import job with this id wrote last; not with q")
+    edited: bool = Field(False, description="only customers edited by hand; not with q")
+    total: bool = Field(False, description="also `total`: an exact count for a small table, "
+                                           "else the planner's estimate (`total_is_estimate`)")
 
 
 class CustomerPage(BaseModel):
-    """A page of customers in id order; `next` is null on the last page."""
+    """A page of customers in the order asked for; `next` is null on the last page."""
 
     items: list[Customer]
     next: str | None
+    total: int | None = Field(None, description="with ?total=true: how many customers the table holds")
+    total_is_estimate: bool | None = Field(None, description="whether `total` comes from table statistics")
 
 
 class Problem(BaseModel):
@@ -185,10 +196,14 @@ class Invalid(BaseModel):
           responses={200: CustomerPage, 422: Invalid})
 async def list_customers(request: web.Request) -> web.Response:
     query = query_params(PageQuery, request)
-    items, last_id = await customers.page(request.app[pool_key], limit=query.limit,
-                                          after=query.after or 0, q=query.q)
-    return web.json_response({"items": items,
-                              "next": None if last_id is None else customers.encode_cursor(last_id)})
+    pool = request.app[pool_key]
+    items, last = await customers.page(pool, limit=query.limit, after=query.after, q=query.q, sort=query.sort,
+                                       only=customers.ListFilter(job=query.job, edited=query.edited))
+    body: dict[str, Any] = {"items": items, "next": None if last is None else customers.encode_cursor(last)}
+    if query.total:
+        body["total"], exact = await customers.estimated_total(pool)
+        body["total_is_estimate"] = not exact
+    return web.json_response(body)
 
 
 @routes.get("/customers.csv")
@@ -233,6 +248,16 @@ async def patch_customer(request: web.Request) -> web.Response:
                                       changes.model_dump(exclude_unset=True), _if_match(request, customer_id),
                                       by=principal(request).label)
     return _customer_response(customer)
+
+
+@routes.post("/customers/{id}/release")
+@requires(Role.editor)
+@describe("Let imports update this customer again: clears updated_manually_at (the hand-edit mark); "
+          "honours If-Match", tags=("customers",), responses={200: Customer, 404: Problem, 412: Stale})
+async def release_customer(request: web.Request) -> web.Response:
+    customer_id = _path_id(request)
+    return _customer_response(await customers.release(request.app[pool_key], customer_id,
+                                                      _if_match(request, customer_id)))
 
 
 @routes.delete("/customers/{id}")

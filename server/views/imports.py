@@ -149,6 +149,22 @@ class RejectsQuery(pydantic.BaseModel):
         "each rejected record as it was, in UTF-8, to fix and import again")
 
 
+class RejectReason(pydantic.BaseModel):
+    reason: str = pydantic.Field(description="what went wrong; a value quoted from the row is shown as …")
+    rows: int
+    first_line: int = pydantic.Field(description="the first line of the file rejected for it")
+
+
+class RejectReasons(pydantic.BaseModel):
+    """A job's rejects grouped by reason, most rows first."""
+
+    items: list[RejectReason]
+
+
+class ReasonsQuery(pydantic.BaseModel):
+    limit: int = pydantic.Field(10, ge=1, le=100, description="at most this many reasons")
+
+
 class UnsupportedBody(DomainError):
     status = 415
 
@@ -449,6 +465,16 @@ async def _rejects_as_file(request: web.Request, pool, job_id: int) -> web.Strea
         await response.write((text if text.endswith("\n") else text + "\r\n").encode("utf-8"))
     await response.write_eof()
     return response
+
+
+@routes.get(f"/import/jobs/{JOB_ID}/reject-reasons")
+@requires(Role.viewer)
+@describe("A job's rejects grouped by reason with their counts, most rows first", query=ReasonsQuery,
+          responses={200: RejectReasons, 404: Error, 422: Error}, tags=TAGS)
+async def reject_reasons(request: web.Request) -> web.Response:
+    query = query_params(ReasonsQuery, request)
+    items = await jobs.reject_reasons(request.app[pool_key], _job_id(request), query.limit)
+    return web.json_response({"items": items})
 
 
 async def _reject_rows(pool, job_id: int):

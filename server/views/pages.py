@@ -2,9 +2,10 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from ..auth.middleware import principal
-from ..auth.roles import Role, requires
+from ..auth.roles import Role, public, requires
 from ..keys import config_key
 from ..openapi import describe
+from ..resources import resource_dir
 
 routes = web.RouteTableDef()
 
@@ -18,3 +19,11 @@ async def index(request: web.Request) -> dict:
     # The page shows only what the role may do; the server refuses the rest anyway.
     return {"user": user, "can_edit": user.role >= Role.editor, "can_import": user.role >= Role.admin,
             "upload_chunk_bytes": request.app[config_key].tus_page_chunk_bytes}
+
+
+@routes.get("/favicon.ico")
+@public
+@describe("The page's icon (browsers ask for it before anyone signs in)", responses={200: "image/x-icon"})
+async def favicon(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(resource_dir("web_static") / "favicon.ico",
+                            headers={"Content-Type": "image/x-icon", "Cache-Control": "public, max-age=86400"})

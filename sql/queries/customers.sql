@@ -7,13 +7,55 @@
 -- or deleted between two pages neither repeat nor hide others.
 
 -- name: page
+-- The filters are literals by the time PostgreSQL plans (psycopg2 fills them
+-- in), so a filter that is off folds away and one that is on picks its index
+-- (sql/014_*): customers_import_job_id_id, customers_edited_by_hand.
 SELECT id, customer_id, first_name, last_name, company, city, country, phone_1, phone_2,
        email, subscription_date, website, about, created_at, updated_at, updated_manually_at,
        updated_manually_by
 FROM customers
 WHERE id > %(after)s
+  AND (%(job)s::bigint IS NULL OR import_job_id = %(job)s)
+  AND (NOT %(edited)s OR updated_manually_at IS NOT NULL)
 ORDER BY id
 LIMIT %(limit)s
+
+-- name: page_newest
+-- Newest first: ids are given out in creation order.
+SELECT id, customer_id, first_name, last_name, company, city, country, phone_1, phone_2,
+       email, subscription_date, website, about, created_at, updated_at, updated_manually_at,
+       updated_manually_by
+FROM customers
+WHERE id < %(before)s
+  AND (%(job)s::bigint IS NULL OR import_job_id = %(job)s)
+  AND (NOT %(edited)s OR updated_manually_at IS NOT NULL)
+ORDER BY id DESC
+LIMIT %(limit)s
+
+-- name: page_updated
+-- Recently updated first, on customers_updated_at_id; the cursor carries
+-- updated_at in epoch microseconds, exact, as the ETag does.
+SELECT id, customer_id, first_name, last_name, company, city, country, phone_1, phone_2,
+       email, subscription_date, website, about, created_at, updated_at, updated_manually_at,
+       updated_manually_by
+FROM customers
+WHERE (%(at)s::bigint IS NULL
+       OR (updated_at, id) < (timestamptz 'epoch' + %(at)s * interval '1 microsecond', %(before)s))
+  AND (%(job)s::bigint IS NULL OR import_job_id = %(job)s)
+  AND (NOT %(edited)s OR updated_manually_at IS NOT NULL)
+ORDER BY updated_at DESC, id DESC
+LIMIT %(limit)s
+
+-- name: estimated_total
+-- The planner's own estimate (table statistics scaled to the table's size
+-- now), or an exact count while the table is small enough to count at once.
+SELECT CASE WHEN pg_relation_size(c.oid) <= %(count_below_bytes)s
+            THEN (SELECT count(*) FROM customers)
+            ELSE (pg_relation_size(c.oid) / current_setting('block_size')::bigint
+                  * CASE WHEN c.relpages > 0 AND c.reltuples >= 0 THEN c.reltuples / c.relpages ELSE 80 END)::bigint
+       END,
+       pg_relation_size(c.oid) <= %(count_below_bytes)s
+FROM pg_class c WHERE c.oid = 'customers'::regclass
 
 -- name: search_page
 -- customer_search_ids (sql/003_*, sql/006_*) finds the page's
@@ -22,10 +64,21 @@ LIMIT %(limit)s
 SELECT id, customer_id, first_name, last_name, company, city, country, phone_1, phone_2,
        email, subscription_date, website, about, created_at, updated_at, updated_manually_at,
        updated_manually_by
-FROM customer_search_ids(%(after)s, lower(%(pattern)s), lower(%(index_pattern)s), lower(%(proposed)s),
-                         %(limit)s) AS hit (id)
+FROM (SELECT hit.id
+      FROM customer_search_ids(%(after)s, lower(%(pattern)s), lower(%(index_pattern)s), lower(%(proposed)s),
+                               %(limit)s) AS hit (id)
+      UNION
+      -- Customer Ids that start with the query, exact ones included: a range
+      -- of the unique index (C.UTF-8 sorts by code point, so the prefix's
+      -- rows lie between it and it followed by the last code point).
+      (SELECT c.id FROM customers c
+       WHERE c.customer_id >= %(id_prefix)s AND c.customer_id < %(id_prefix)s || chr(1114111)
+         AND starts_with(c.customer_id, %(id_prefix)s) AND c.id > %(after)s
+       ORDER BY c.id
+       LIMIT %(limit)s)) AS hits
 JOIN customers USING (id)
 ORDER BY id
+LIMIT %(limit)s
 
 -- name: by_id
 SELECT id, customer_id, first_name, last_name, company, city, country, phone_1, phone_2,
@@ -68,6 +121,20 @@ UPDATE customers SET
     updated_at = greatest(clock_timestamp(), updated_at + interval '1 microsecond'),
     updated_manually_at = clock_timestamp(),
     updated_manually_by = %(by)s
+WHERE id = %(id)s
+  AND (%(versions)s::bigint[] IS NULL
+       OR (extract(epoch FROM updated_at) * 1000000)::bigint = ANY(%(versions)s::bigint[]))
+RETURNING id, customer_id, first_name, last_name, company, city, country, phone_1, phone_2,
+          email, subscription_date, website, about, created_at, updated_at, updated_manually_at,
+       updated_manually_by
+
+-- name: release
+-- Imports may update this customer again: the hand-edit mark goes. The
+-- version moves on, so an editor holding the old one is told (412).
+UPDATE customers SET
+    updated_at = greatest(clock_timestamp(), updated_at + interval '1 microsecond'),
+    updated_manually_at = NULL,
+    updated_manually_by = NULL
 WHERE id = %(id)s
   AND (%(versions)s::bigint[] IS NULL
        OR (extract(epoch FROM updated_at) * 1000000)::bigint = ANY(%(versions)s::bigint[]))

@@ -118,3 +118,17 @@ LISTEN import_events
 
 -- name: analyze_customers
 ANALYZE customers, customer_search
+
+-- name: reject_reasons
+-- The rejects of a job grouped by what went wrong. A reason may quote the
+-- row's own value (Subscription Date '02/31/2023' ...); the quoted part is
+-- replaced by an ellipsis so rows that failed the same way count together.
+-- The job's rejects are read by the primary key's prefix.
+SELECT regexp_replace(reason, '''[^'']*''|"[^"]*"', '…', 'g') AS kind,
+       count(*) AS rows,
+       min(line_no) AS first_line
+FROM import_rejects
+WHERE job_id = %(id)s
+GROUP BY kind
+ORDER BY rows DESC, kind
+LIMIT %(limit)s

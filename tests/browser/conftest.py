@@ -50,12 +50,13 @@ class PageWatch:
         self.errors: list[str] = []
         self.dialogs: list[str] = []
         self.accept_dialogs = False
+        self.accept_leaving = False  # answer "leave" when the page asks before unloading (mid-upload)
         page.on("pageerror", lambda exc: self.errors.append(str(exc)))
         page.on("dialog", self._dialog)
 
     async def _dialog(self, dialog) -> None:
         self.dialogs.append(f"{dialog.type}: {dialog.message}")
-        if self.accept_dialogs and dialog.type == "confirm":
+        if (self.accept_dialogs and dialog.type == "confirm") or (self.accept_leaving and dialog.type == "beforeunload"):
             await dialog.accept()
         else:
             await dialog.dismiss()

@@ -8,7 +8,7 @@ from .pages import insert_customers
 
 pytestmark = pytest.mark.browser
 
-UNNAMED_CONTROLS = """() => [...document.querySelectorAll('button, input, textarea, select, a[href], [tabindex]')]
+UNNAMED_CONTROLS = """() => [...document.querySelectorAll('button, input, textarea, select, a[href], [tabindex]:not([tabindex="-1"])')]
   .filter(el => {
     const labels = el.labels ? [...el.labels].map(l => l.textContent).join('') : '';
     const name = el.getAttribute('aria-label') || labels || el.textContent || '';

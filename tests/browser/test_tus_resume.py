@@ -59,7 +59,9 @@ async def test_a_reloaded_upload_continues_from_the_servers_offset_and_imports(
     await expect(page.locator("#upload-text")).to_contain_text(" of 6.")
     await expect(page.locator("#upload-speed")).to_contain_text("/s")
     await expect(page.locator("#upload-eta")).to_contain_text("left")
+    page.watch.accept_leaving = True  # the page asks first (an upload is running): leave
     await page.reload()
+    assert [d.split(":")[0] for d in page.watch.dialogs] == ["beforeunload"]
     reached = await server_offset(db)
     assert 0 < reached < size
 

@@ -55,10 +55,24 @@ export function rejectsUrl(id) {
   return `/import/jobs/${encodeURIComponent(id)}/rejects.csv`;
 }
 
-export async function customersPage({ limit, after, q }, signal) {
+export async function importJobs({ before, limit }) {
+  const params = new URLSearchParams({ limit: String(limit) });
+  if (before != null) params.set("before", String(before));
+  return (await request("GET", `/import/jobs?${params}`)).body;
+}
+
+export async function rejectReasons(id, limit = 5) {
+  return (await request("GET", `/import/jobs/${encodeURIComponent(id)}/reject-reasons?limit=${limit}`)).body.items;
+}
+
+export async function customersPage({ limit, after, q, sort, job, edited, total }, signal) {
   const params = new URLSearchParams({ limit: String(limit) });
   if (after != null) params.set("after", after);
   if (q) params.set("q", q);
+  if (sort && sort !== "id") params.set("sort", sort);
+  if (job != null) params.set("job", String(job));
+  if (edited) params.set("edited", "true");
+  if (total) params.set("total", "true");
   return (await request("GET", `/customers?${params}`, { signal })).body;
 }
 
@@ -74,6 +88,12 @@ export async function createCustomer(fields) {
 export async function updateCustomer(id, fields, etag) {
   const headers = etag ? { "If-Match": etag } : {};
   const { body, response } = await request("PATCH", `/customers/${encodeURIComponent(id)}`, { json: fields, headers });
+  return { customer: body, etag: response.headers.get("ETag") };
+}
+
+export async function releaseCustomer(id, etag) {
+  const headers = etag ? { "If-Match": etag } : {};
+  const { body, response } = await request("POST", `/customers/${encodeURIComponent(id)}/release`, { headers });
   return { customer: body, etag: response.headers.get("ETag") };
 }
 

@@ -4,15 +4,16 @@
 // If-Match, so a change someone else (or an import) made in between is
 // reported (412) instead of silently overwritten.
 
-import { ApiError, createCustomer, deleteCustomer, getCustomer, updateCustomer } from "./api.js";
+import { ApiError, createCustomer, deleteCustomer, getCustomer, releaseCustomer, updateCustomer } from "./api.js";
+import { announce } from "./announce.js";
 import { $, setText } from "./dom.js";
 
 export const FIELDS = ["customer_id", "first_name", "last_name", "company", "city", "country",
   "phone_1", "phone_2", "email", "subscription_date", "website", "about"];
 
 export class CustomerForm {
-  constructor({ onSaved, onCreated, onDeleted, onGone }) {
-    Object.assign(this, { onSaved, onCreated, onDeleted, onGone });
+  constructor({ onSaved, onCreated, onDeleted, onGone, onClosedOn }) {
+    Object.assign(this, { onSaved, onCreated, onDeleted, onGone, onClosedOn });
     this.dialog = $("customer-dialog");
     this.form = $("customer-form");
     this.customer = null; // null while creating
@@ -22,8 +23,61 @@ export class CustomerForm {
       event.preventDefault();
       this.save();
     });
-    $("close-dialog-button").addEventListener("click", () => this.dialog.close());
+    this.saved = {}; // the values as opened, to tell unsaved edits
+    $("close-dialog-button").addEventListener("click", () => this.closeAsked());
+    // Esc: the same question as Close when something was typed.
+    this.dialog.addEventListener("cancel", (event) => {
+      event.preventDefault();
+      this.closeAsked();
+    });
+    // Closed after an edit (saved or not): back to that customer's row, not the page body.
+    this.dialog.addEventListener("close", () => {
+      if (this.customer && this.onClosedOn) this.onClosedOn(this.customer.id);
+    });
     $("delete-customer-button").addEventListener("click", () => this.remove());
+    $("release-button").addEventListener("click", () => this.release());
+  }
+
+  dirty() {
+    const now = this.values();
+    return FIELDS.some((name) => (now[name] ?? null) !== (this.saved[name] ?? null)
+      || (name === "subscription_date" && this.input(name).validity.badInput));
+  }
+
+  closeAsked() {
+    if (this.dirty() && !window.confirm("Discard your unsaved changes to this customer?")) return;
+    this.dialog.close();
+  }
+
+  showHandEdit(customer) {
+    const note = $("hand-edit-note");
+    const release = $("release-button");
+    if (customer && customer.updated_manually_at) {
+      const by = customer.updated_manually_by ? ` by ${customer.updated_manually_by}` : "";
+      setText(note, `Edited by hand${by} on ${new Date(customer.updated_manually_at).toLocaleString()}: `
+        + "imports leave this customer alone. Saving keeps it so.");
+      release.hidden = false;
+    } else {
+      setText(note, "Saving marks this customer as edited by hand: later imports leave it alone, "
+        + "even when a file has newer values for it.");
+      release.hidden = true;
+    }
+  }
+
+  async release() {
+    try {
+      const { customer, etag } = await releaseCustomer(this.customer.id, this.etag);
+      this.customer = customer;
+      this.etag = etag;
+      this.showHandEdit(customer);
+      this.onSaved(customer);
+      setText($("form-message"), "");
+      setText($("hand-edit-note"), "Imports update this customer again. Saving an edit would mark it as edited by hand again.");
+      $("close-dialog-button").focus();
+    } catch (error) {
+      if (error instanceof ApiError && error.status === 412) await this.reloadAfterConflict();
+      else this.fail(error);
+    }
   }
 
   input(name) {
@@ -35,6 +89,7 @@ export class CustomerForm {
     this.etag = null;
     this.fill({});
     this.clearErrors();
+    this.showHandEdit(null);
     setText($("customer-dialog-title"), "New customer");
     this.input("customer_id").readOnly = false;
     $("delete-customer-button").hidden = true;
@@ -52,6 +107,7 @@ export class CustomerForm {
       return;
     }
     setText($("customer-dialog-title"), "Edit customer");
+    this.showHandEdit(this.customer);
     // The Customer Id is what imports match on; changing it would detach the row from its source.
     this.input("customer_id").readOnly = true;
     $("delete-customer-button").hidden = false;
@@ -69,6 +125,7 @@ export class CustomerForm {
 
   fill(customer) {
     for (const name of FIELDS) this.input(name).value = customer[name] ?? "";
+    this.saved = this.values();
   }
 
   values() {
@@ -93,10 +150,10 @@ export class CustomerForm {
     for (const { field, message } of body.fields || []) {
       const name = String(field ?? "").split(".").reverse().find((part) => FIELDS.includes(part));
       if (name) {
-        setText($(`e-${name}`), message);
+        setText($(`e-${name}`), plain(message));
         this.input(name).setAttribute("aria-invalid", "true");
       } else {
-        general.push(message);
+        general.push(plain(message));
       }
     }
     // When every problem sits under its field, the summary only points there.
@@ -106,10 +163,24 @@ export class CustomerForm {
     if (first) first.focus();
   }
 
+  // What the browser knows is wrong before asking the server: a date input
+  // holding something that is no date gives "" as its value, which would
+  // otherwise be saved as no date at all.
+  checkLocally() {
+    const date = this.input("subscription_date");
+    if (date.validity.badInput) {
+      this.showErrors({ fields: [{ field: "subscription_date",
+        message: "This is not a date of the calendar (check the day and the month), or leave the field empty." }] });
+      return false;
+    }
+    return true;
+  }
+
   async save() {
     if (this.busy) return;
-    this.busy = true;
     this.clearErrors();
+    if (!this.checkLocally()) return;
+    this.busy = true;
     try {
       if (this.customer) await this.saveEdit();
       else await this.saveNew();
@@ -145,6 +216,7 @@ export class CustomerForm {
       this.etag = etag;
       this.dialog.close();
       this.onSaved(customer);
+      announce(`Saved ${customer.customer_id}.`);
     } catch (error) {
       if (error instanceof ApiError && error.status === 412) {
         await this.reloadAfterConflict();
@@ -165,7 +237,13 @@ export class CustomerForm {
   }
 
   fail(error) {
-    if (error instanceof ApiError && error.status === 404 && this.customer) {
+    if (error instanceof ApiError && error.status === 409 && error.body.field === "customer_id") {
+      this.showErrors({ fields: [{ field: "customer_id",
+        message: "Another customer already has this Customer Id; choose another one." }] });
+    } else if (!(error instanceof ApiError)) {
+      setText($("form-message"), "The server could not be reached, so nothing was saved. "
+        + "Your input is still here: try again in a moment.");
+    } else if (error instanceof ApiError && error.status === 404 && this.customer) {
       setText($("form-message"), "This customer no longer exists.");
       this.onGone(this.customer.id);
     } else if (error instanceof ApiError && (error.body.fields || []).length) {
@@ -188,4 +266,14 @@ export class CustomerForm {
       else this.fail(error);
     }
   }
+}
+
+// pydantic's words as a person would say them: "Value error, is not an email
+// address" becomes "Not an email address."
+export function plain(message) {
+  let text = String(message || "").replace(/^(Value|Assertion) error,\s*/i, "").trim();
+  if (!text) return "This value is not accepted.";
+  if (/^(is|must) /.test(text)) text = `This value ${text}`;
+  text = text[0].toUpperCase() + text.slice(1);
+  return /[.!?]$/.test(text) ? text : `${text}.`;
 }

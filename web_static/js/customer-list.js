@@ -1,15 +1,17 @@
 // The customer list, windowed: only the rows in view (plus a few) exist in
 // the DOM, each at a fixed height, however many customers are loaded.
 //
-// The total is unknown (keyset paging has no count), so the scroll height is
-// what is loaded plus one "loading" row, and grows as pages arrive. Pages can
+// Keyset paging has no count (the total shown above the list is the table's,
+// an estimate when large), so the scroll height is what is loaded plus one
+// "loading" row, and grows as pages arrive. Pages can
 // only be fetched forwards by cursor, and every loaded item stays cached, so
 // scrolling back never asks the server again.
 
 import { ApiError, customersPage } from "./api.js";
-import { $, el, setText } from "./dom.js";
+import { $, el, formatNumber, setText } from "./dom.js";
 
-export const ROW_HEIGHT = 40;
+// The row height comes from the CSS (--row-height: taller on a phone, for 44 px targets).
+const DEFAULT_ROW_HEIGHT = 40;
 const OVERSCAN = 6;          // rows drawn above and below the viewport
 const PREFETCH_ROWS = 60;    // fetch the next page when this close to the end
 const FIRST_PAGE_SIZE = 500;
@@ -27,11 +29,19 @@ export class CustomerList {
     this.rows = new Map(); // item index -> row element
     this.pageSize = FIRST_PAGE_SIZE;
     this.q = "";
+    this.view = { sort: "id", job: null, edited: false }; // order and filter, when not searching
+    this.freshId = null; // a customer just created, shown marked at the top
+    this.notice = ""; // what the list message says once a page has loaded
     this.generation = 0;
     this.frame = 0;
     this.clear();
     this.viewport.addEventListener("scroll", () => this.schedule(), { passive: true });
-    new ResizeObserver(() => this.schedule()).observe(this.viewport);
+    this.rowHeight = DEFAULT_ROW_HEIGHT;
+    new ResizeObserver(() => {
+      this.rowHeight = parseFloat(getComputedStyle(this.viewport).getPropertyValue("--row-height")) || DEFAULT_ROW_HEIGHT;
+      for (const row of this.rows.values()) row.dataset.stale = "1"; // positioned for the old height
+      this.schedule();
+    }).observe(this.viewport);
   }
 
   clear() {
@@ -47,6 +57,8 @@ export class CustomerList {
   // A new search (or a reload after a create or an import) starts from the top.
   reset(q = this.q) {
     this.q = q;
+    this.notice = "";
+    $("list-note").hidden = !q || (this.view.sort === "id" && this.view.job == null && !this.view.edited);
     this.generation += 1;
     this.clear();
     for (const row of this.rows.values()) row.remove();
@@ -78,13 +90,18 @@ export class CustomerList {
     this.loading = true;
     this.controller = new AbortController();
     try {
-      const page = await customersPage({ limit: this.pageSize, after: this.next, q: this.q }, this.controller.signal);
+      // A search comes in id order only (the API says so): order and filter wait for an empty box.
+      const view = this.q ? {} : this.view;
+      const first = this.next == null && this.items.length === 0;
+      const page = await customersPage({ limit: this.pageSize, after: this.next, q: this.q, ...view,
+        total: first && !this.q }, this.controller.signal);
       if (generation !== this.generation) return;
+      if (page.total != null) this.showTotal(page);
       this.items.push(...(page.items || []));
       this.next = page.next ?? null;
       this.done = this.next == null;
       setText($("list-message"), this.done && this.items.length === 0
-        ? (this.q ? `No customer matches “${this.q}”.` : "No customers yet.") : "");
+        ? (this.q ? `No customer matches “${this.q}”.` : "No customers yet.") : this.notice);
     } catch (error) {
       if (generation !== this.generation || error.name === "AbortError") return;
       if (error instanceof ApiError && error.status === 422 && this.pageSize > MIN_PAGE_SIZE) {
@@ -106,7 +123,8 @@ export class CustomerList {
   render() {
     const count = this.items.length;
     const pending = this.done ? 0 : 1; // room for the "loading" row at the end
-    const total = (count + pending) * ROW_HEIGHT;
+    const rowHeight = this.rowHeight;
+    const total = (count + pending) * rowHeight;
     const physical = Math.min(total, MAX_SCROLL_PX);
     const height = `${physical}px`;
     if (this.spacer.style.height !== height) this.spacer.style.height = height;
@@ -120,8 +138,8 @@ export class CustomerList {
     const virtualTop = top * scale;
     // Rows sit at their virtual offset, moved so the viewport's top shows virtualTop.
     this.shift = top - virtualTop;
-    const first = Math.max(0, Math.floor(virtualTop / ROW_HEIGHT) - OVERSCAN);
-    const last = Math.min(count + pending, Math.ceil((virtualTop + view) / ROW_HEIGHT) + OVERSCAN);
+    const first = Math.max(0, Math.floor(virtualTop / rowHeight) - OVERSCAN);
+    const last = Math.min(count + pending, Math.ceil((virtualTop + view) / rowHeight) + OVERSCAN);
 
     for (const [index, row] of this.rows) {
       if (index < first || index >= last || (index >= count && this.done) || row.dataset.stale) {
@@ -135,10 +153,66 @@ export class CustomerList {
       if (existing) existing.remove();
       const row = index < count ? this.buildRow(this.items[index], index) : this.placeholderRow(index);
       this.rows.set(index, row);
-      this.spacer.append(row);
+      this.insertInOrder(row, index);
     }
     for (const [index, row] of this.rows) this.position(row, index);
     if (!this.done && last + PREFETCH_ROWS >= count) this.loadMore();
+  }
+
+  // Rows stay in the DOM in their order on screen, so Tab goes from one row to
+  // the next below it. Existing rows are never moved (moving one drops its focus).
+  insertInOrder(row, index) {
+    let before = null;
+    for (const child of this.spacer.children) {
+      if (Number(child.dataset.index) > index) {
+        before = child;
+        break;
+      }
+    }
+    this.spacer.insertBefore(row, before);
+  }
+
+  // Order or filter changed: from the top.
+  steer(view) {
+    Object.assign(this.view, view);
+    this.freshId = null;
+    this.reset();
+  }
+
+  showTotal(page) {
+    const words = page.total_is_estimate
+      ? `About ${formatNumber(page.total)} customers in all (an estimate from table statistics)`
+      : `${formatNumber(page.total)} ${page.total === 1 ? "customer" : "customers"} in all`;
+    setText($("list-total"), words);
+  }
+
+  // A customer just created: newest first, so it is the first row, marked, with focus on its Edit button.
+  async showCreated(customer, notice) {
+    this.freshId = customer.id;
+    Object.assign(this.view, { sort: "newest", job: null, edited: false });
+    $("list-sort").value = "newest";
+    $("list-filter").value = "";
+    const search = $("search-input");
+    search.value = "";
+    this.reset("");
+    this.notice = notice;
+    setText($("list-message"), notice);
+    const edit = await this.waitForRow(customer.id);
+    if (edit) edit.querySelector("button").focus();
+  }
+
+  async focusEdit(id) {
+    const row = await this.waitForRow(id, 10);
+    if (row) row.querySelector("button").focus();
+  }
+
+  async waitForRow(id, tries = 50) {
+    for (let i = 0; i < tries; i += 1) {
+      const row = this.spacer.querySelector(`.list-row[data-id="${id}"]:not([data-stale])`);
+      if (row) return row;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    return null;
   }
 
   placeholderRow(index) {
@@ -171,12 +245,13 @@ export class CustomerList {
       el("span", { role: "cell", className: "c-actions" }, edit));
     row.dataset.id = String(customer.id);
     if (customer.updated_manually_at) row.classList.add("manual");
+    if (customer.id === this.freshId) row.classList.add("fresh");
     return this.position(row, index);
   }
 
   position(row, index) {
     row.dataset.index = String(index);
-    const transform = `translateY(${index * ROW_HEIGHT + (this.shift || 0)}px)`;
+    const transform = `translateY(${index * this.rowHeight + (this.shift || 0)}px)`;
     if (row.style.transform !== transform) row.style.transform = transform;
     return row;
   }

@@ -4,10 +4,12 @@
 // in any order, so every job passes through accept(), which drops news older
 // than what is on screen and keeps the bar from moving backwards.
 
-import { ApiError, controlJob, recentRows, rejectsUrl } from "./api.js";
+import { ApiError, controlJob, recentRows, rejectReasons, rejectsUrl } from "./api.js";
+import { announce } from "./announce.js";
 import { $, el, formatBytes, formatDuration, formatNumber, setText } from "./dom.js";
 
 export const ACTIVE = new Set(["queued", "running", "paused"]);
+const SETTLED = new Set(["paused", "completed", "failed", "cancelled"]);
 const RECENT_INTERVAL_MS = 1000;
 
 function sequence(job, eventId) {
@@ -25,6 +27,7 @@ export class ImportPanel {
     this.shownBytes = 0;
     this.shownPercent = 0;
     this.recent = { rowsDone: null, inFlight: false, again: false, timer: null, lastAt: -Infinity };
+    this.reasonsFor = null; // "job id:rejected" whose reasons are on screen
     this.bindControls();
   }
 
@@ -71,7 +74,10 @@ export class ImportPanel {
     this.seq = Math.max(seq, previous && previous.id === job.id ? this.seq : -1);
     this.render(job);
     if (wasActive !== this.active || !previous) this.onActiveChange(this.active);
-    if (previous && previous.id === job.id && ACTIVE.has(previous.status) && !this.active) this.onFinished(job);
+    if (previous && previous.id === job.id && ACTIVE.has(previous.status) && !this.active) {
+      announce(`Import of ${job.filename} ${outcome(job).text}`);
+      this.onFinished(job);
+    }
     this.refreshRecent();
   }
 
@@ -85,8 +91,12 @@ export class ImportPanel {
     setText($("job-file"), job.filename);
     setText($("job-id"), `job ${job.id}`);
     const badge = $("job-status");
-    setText(badge, job.status);
-    badge.dataset.status = job.status;
+    // The pause is asked for at once but lands after the batch in hand: until
+    // the runner lets go of the job (worker cleared), it is only pausing.
+    const shownStatus = job.status === "paused" && job.worker ? "pausing" : job.status;
+    setText(badge, shownStatus === "pausing" ? "pausing…" : shownStatus);
+    badge.dataset.status = shownStatus;
+    badge.dataset.problems = String(job.status === "completed" && job.rejected > 0);
 
     const total = Number(job.bytes_total) || 0;
     this.shownBytes = Math.max(this.shownBytes, Number(job.bytes_done) || 0);
@@ -119,9 +129,50 @@ export class ImportPanel {
     $("resume-button").disabled = job.status !== "paused";
     $("cancel-button").disabled = !ACTIVE.has(job.status);
     const link = $("rejects-link");
+    link.hidden = !(job.rejected > 0);
     const href = rejectsUrl(job.id);
     if (link.getAttribute("href") !== href) link.setAttribute("href", href);
     setText(link, `Download rejected rows (${formatNumber(job.rejected)}, CSV)`);
+    this.renderOutcome(job);
+  }
+
+  // Words for what the job did, once it stands still; the reasons come from the API.
+  renderOutcome(job) {
+    const box = $("job-outcome");
+    const settled = SETTLED.has(job.status) && !job.worker;
+    box.hidden = !settled;
+    if (!settled) return;
+    const { text, tone } = outcome(job);
+    box.dataset.tone = tone;
+    setText($("job-outcome-text"), text[0].toUpperCase() + text.slice(1));
+    const seconds = job.started_at ? (Date.parse(job.finished_at || job.updated_at) - Date.parse(job.started_at)) / 1000 : null;
+    setText($("job-duration"), seconds == null ? "" : `Took ${formatDuration(seconds)}, from ${formatTime(job.started_at)}.`);
+    const ignored = $("job-ignored");
+    const unknown = job.unknown_columns || [];
+    ignored.hidden = unknown.length === 0;
+    setText(ignored, unknown.length === 0 ? ""
+      : `Ignored ${unknown.length === 1 ? "column" : "columns"} (not customer fields): ${unknown.join(", ")}.`);
+    this.loadReasons(job);
+  }
+
+  async loadReasons(job) {
+    const key = `${job.id}:${job.rejected}`;
+    if (this.reasonsFor === key) return;
+    this.reasonsFor = key;
+    const box = $("job-reasons");
+    if (!(job.rejected > 0)) {
+      box.hidden = true;
+      return;
+    }
+    try {
+      const reasons = await rejectReasons(job.id);
+      if (this.reasonsFor !== key) return;
+      $("job-reasons-list").replaceChildren(...reasons.map((r) => el("li", {},
+        el("span", { className: "num", text: formatNumber(r.rows) }), ` ${r.rows === 1 ? "row" : "rows"}: ${r.reason} (first on line ${r.first_line})`)));
+      box.hidden = reasons.length === 0;
+    } catch {
+      this.reasonsFor = null; // asked again at the next event
+    }
   }
 
   // The recent rows follow rows_done, at most about once a second, and once
@@ -181,4 +232,33 @@ export class ImportPanel {
       el("td", { text: row.country ?? "" }),
     )));
   }
+}
+
+// What the job did, in a sentence that starts lower case; `tone` for its colour.
+export function outcome(job) {
+  const rows = Number(job.rows_done) || 0;
+  const imported = (Number(job.inserted) || 0) + (Number(job.updated) || 0);
+  const counted = `${formatNumber(imported)} of ${formatNumber(rows)} ${rows === 1 ? "row" : "rows"} imported`;
+  const notes = [];
+  if (job.rejected > 0) notes.push(`${formatNumber(job.rejected)} rejected`);
+  if (job.skipped_manual > 0) notes.push(`${formatNumber(job.skipped_manual)} skipped (edited by hand)`);
+  const tail = notes.length ? ` (${notes.join(", ")})` : "";
+  switch (job.status) {
+    case "completed":
+      return job.rejected > 0
+        ? { text: `completed with problems: ${counted}${tail}`, tone: "warning" }
+        : { text: `completed: ${counted}${tail}`, tone: "ok" };
+    case "failed":
+      return { text: `failed after ${counted}${tail}`, tone: "error" };
+    case "cancelled":
+      return { text: `cancelled after ${counted}${tail}`, tone: "error" };
+    case "paused":
+      return { text: `paused after ${counted}${tail}`, tone: "warning" };
+    default:
+      return { text: `${job.status}: ${counted}${tail}`, tone: "ok" };
+  }
+}
+
+function formatTime(iso) {
+  return new Date(iso).toLocaleString("en", { dateStyle: "medium", timeStyle: "short" });
 }

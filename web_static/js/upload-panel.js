@@ -28,6 +28,20 @@ export class UploadPanel {
       this.start();
     });
     this.bindDrop($("dropzone"));
+    this.cancel = null;
+    $("upload-cancel").addEventListener("click", () => this.cancel && this.cancel());
+    // A reload or a closed tab would stop the upload: the browser asks first.
+    window.addEventListener("beforeunload", (event) => {
+      if (!this.uploading) return;
+      event.preventDefault();
+      event.returnValue = "";
+    });
+    // A file dropped beside the zone would make the browser open it and leave the page.
+    for (const type of ["dragover", "drop"]) {
+      document.addEventListener(type, (event) => {
+        if (!$("dropzone").contains(event.target)) event.preventDefault();
+      });
+    }
   }
 
   bindDrop(zone) {
@@ -103,13 +117,16 @@ export class UploadPanel {
           }
         },
         onProgress: (sent, total) => progress.show(sent, total),
+        onStart: (cancel) => { this.cancel = cancel; },
       });
+      this.cancel = null;
       await then(uploadId);
       setText(message, "");
     } catch (error) {
       setText(message, error.message);
       if (error instanceof ApiError && error.status === 409 && error.body.job) this.onJob(error.body.job);
     } finally {
+      this.cancel = null;
       this.uploading = false;
       $("upload-progress").hidden = true;
       setText($("upload-label"), "Uploading");

@@ -16,7 +16,16 @@ export function fingerprint(file) {
 }
 
 // Resolves with the upload's id (the last part of its URL) once the server has every byte.
-export function uploadFile(file, { chunkSize, onProgress, onResume }) {
+// `onStart` receives a cancel function: it stops sending, asks the server to
+// drop what it has (tus termination), and rejects with an UploadCancelled.
+export class UploadCancelled extends Error {
+  constructor() {
+    super("The upload was cancelled; nothing was imported.");
+    this.name = "UploadCancelled";
+  }
+}
+
+export function uploadFile(file, { chunkSize, onProgress, onResume, onStart = () => {} }) {
   const tus = window.tus;
   if (!tus || !tus.isSupported) return Promise.reject(new Error("this browser cannot upload resumably"));
   return new Promise((resolve, reject) => {
@@ -37,6 +46,10 @@ export function uploadFile(file, { chunkSize, onProgress, onResume }) {
       onProgress,
       onSuccess: () => resolve(upload.url.split("/").pop()),
       onError: (error) => reject(new Error(describe(error))),
+    });
+    onStart(() => {
+      upload.abort(true).catch(() => {}); // a server that cannot be told lets the upload expire
+      reject(new UploadCancelled());
     });
     upload.findPreviousUploads().then((previous) => {
       // The latest one: an older one was most likely imported already (the server says 404).
