@@ -131,6 +131,8 @@ async def test_keyboard_only_create_edit_and_import(page, live_app, db, config, 
         await page.keyboard.press("Space")
     await (await chooser.value).set_files(str(path))
     await page.keyboard.press("Tab")
+    assert await page.evaluate(FOCUSED) == "preview-button"  # optional: Start imports as detected
+    await page.keyboard.press("Tab")
     assert await page.evaluate(FOCUSED) == "start-button"
     await page.keyboard.press("Enter")
     await expect(page.locator("#job-title")).to_be_focused()
