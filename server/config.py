@@ -51,6 +51,13 @@ class Config:
     batch_rows: int = 100_000
     batch_rejects: int = 10_000
     control_poll_seconds: float = 0.5
+    # The search index during large imports (docs/scaling.md): an import that will add at
+    # least this share of customer_search's rows, and at least this many, drops the trigram
+    # index after its first batch and builds it again in bulk, with this much memory, before
+    # the job ends.
+    search_rebuild_share: float = 0.3
+    search_rebuild_min_rows: int = 200_000
+    search_build_memory_mb: int = 256
 
     @property
     def pgdata(self) -> Path:
@@ -107,6 +114,12 @@ class Config:
             batch_rejects=_int(env, "IMPORT_BATCH_REJECTS", cls.batch_rejects, low=1),
             # How often a running import looks for a pause or cancel in the middle of a batch.
             control_poll_seconds=_float(env, "IMPORT_CONTROL_POLL_SECONDS", cls.control_poll_seconds),
+            # When an import rebuilds the search index instead of feeding it row by row.
+            search_rebuild_share=_float(env, "IMPORT_SEARCH_REBUILD_SHARE", cls.search_rebuild_share),
+            search_rebuild_min_rows=_int(env, "IMPORT_SEARCH_REBUILD_MIN_ROWS", cls.search_rebuild_min_rows,
+                                         low=0),
+            search_build_memory_mb=_int(env, "IMPORT_SEARCH_BUILD_MEMORY_MB", cls.search_build_memory_mb,
+                                        low=1, high=64 * 1024),
         )
 
 

@@ -19,7 +19,7 @@ from psycopg2.extras import Json
 from ..config import Config
 from ..sqlfiles import queries
 from .parse import FileRejected, Header, fingerprint, parse_batch, read_header
-from .writer import connect, prepare_session, write_batch
+from .writer import build_search_index, connect, drop_search_index_for, prepare_session, write_batch
 
 log = logging.getLogger(__name__)
 SQL = queries("jobs")
@@ -89,6 +89,12 @@ async def _run_claimed(job_id, worker, config, processes, call, conn, on_progres
     finally:
         with contextlib.suppress(Exception):
             await call(_release, conn, job_id, worker)
+        # A run that dropped the search index and stopped some other way than by its last
+        # batch (failed, or stopped between batches) builds it again; a job that still
+        # runs (this process is shutting down) leaves it to whoever resumes the job.
+        with contextlib.suppress(Exception):
+            if await call(_status, conn, job_id) != "running":
+                await call(build_search_index, conn, config.search_build_memory_mb * 1024)
 
 
 async def _prepare(job_id, claim: Claim, config: Config, processes, call, conn) -> tuple[Header, int]:
@@ -124,6 +130,7 @@ async def _pump(job_id, worker: str, claim: Claim, header: Header, file_size: in
                                     min(config.batch_rejects, rejects_left))
 
     upcoming = parse(claim.bytes_done, claim.line_no)
+    first = True
     try:
         while True:
             batch = await _unless_stopped(upcoming, job_id, config, call, conn)
@@ -131,9 +138,13 @@ async def _pump(job_id, worker: str, claim: Claim, header: Header, file_size: in
             last = batch.eof or rejected > config.reject_limit
             upcoming = None if last else parse(batch.end_offset, batch.end_line)
             written = await call(write_batch, conn, job_id, worker, batch, header.present,
-                                 config.reject_limit)
+                                 config.reject_limit, config.search_build_memory_mb * 1024)
             if on_progress:
                 on_progress(written.job)
+            if first and written.status == "running" and not last:
+                first = False
+                await call(drop_search_index_for, conn, batch, written, file_size,
+                           config.search_rebuild_share, config.search_rebuild_min_rows)
             if written.status != "running" or last:
                 return written.status
     finally:
