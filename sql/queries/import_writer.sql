@@ -84,11 +84,13 @@ WITH written AS (
         updated_at = now()
     WHERE c.updated_manually_at IS NULL
     RETURNING customer_id, xmax = 0 AS inserted, id,
-              customer_search_doc(first_name, last_name, email, company) AS doc
+              customer_search_doc(first_name, last_name, email, company) AS doc,
+              -- As the statement found it: a row whose text stays is neither written nor locked.
+              (SELECT s.doc FROM customer_search s WHERE s.id = c.id) AS old_doc
 ), search AS (
     INSERT INTO customer_search AS s (id, doc)
-    SELECT id, doc FROM written
-    ON CONFLICT (id) DO UPDATE SET doc = excluded.doc WHERE s.doc <> excluded.doc
+    SELECT id, doc FROM written WHERE old_doc IS DISTINCT FROM doc
+    ON CONFLICT (id) DO UPDATE SET doc = excluded.doc
 )
 SELECT customer_id, inserted FROM written
 
