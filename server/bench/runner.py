@@ -102,7 +102,7 @@ def _our_import(db_url: str, csv_path: Path, config: Config) -> dict:
     proc = subprocess.Popen([sys.executable, "-m", "server", "import", str(csv_path), "--json",
                              "--no-progress", "--stats"], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    peak_main, peak_tree, rss_at = _watch_memory(proc.pid, db_url)
+    peak_main, peak_tree, rss_at = _watch_memory_and_progress(proc.pid, db_url)
     out, err = proc.communicate()
     seconds = time.perf_counter() - started
     if proc.returncode != 0:
@@ -112,7 +112,13 @@ def _our_import(db_url: str, csv_path: Path, config: Config) -> dict:
             "rss_mb": (peak_main, peak_tree), "rss_at": rss_at}
 
 
-def _watch_memory(pid: int, db_url: str) -> tuple[float, float, dict[int, tuple[float, float]]]:
+def _watch_memory(pid: int) -> tuple[float, float]:
+    """Peak RSS of the importing process, and of it plus its parse worker, in MB."""
+    peak_main, peak_tree, _ = _watch_memory_and_progress(pid, None)
+    return peak_main, peak_tree
+
+
+def _watch_memory_and_progress(pid: int, db_url: str | None) -> tuple[float, float, dict[int, tuple[float, float]]]:
     """Peak RSS of the importing process, and of it plus its parse worker, in MB.
 
     Also the peaks so far when the job passed each of MARKS percent of its file
@@ -122,9 +128,8 @@ def _watch_memory(pid: int, db_url: str) -> tuple[float, float, dict[int, tuple[
 
     peak_main = peak_tree = 0.0
     rss_at: dict[int, tuple[float, float]] = {}
-    conn = psycopg2.connect(db_url, application_name="csv-import bench watcher")
-    conn.autocommit = True
-    next_look = 0.0
+    conn = None if db_url is None else psycopg2.connect(db_url, application_name="csv-import bench watcher")
+    next_look = 0.0 if conn is not None else float("inf")
     try:
         proc = psutil.Process(pid)
         while proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
@@ -133,7 +138,7 @@ def _watch_memory(pid: int, db_url: str) -> tuple[float, float, dict[int, tuple[
             peak_main, peak_tree = max(peak_main, main / 1e6), max(peak_tree, tree / 1e6)
             if time.monotonic() >= next_look:
                 next_look = time.monotonic() + 1
-                with conn.cursor() as cur:
+                with conn, conn.cursor() as cur:
                     cur.execute("SELECT 100.0 * bytes_done / greatest(bytes_total, 1) FROM import_jobs "
                                 "WHERE status = 'running' ORDER BY id DESC LIMIT 1")
                     found = cur.fetchone()
@@ -144,7 +149,8 @@ def _watch_memory(pid: int, db_url: str) -> tuple[float, float, dict[int, tuple[
     except psutil.NoSuchProcess:
         pass
     finally:
-        conn.close()
+        if conn is not None:
+            conn.close()
     return peak_main, peak_tree, rss_at
 
 
