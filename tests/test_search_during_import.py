@@ -122,3 +122,19 @@ async def test_an_import_small_beside_the_table_keeps_the_index(client_as, confi
     # The same index, never dropped and built again.
     assert await db.value("SELECT 'customer_search_trgm'::regclass::oid") == index_before
     assert len(await search(client, "zelda")) == 100
+
+
+async def test_a_batch_assumed_new_that_meets_an_existing_customer_is_written_again(client_as, config, db,
+                                                                                    tmp_path):
+    """After a batch of only new customers the next is copied without a look-up first."""
+    client = await client_as("admin", app=create_app(dataclasses.replace(config, batch_rows=100)))
+    await db.all("INSERT INTO customers (customer_id, first_name) VALUES ('S150', 'Before')")
+    path = write_csv(tmp_path / "people.csv", people(300))
+    job = await jobs.create(client.app[pool_key], filename=path.name, path=path, bytes_total=path.stat().st_size)
+    client.app[runner_key].wake()
+    done = await wait_for_status(client.app, job["id"], ("completed", "failed", "cancelled"))
+    assert (done["status"], done["inserted"], done["updated"]) == ("completed", 299, 1)
+    assert await db.value("SELECT first_name FROM customers WHERE customer_id = 'S150'") == "Zelda150"
+    assert [c["customer_id"] for c in await search(client, "zelda150")] == ["S150"]
+    assert await db.all("SELECT id, doc FROM customer_search ORDER BY id") == await db.all(
+        "SELECT id, customer_search_doc(first_name, last_name, email, company) FROM customers ORDER BY id")

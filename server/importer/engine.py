@@ -131,6 +131,7 @@ async def _pump(job_id, worker: str, claim: Claim, header: Header, file_size: in
 
     upcoming = parse(claim.bytes_done, claim.line_no)
     first = True
+    assume_new = False  # the batch before held only new customers
     try:
         while True:
             batch = await _unless_stopped(upcoming, job_id, config, call, conn)
@@ -138,7 +139,8 @@ async def _pump(job_id, worker: str, claim: Claim, header: Header, file_size: in
             last = batch.eof or rejected > config.reject_limit
             upcoming = None if last else parse(batch.end_offset, batch.end_line)
             written = await call(write_batch, conn, job_id, worker, batch, header.present,
-                                 config.reject_limit, config.search_build_memory_mb * 1024)
+                                 config.reject_limit, config.search_build_memory_mb * 1024, assume_new)
+            assume_new = written.inserted == len(batch.ids) > 0
             if on_progress:
                 on_progress(written.job)
             if first and written.status == "running" and not last:

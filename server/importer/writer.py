@@ -59,19 +59,25 @@ def prepare_session(conn, batch_bytes: int) -> None:
 
 
 def write_batch(conn, job_id: int, worker: str, batch: Batch, present: tuple[str, ...],
-                reject_limit: int, build_kilobytes: int) -> Written:
+                reject_limit: int, build_kilobytes: int, assume_new: bool = False) -> Written:
     """Write one batch and its checkpoint in one transaction. Blocking: call from a thread.
 
+    `assume_new` (the batch before held only new customers): copy the batch
+    without looking its ids up first, the way a first import goes fastest.
     A batch that ends the job also builds the trigram index if it is missing
     (`build_kilobytes` of maintenance_work_mem), before the job's end commits.
     """
+    # An id that exists after all (assumed new, or created by someone else between our
+    # look-up and our COPY): the batch again, looked up, then all through the stage,
+    # which takes conflicts in stride.
+    ways = (("none",) if assume_new else ()) + ("look", "stage")
     try:
-        return _write(conn, job_id, worker, batch, present, reject_limit, build_kilobytes, direct=True)
-    except psycopg2.errors.UniqueViolation:
-        # A customer created by someone else between our look-up and our COPY:
-        # do the whole batch again through the stage, which takes conflicts in stride.
-        conn.rollback()
-        return _write(conn, job_id, worker, batch, present, reject_limit, build_kilobytes, direct=False)
+        for way in ways[:-1]:
+            try:
+                return _write(conn, job_id, worker, batch, present, reject_limit, build_kilobytes, way)
+            except psycopg2.errors.UniqueViolation:
+                conn.rollback()
+        return _write(conn, job_id, worker, batch, present, reject_limit, build_kilobytes, ways[-1])
     except BaseException:
         if not conn.closed:
             conn.rollback()
@@ -79,14 +85,15 @@ def write_batch(conn, job_id: int, worker: str, batch: Batch, present: tuple[str
 
 
 def _write(conn, job_id: int, worker: str, batch: Batch, present, reject_limit: int,
-           build_kilobytes: int, *, direct: bool) -> Written:
+           build_kilobytes: int, existing_from: str) -> Written:
+    """`existing_from`: which customers exist: "none", "look" them up, or all ("stage")."""
     counts = {"inserted": 0, "updated": 0, "skipped_manual": 0}
     skipped_ids: set[str] = set()
     with conn.cursor() as cur:
         existing: set[str] = set()
-        if not direct:
+        if existing_from == "stage":
             existing = set(batch.ids)
-        elif batch.ids:
+        elif existing_from == "look" and batch.ids:
             cur.execute(SQL["existing_ids"], {"ids": batch.ids})
             existing = {row[0] for row in cur.fetchall()}
         new_lines = [line for cid, line in zip(batch.ids, batch.lines) if cid not in existing]
