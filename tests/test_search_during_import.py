@@ -138,3 +138,16 @@ async def test_a_batch_assumed_new_that_meets_an_existing_customer_is_written_ag
     assert [c["customer_id"] for c in await search(client, "zelda150")] == ["S150"]
     assert await db.all("SELECT id, doc FROM customer_search ORDER BY id") == await db.all(
         "SELECT id, customer_search_doc(first_name, last_name, email, company) FROM customers ORDER BY id")
+
+
+def test_the_rebuild_settings_are_read_from_the_environment_and_checked():
+    from server.config import Config, ConfigError
+
+    config = Config.from_env({"IMPORT_SEARCH_REBUILD_SHARE": "0.5", "IMPORT_SEARCH_REBUILD_MIN_ROWS": "1000",
+                              "IMPORT_SEARCH_BUILD_MEMORY_MB": "512"})
+    assert (config.search_rebuild_share, config.search_rebuild_min_rows, config.search_build_memory_mb) == (
+        0.5, 1000, 512)
+    for name, bad in (("IMPORT_SEARCH_REBUILD_SHARE", "0"), ("IMPORT_SEARCH_REBUILD_MIN_ROWS", "-1"),
+                      ("IMPORT_SEARCH_BUILD_MEMORY_MB", "0")):
+        with pytest.raises(ConfigError, match=name):
+            Config.from_env({name: bad})
