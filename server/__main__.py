@@ -45,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     bench = commands.add_parser("bench", help="side-by-side benchmark against psql \\copy")
     bench.add_argument("rows", type=int, nargs="?", help="default 2,000,000 (200,000 with --edge)")
     bench.add_argument("--about-bytes", type=int, default=1000)
+    bench.add_argument("--ten-gb", action="store_true",
+                       help="about 10 GB (10,000,000 rows unless ROWS): one import, its RSS at 10/50/90%%, search")
     bench.add_argument("--uploads", type=int, metavar="MB",
                        help="only compare upload throughput (tus vs multipart) on a file of about MB megabytes")
     bench.add_argument("--edge", action="store_true",
@@ -109,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_engine_bench(config, backfill_rows=args.backfill_rows)
         from .bench import run_bench
 
+        if args.ten_gb:
+            return run_bench(config, args.rows or 10_000_000, about_bytes=args.about_bytes, big=True)
         return run_bench(config, args.rows or 2_000_000, about_bytes=args.about_bytes)
     parser.error(f"unknown command {args.command}")
     return 2

@@ -59,6 +59,13 @@ class Config:
     keepalive_interval_seconds: int = 5      # between probes
     keepalive_count: int = 3                 # unanswered probes, then the connection is dead
     trusted_proxies: tuple[str, ...] = ()    # peers whose X-Forwarded-For/-Proto are believed
+    # The search index during large imports (docs/scaling.md): an import that will add at
+    # least this share of customer_search's rows, and at least this many, drops the trigram
+    # index after its first batch and builds it again in bulk, with this much memory, before
+    # the job ends.
+    search_rebuild_share: float = 0.3
+    search_rebuild_min_rows: int = 200_000
+    search_build_memory_mb: int = 256
 
     @property
     def pgdata(self) -> Path:
@@ -128,6 +135,12 @@ class Config:
             keepalive_count=_int(env, "DB_KEEPALIVE_COUNT", cls.keepalive_count, low=1, high=100),
             # The proxies in front (nginx: 127.0.0.1): their X-Forwarded-For and -Proto are believed.
             trusted_proxies=_addresses(env, "TRUSTED_PROXIES"),
+            # When an import rebuilds the search index instead of feeding it row by row.
+            search_rebuild_share=_float(env, "IMPORT_SEARCH_REBUILD_SHARE", cls.search_rebuild_share),
+            search_rebuild_min_rows=_int(env, "IMPORT_SEARCH_REBUILD_MIN_ROWS", cls.search_rebuild_min_rows,
+                                         low=0),
+            search_build_memory_mb=_int(env, "IMPORT_SEARCH_BUILD_MEMORY_MB", cls.search_build_memory_mb,
+                                        low=1, high=64 * 1024),
         )
 
 

@@ -22,7 +22,7 @@ from ..sqlfiles import queries
 from .batch import Batch
 from .hosts import leave_to_another_host
 from .parse import FileRejected, Header, fingerprint, parse_batch, read_header
-from .writer import prepare_session, write_batch
+from .writer import build_search_index, drop_search_index_for, prepare_session, write_batch
 
 log = logging.getLogger(__name__)
 SQL = queries("jobs")
@@ -97,6 +97,12 @@ async def _run_claimed(job_id, worker, config, processes, call, conn, on_progres
     finally:
         with contextlib.suppress(Exception):
             await call(_release, conn, job_id, worker)
+        # A run that dropped the search index and stopped some other way than by its last
+        # batch (failed, or stopped between batches) builds it again; a job that still
+        # runs (this process is shutting down) leaves it to whoever resumes the job.
+        with contextlib.suppress(Exception):
+            if await call(_status, conn, job_id) != "running":
+                await call(build_search_index, conn, config.search_build_memory_mb * 1024)
 
 
 async def _prepare(job_id, claim: Claim, config: Config, processes, call, conn) -> tuple[Header, int]:
@@ -133,6 +139,9 @@ async def _pump(job_id, worker: str, claim: Claim, header: Header, file_size: in
                                     min(config.batch_rejects, rejects_left), stream_offset)
 
     upcoming = parse(claim.bytes_done, claim.line_no)
+    first = True
+    assume_new = False  # the batch before held only new customers
+    dry_run = bool(claim.options.get("dry_run"))  # counts only: no customer, no index changes
     try:
         while True:
             batch = await _unless_stopped(upcoming, job_id, config, call, conn)
@@ -141,7 +150,9 @@ async def _pump(job_id, worker: str, claim: Claim, header: Header, file_size: in
             upcoming = None if last else parse(batch.end_offset, batch.end_line, batch.stream_end)
             started = loop.time()
             written = await call(write_batch, conn, job_id, worker, batch, header.present,
-                                 config.reject_limit, bool(claim.options.get("dry_run")))
+                                 config.reject_limit, config.search_build_memory_mb * 1024, assume_new,
+                                 dry_run)
+            assume_new = written.inserted == len(batch.ids) > 0
             if written.status not in ("paused", "cancelled"):  # else it rolled back
                 seconds = loop.time() - started
                 log.debug("import job %s: batch to byte %s committed in %.3fs", job_id, batch.end_offset,
@@ -153,6 +164,10 @@ async def _pump(job_id, worker: str, claim: Claim, header: Header, file_size: in
                     on_batch(batch, seconds)
             if on_progress:
                 on_progress(written.job)
+            if first and written.status == "running" and not last and not dry_run:
+                first = False
+                await call(drop_search_index_for, conn, batch, written, file_size,
+                           config.search_rebuild_share, config.search_rebuild_min_rows)
             if written.status != "running" or last:
                 return written.status
     finally:

@@ -4,6 +4,13 @@ Runs in a thread on a plain psycopg2 connection, because aiopg cannot run COPY.
 New customers go straight into the table by COPY (the cheap path a first import
 takes); customers that exist already go through a temporary stage and one
 INSERT ... ON CONFLICT, which skips rows edited by hand.
+
+The batch writes its customers' search rows (customer_search) itself, in the
+same transaction; the row triggers that keep the table for every other writer
+stand aside for this session (sql/013_*). When an import will add a large
+share of the table, the trigram index is dropped after the first batch and
+built again in bulk in the transaction that ends the job (docs/scaling.md):
+search stays right meanwhile, walking the table instead of asking the index.
 """
 from __future__ import annotations
 
@@ -26,6 +33,7 @@ COPY_BUFFER = 1024 * 1024
 class Written:
     status: str          # the job's status after the commit
     job: dict            # the job as the API shows it
+    inserted: int = 0    # new customers in this batch
 
 
 class CheckpointMoved(Exception):
@@ -42,49 +50,64 @@ def prepare_session(conn, batch_bytes: int) -> None:
         # Safe here, and it spares a WAL flush per batch: rows and checkpoint commit together,
         # so a database crash can only lose both, and the job redoes them from the older one.
         cur.execute(SQL["async_commit"])
-        # The search table's triggers see a batch's rows as a transition table, kept in
-        # work_mem; at the default 4 MB every batch went through a temporary file.
+        # The upsert's stage and the trigram index's pending list are sorted and merged
+        # in work_mem; at the default 4 MB a batch went through temporary files.
         cur.execute(SQL["batch_memory"], {"kilobytes": max(4096, 3 * batch_bytes // 1024)})
+        cur.execute(SQL["search_kept_by_writer"])
         cur.execute(SQL["create_stage"])
     conn.commit()
 
 
 def write_batch(conn, job_id: int, worker: str, batch: Batch, present: tuple[str, ...],
-                reject_limit: int, dry_run: bool = False) -> Written:
+                reject_limit: int, build_kilobytes: int, assume_new: bool = False,
+                dry_run: bool = False) -> Written:
     """Write one batch and its checkpoint in one transaction. Blocking: call from a thread.
 
+    `assume_new` (the batch before held only new customers): copy the batch
+    without looking its ids up first, the way a first import goes fastest.
+    A batch that ends the job also builds the trigram index if it is missing
+    (`build_kilobytes` of maintenance_work_mem), before the job's end commits.
     A dry run counts as the write would, and rolls the customers back before the checkpoint.
     """
+    # An id that exists after all (assumed new, or created by someone else between our
+    # look-up and our COPY): the batch again, looked up, then all through the stage,
+    # which takes conflicts in stride.
+    ways = (("none",) if assume_new else ()) + ("look", "stage")
     try:
-        return _write(conn, job_id, worker, batch, present, reject_limit, direct=True, dry_run=dry_run)
-    except psycopg2.errors.UniqueViolation:
-        # A customer created by someone else between our look-up and our COPY:
-        # do the whole batch again through the stage, which takes conflicts in stride.
-        conn.rollback()
-        return _write(conn, job_id, worker, batch, present, reject_limit, direct=False, dry_run=dry_run)
+        for way in ways[:-1]:
+            try:
+                return _write(conn, job_id, worker, batch, present, reject_limit, build_kilobytes, way, dry_run)
+            except psycopg2.errors.UniqueViolation:
+                conn.rollback()
+        return _write(conn, job_id, worker, batch, present, reject_limit, build_kilobytes, ways[-1], dry_run)
     except BaseException:
         if not conn.closed:
             conn.rollback()
         raise
 
 
-def _write(conn, job_id: int, worker: str, batch: Batch, present, reject_limit: int, *,
-           direct: bool, dry_run: bool) -> Written:
+def _write(conn, job_id: int, worker: str, batch: Batch, present, reject_limit: int,
+           build_kilobytes: int, existing_from: str, dry_run: bool) -> Written:
+    """`existing_from`: which customers exist: "none", "look" them up, or all ("stage")."""
     counts = {"inserted": 0, "updated": 0, "skipped_manual": 0}
     skipped_ids: set[str] = set()
     with conn.cursor() as cur:
         if dry_run:
             cur.execute(SQL["dry_run_begin"])
         existing: set[str] = set()
-        if not direct:
+        if existing_from == "stage":
             existing = set(batch.ids)
-        elif batch.ids:
+        elif existing_from == "look" and batch.ids:
             cur.execute(SQL["existing_ids"], {"ids": batch.ids})
             existing = {row[0] for row in cur.fetchall()}
         new_lines = [line for cid, line in zip(batch.ids, batch.lines) if cid not in existing]
         old_lines = [line for cid, line in zip(batch.ids, batch.lines) if cid in existing]
         if new_lines:
-            cur.copy_expert(SQL["copy_customers"], _payload(new_lines), size=COPY_BUFFER)
+            cur.execute(SQL["new_ids"], {"n": len(new_lines)})
+            ids = [row[0] for row in cur.fetchall()]
+            payload = io.BytesIO(b"".join(b"%d\t%b" % pair for pair in zip(ids, new_lines)))
+            cur.copy_expert(SQL["copy_customers"], payload, size=COPY_BUFFER)
+            cur.execute(SQL["search_add"], {"ids": ids})
             counts["inserted"] += len(new_lines)
         if old_lines:
             cur.copy_expert(SQL["copy_stage"], _payload(old_lines), size=COPY_BUFFER)
@@ -117,10 +140,54 @@ def _write(conn, job_id: int, worker: str, batch: Batch, present, reject_limit: 
             if row is not None and row[0] != "running":
                 # Paused or cancelled while this batch was on its way: the control's answer
                 # stays the job's last word, and a resume parses the batch again.
+                build_search_index(conn, build_kilobytes)
                 return Written(status=row[0], job=row[1])
             raise CheckpointMoved(f"job {job_id} is no longer at byte {batch.start_offset}")
+        if row[0] != "running":
+            # The job ends with this batch: search is whole when it commits.
+            _build_search_index(cur, build_kilobytes)
     conn.commit()
-    return Written(status=row[0], job=row[1])
+    return Written(status=row[0], job=row[1], inserted=counts["inserted"])
+
+
+def drop_search_index_for(conn, batch: Batch, written: Written, file_size: int,
+                          share: float, min_rows: int) -> bool:
+    """After a run's first batch: drop the trigram index if the rest of the file is big beside the table.
+
+    The rest is reckoned from the batch: its bytes per row and its share of new
+    customers. True when the index is gone (the job builds it again as it ends).
+    """
+    rows = len(batch.ids) + sum(batch.repeats.values()) + len(batch.rejects)
+    size = batch.end_offset - batch.start_offset
+    if batch.eof or rows == 0 or size <= 0 or written.inserted == 0:
+        return False
+    coming = (file_size - batch.end_offset) / (size / rows) * (written.inserted / rows)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(SQL["search_rows"])
+            present = cur.fetchone()[0]
+            if coming < min_rows or coming < share * present:
+                conn.rollback()
+                return False
+            cur.execute(SQL["search_lock_timeout"])
+            cur.execute(SQL["search_index_drop"])
+        conn.commit()
+        return True
+    except psycopg2.errors.LockNotAvailable:
+        conn.rollback()   # searches held it: keep the index, and pay for it row by row
+        return False
+
+
+def build_search_index(conn, build_kilobytes: int) -> None:
+    """The trigram index, if a run dropped it and ended before building it again. Blocking."""
+    with conn.cursor() as cur:
+        _build_search_index(cur, build_kilobytes)
+    conn.commit()
+
+
+def _build_search_index(cur, build_kilobytes: int) -> None:
+    cur.execute(SQL["search_build_memory"], {"kilobytes": build_kilobytes})
+    cur.execute(SQL["search_index_build"])
 
 
 def _payload(lines: list[bytes]) -> io.BytesIO:

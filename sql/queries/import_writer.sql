@@ -6,11 +6,46 @@ SET synchronous_commit = off
 -- name: batch_memory
 SELECT set_config('work_mem', %(kilobytes)s || 'kB', false)
 
+-- name: search_kept_by_writer
+-- The row triggers on customers (sql/013_*) stand aside: this session writes
+-- customer_search with each batch's own statements.
+SELECT set_config('csvimp.search_kept_by', 'writer', false)
+
+-- name: new_ids
+-- Ids for the batch's new customers, so that their search rows can be found by key.
+SELECT nextval(pg_get_serial_sequence('customers', 'id')) FROM generate_series(1, %(n)s)
+
+-- name: search_add
+INSERT INTO customer_search (id, doc)
+SELECT id, customer_search_doc(first_name, last_name, email, company)
+FROM customers WHERE id = ANY(%(ids)s)
+
+-- name: search_rows
+-- Rows in customer_search now, reckoned as customer_search_ids does (sql/006_*).
+SELECT pg_relation_size(c.oid) / current_setting('block_size')::bigint
+       * CASE WHEN c.relpages > 0 AND c.reltuples > 0 THEN c.reltuples / c.relpages ELSE 80 END
+FROM pg_class c WHERE c.oid = 'customer_search'::regclass
+
+-- name: search_lock_timeout
+-- Dropping the index waits for the searches running now, and every new search
+-- waits behind it: not for long, else the import keeps the index.
+SET LOCAL lock_timeout = '2s'
+
+-- name: search_index_drop
+DROP INDEX IF EXISTS customer_search_trgm
+
+-- name: search_build_memory
+SELECT set_config('maintenance_work_mem', %(kilobytes)s || 'kB', true)
+
+-- name: search_index_build
+-- The index of sql/003_*, as it was; a no-op while it is there.
+CREATE INDEX IF NOT EXISTS customer_search_trgm ON customer_search USING gin (doc gin_trgm_ops)
+
 -- name: existing_ids
 SELECT customer_id FROM customers WHERE customer_id = ANY(%(ids)s)
 
 -- name: copy_customers
-COPY customers (customer_id, first_name, last_name, company, city, country,
+COPY customers (id, customer_id, first_name, last_name, company, city, country,
                 phone_1, phone_2, email, subscription_date, website, about, import_job_id)
 FROM STDIN
 
@@ -26,6 +61,7 @@ COPY import_stage FROM STDIN
 
 -- name: upsert_from_stage
 -- A column the file does not have keeps its value; a hand-edited customer keeps all.
+-- Search rows follow, written only where the text changed.
 WITH written AS (
     INSERT INTO customers AS c (customer_id, first_name, last_name, company, city, country,
                                 phone_1, phone_2, email, subscription_date, website, about,
@@ -47,7 +83,14 @@ WITH written AS (
         import_job_id = excluded.import_job_id,
         updated_at = now()
     WHERE c.updated_manually_at IS NULL
-    RETURNING customer_id, xmax = 0 AS inserted
+    RETURNING customer_id, xmax = 0 AS inserted, id,
+              customer_search_doc(first_name, last_name, email, company) AS doc,
+              -- As the statement found it: a row whose text stays is neither written nor locked.
+              (SELECT s.doc FROM customer_search s WHERE s.id = c.id) AS old_doc
+), search AS (
+    INSERT INTO customer_search AS s (id, doc)
+    SELECT id, doc FROM written WHERE old_doc IS DISTINCT FROM doc
+    ON CONFLICT (id) DO UPDATE SET doc = excluded.doc
 )
 SELECT customer_id, inserted FROM written
 
