@@ -3,8 +3,13 @@ a cancel racing a batch, a stop while a batch parses, a parse worker killed."""
 import asyncio
 import os
 import signal
+import struct
+import sys
 import threading
 import time
+from concurrent.futures.process import BrokenProcessPool
+
+import pytest
 
 from server.generate import generate
 from server.importer import jobs
@@ -97,6 +102,32 @@ async def test_a_killed_parse_worker_is_a_transient_stop(client, db, messy_file)
     done = await wait_for_status(client.app, job["id"], TERMINAL, timeout=120)
     assert done["status"] == "completed", done
     assert await _outcome(db) == clean
+
+
+def _die_halfway_through_a_reply() -> None:
+    """In the parse worker: begin sending a batch-sized result, then die as kill -9 would.
+
+    What the OOM killer does to a worker that is writing a parsed batch back: the pool's
+    result pipe holds the start of a message whose rest never comes.
+    """
+    frame = sys._getframe()
+    while frame.f_code.co_name != "_process_worker":  # concurrent.futures.process's worker loop
+        frame = frame.f_back
+    results = frame.f_locals["result_queue"]
+    os.write(results._writer.fileno(), struct.pack("!i", 1 << 20) + b"\0" * 4096)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+async def test_a_parse_worker_killed_halfway_through_a_reply_is_a_transient_stop(client, db, messy_file):
+    await _reset(db)
+    runner = client.app[runner_key]
+    job = await start(client.app, messy_file)
+    await wait_for_bytes(client.app, job["id"], messy_file.stat().st_size // 3)
+    dying = runner._worker_processes().submit(_die_halfway_through_a_reply)
+    done = await wait_for_status(client.app, job["id"], TERMINAL, timeout=60)
+    assert done["status"] == "completed" and done["rejected"] == 5, done
+    with pytest.raises(BrokenProcessPool):
+        dying.result(timeout=0)
 
 
 async def test_a_job_that_cannot_connect_leaves_no_thread_behind(config):

@@ -21,7 +21,7 @@ from ..db import job_connection
 from ..sqlfiles import queries
 from .batch import Batch
 from .hosts import leave_to_another_host
-from .parse import FileRejected, Header, fingerprint, parse_batch, read_header
+from .parse import FileRejected, Header, fingerprint, notice_dead_workers, parse_batch, read_header
 from .writer import build_search_index, drop_search_index_for, prepare_session, write_batch
 
 log = logging.getLogger(__name__)
@@ -107,12 +107,13 @@ async def _run_claimed(job_id, worker, config, processes, call, conn, on_progres
 
 async def _prepare(job_id, claim: Claim, config: Config, processes, call, conn) -> tuple[Header, int]:
     loop = asyncio.get_running_loop()
+
+    def in_worker(fn, *args):
+        return _unless_stopped(loop.run_in_executor(processes, fn, *args), processes, job_id, config, call, conn)
+
     try:
-        header = await _unless_stopped(loop.run_in_executor(processes, read_header, claim.path,
-                                                            config.max_record_bytes, claim.options),
-                                       job_id, config, call, conn)
-        found = await _unless_stopped(loop.run_in_executor(processes, fingerprint, claim.path),
-                                      job_id, config, call, conn)
+        header = await in_worker(read_header, claim.path, config.max_record_bytes, claim.options)
+        found = await in_worker(fingerprint, claim.path)
     except OSError as exc:
         raise JobFailed(_unreadable(claim.path, exc)) from None
     except FileRejected as exc:
@@ -144,7 +145,7 @@ async def _pump(job_id, worker: str, claim: Claim, header: Header, file_size: in
     dry_run = bool(claim.options.get("dry_run"))  # counts only: no customer, no index changes
     try:
         while True:
-            batch = await _unless_stopped(upcoming, job_id, config, call, conn)
+            batch = await _unless_stopped(upcoming, processes, job_id, config, call, conn)
             rejected += len(batch.rejects)
             last = batch.eof or rejected > config.reject_limit
             upcoming = None if last else parse(batch.end_offset, batch.end_line, batch.stream_end)
@@ -175,16 +176,19 @@ async def _pump(job_id, worker: str, claim: Claim, header: Header, file_size: in
             upcoming.cancel()
 
 
-async def _unless_stopped(future: asyncio.Future, job_id: int, config: Config, call, conn):
+async def _unless_stopped(future: asyncio.Future, processes, job_id: int, config: Config, call, conn):
     """The parse worker's result; a pause or cancel meanwhile ends the wait (_Stopped).
 
     The writer connection is idle while we wait (the batch before has committed), so it
-    looks; work in flight finishes in the worker and is dropped.
+    looks; work in flight finishes in the worker and is dropped. A worker that died is
+    noticed too (its pool fails the future with BrokenProcessPool), even one killed while
+    sending its result back, which the pool alone would wait for for ever.
     """
     while True:
         done, _ = await asyncio.wait([future], timeout=config.control_poll_seconds)
         if done:
             return future.result()
+        notice_dead_workers(processes)
         status = await call(_status, conn, job_id)
         if status != "running":
             future.cancel()

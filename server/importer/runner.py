@@ -26,7 +26,7 @@ from ..keys import config_key, database_url_key, metrics_key, pool_key, runner_k
 from . import jobs
 from .batch import Batch
 from .engine import run_job
-from .parse import exit_with_parent
+from .parse import exit_with_parent, notice_dead_workers
 from .writer import CheckpointMoved
 from ..tasks import cancel_and_wait
 
@@ -144,6 +144,8 @@ class JobRunner:
 
     def _drop_worker_processes(self) -> None:
         if self._processes is not None:
+            # A pool stuck on a dead worker's half reply would hang interpreter exit.
+            notice_dead_workers(self._processes)
             self._processes.shutdown(wait=False, cancel_futures=True)
             self._processes = None
 
