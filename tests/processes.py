@@ -12,6 +12,7 @@ from pathlib import Path
 
 import aiohttp
 import aiopg
+import psutil
 
 from server.auth import store
 from server.auth.roles import Role
@@ -69,3 +70,31 @@ async def admin_headers(db_url: str, role: str = "admin") -> dict[str, str]:
     async with aiopg.create_pool(db_url, minsize=1, maxsize=1) as pool:
         token = await store.create_token(pool, name, Role[role])
     return {"Authorization": f"Bearer {token}"}
+
+
+class RssGrowth:
+    """How much a process's memory (RSS) grows while a block runs: `async with RssGrowth(pid) as rss:`,
+    then `rss.baseline` and `rss.peak` in bytes and `rss.growth_mb`."""
+
+    def __init__(self, pid: int) -> None:
+        self.process = psutil.Process(pid)
+        self.baseline = self.peak = 0
+        self._sampler: asyncio.Task | None = None
+
+    @property
+    def growth_mb(self) -> float:
+        return (self.peak - self.baseline) / 1024**2
+
+    async def __aenter__(self) -> RssGrowth:
+        self.baseline = self.peak = max(self.process.memory_info().rss for _ in range(5))
+        self._sampler = asyncio.create_task(self._sample())
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        self._sampler.cancel()
+        await asyncio.gather(self._sampler, return_exceptions=True)
+
+    async def _sample(self) -> None:
+        while True:
+            self.peak = max(self.peak, self.process.memory_info().rss)
+            await asyncio.sleep(0.02)

@@ -13,12 +13,11 @@ import sys
 from pathlib import Path
 
 import aiohttp
-import psutil
 import pytest
 from tusclient.client import TusClient
 from tusclient.storage.filestorage import FileStorage
 
-from tests.processes import admin_headers, cli, free_port, server_env, wait_healthy
+from tests.processes import RssGrowth, admin_headers, cli, free_port, server_env, wait_healthy
 
 pytestmark = pytest.mark.slow
 
@@ -143,23 +142,10 @@ async def test_a_200_mb_patch_grows_the_server_rss_by_less_than_50_mb(db_url, tm
     try:
         async with await api_session(db_url) as session:
             await wait_healthy(url, proc)
-            server = psutil.Process(proc.pid)
             await tus_upload(session, url, 4 * 1024**2, generated(4 * 1024**2))  # warm up
-            baseline = max(server.memory_info().rss for _ in range(5))
-            peak = baseline
-            done = asyncio.Event()
-
-            async def sample():
-                nonlocal peak
-                while not done.is_set():
-                    peak = max(peak, server.memory_info().rss)
-                    await asyncio.sleep(0.02)
-
-            sampler = asyncio.create_task(sample())
-            offset = await tus_upload(session, url, SIZE, generated(SIZE))
-            done.set()
-            await sampler
-        growth_mb = (peak - baseline) / 1024**2
+            async with RssGrowth(proc.pid) as rss:
+                offset = await tus_upload(session, url, SIZE, generated(SIZE))
+        baseline, peak, growth_mb = rss.baseline, rss.peak, rss.growth_mb
         print(f"\n200 MB in one PATCH: server RSS {baseline / 1024**2:.0f} MB -> peak {peak / 1024**2:.0f} MB "
               f"(+{growth_mb:.1f} MB)", file=sys.stderr)
         assert offset == SIZE

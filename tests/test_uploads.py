@@ -6,12 +6,11 @@ import sys
 import time
 
 import aiohttp
-import psutil
 import pytest
 
 from server.app import create_app
 from tests.importing import HEADER, TERMINAL, row, wait_for_status, write_csv
-from tests.processes import admin_headers, cli, free_port, server_env, wait_healthy
+from tests.processes import RssGrowth, admin_headers, cli, free_port, server_env, wait_healthy
 
 CSV = ("\n".join([HEADER] + [row(i, f"U{i}", f"Up{i}") for i in range(1, 2001)]) + "\n").encode()
 
@@ -128,36 +127,23 @@ async def test_a_200_mb_upload_grows_the_server_rss_by_less_than_50_mb(db_url, t
     try:
         async with aiohttp.ClientSession(headers=await admin_headers(db_url)) as session:
             await wait_healthy(url, proc)
-            server = psutil.Process(proc.pid)
             # Warm up: the first upload imports what an upload needs, like any later one.
             async with session.post(url + "/import", data=form(CSV)) as resp:
                 warm = await resp.json()
             async with session.post(url + f"/import/jobs/{warm['id']}/cancel"):
                 pass
-            baseline = max(server.memory_info().rss for _ in range(5))
-            peak = baseline
-            done = asyncio.Event()
-
-            async def sample():
-                nonlocal peak
-                while not done.is_set():
-                    peak = max(peak, server.memory_info().rss)
-                    await asyncio.sleep(0.02)
-
-            sampler = asyncio.create_task(sample())
             body = aiohttp.MultipartWriter("form-data")
             part = body.append(aiohttp.payload.AsyncIterablePayload(_body(200 * 1024 * 1024)))
             part.set_content_disposition("form-data", name="file", filename="big.csv")
-            started = time.monotonic()
-            async with session.post(url + "/import", data=body) as resp:
-                assert resp.status == 202, await resp.text()
-                job = await resp.json()
-            seconds = time.monotonic() - started
-            done.set()
-            await sampler
+            async with RssGrowth(proc.pid) as rss:
+                started = time.monotonic()
+                async with session.post(url + "/import", data=body) as resp:
+                    assert resp.status == 202, await resp.text()
+                    job = await resp.json()
+                seconds = time.monotonic() - started
             async with session.post(url + f"/import/jobs/{job['id']}/cancel"):
                 pass
-        growth_mb = (peak - baseline) / 1024**2
+        baseline, peak, growth_mb = rss.baseline, rss.peak, rss.growth_mb
         print(f"\n200 MB upload in {seconds:.1f}s: server RSS {baseline / 1024**2:.0f} MB -> "
               f"peak {peak / 1024**2:.0f} MB (+{growth_mb:.1f} MB)", file=sys.stderr)
         assert job["upload"]["bytes"] >= 200 * 1024 * 1024
