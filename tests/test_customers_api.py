@@ -28,10 +28,10 @@ async def fill(db, count: int, *, first: str = "Name") -> None:
                  "SELECT 'G' || n, %s || n FROM generate_series(1, %s) AS n", (first, count))
 
 
-async def all_pages(client, url: str) -> list[dict]:
+async def all_pages(client, url: str, params: dict | None = None) -> list[dict]:
     items, cursor = [], None
     while True:
-        resp = await client.get(url, params={} if cursor is None else {"after": cursor})
+        resp = await client.get(url, params=(params or {}) | ({} if cursor is None else {"after": cursor}))
         assert resp.status == 200, await resp.text()
         body = await resp.json()
         items += body["items"]

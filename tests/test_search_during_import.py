@@ -5,6 +5,7 @@ again in bulk before the job ends (docs/scaling.md). Search meanwhile walks
 the table: slower, never wrong, and whole once the job says completed.
 """
 import asyncio
+import contextlib
 import dataclasses
 
 import pytest
@@ -13,6 +14,7 @@ from server.app import create_app
 from server.importer import jobs
 from server.keys import pool_key, runner_key
 from tests.importing import HEADER, row, wait_for_status, wait_for_the_import_to_wait_on_a_lock, write_csv
+from tests.test_customers_api import all_pages
 
 ROWS = 1000
 
@@ -26,20 +28,29 @@ def people(count: int, *, bad_at: int | None = None) -> list[str]:
 
 
 async def search(client, q: str) -> list[dict]:
-    items, cursor = [], None
-    while True:
-        params = {"q": q, "limit": "37"} | ({} if cursor is None else {"after": cursor})
-        resp = await client.get("/customers", params=params)
-        assert resp.status == 200, await resp.text()
-        body = await resp.json()
-        items += body["items"]
-        cursor = body["next"]
-        if cursor is None:
-            return items
+    return await all_pages(client, "/customers", {"q": q, "limit": "37"})
 
 
 async def search_index(db) -> bool:
     return bool(await db.value("SELECT count(*) FROM pg_indexes WHERE indexname = 'customer_search_trgm'"))
+
+
+@contextlib.asynccontextmanager
+async def held_at_its_rejects(client, db, path):
+    """Start an import of `path` and hold it where it writes its first rejects (the test
+    holds import_rejects): the batches before have committed and the index is dropped."""
+    async with db.pool.acquire() as conn, conn.cursor() as holder:
+        await holder.execute("BEGIN")
+        await holder.execute("LOCK TABLE import_rejects IN SHARE MODE")
+        job = await jobs.create(client.app[pool_key], filename=path.name, path=path,
+                                bytes_total=path.stat().st_size)
+        client.app[runner_key].wake()
+        await wait_for_the_import_to_wait_on_a_lock(db, "import_rejects")
+        assert not await search_index(db)
+        try:
+            yield job
+        finally:
+            await holder.execute("ROLLBACK")
 
 
 @pytest.fixture
@@ -54,15 +65,7 @@ async def test_search_during_a_rebuilding_import_returns_only_matching_rows(rebu
     # The third batch holds a reject; the test holds import_rejects, so the import stops
     # there with two batches committed and the index dropped.
     path = write_csv(tmp_path / "people.csv", people(ROWS, bad_at=250))
-    async with db.pool.acquire() as conn, conn.cursor() as holder:
-        await holder.execute("BEGIN")
-        await holder.execute("LOCK TABLE import_rejects IN SHARE MODE")
-        job = await jobs.create(client.app[pool_key], filename=path.name, path=path,
-                                bytes_total=path.stat().st_size)
-        client.app[runner_key].wake()
-        await wait_for_the_import_to_wait_on_a_lock(db, "import_rejects")
-
-        assert not await search_index(db)
+    async with held_at_its_rejects(client, db, path) as job:
         committed = await db.value("SELECT count(*) FROM customers")
         assert committed == 200
         found = await search(client, "zelda")
@@ -70,7 +73,6 @@ async def test_search_during_a_rebuilding_import_returns_only_matching_rows(rebu
         assert all("zelda" in c["first_name"].lower() for c in found)
         assert await search(client, "lda1") == [c for c in found if "lda1" in c["first_name"].lower()]
         assert await search(client, "qqqzz") == []
-        await holder.execute("ROLLBACK")
 
     done = await wait_for_status(client.app, job["id"], ("completed", "failed", "cancelled"))
     assert done["status"] == "completed", done
@@ -85,17 +87,9 @@ async def test_search_during_a_rebuilding_import_returns_only_matching_rows(rebu
 async def test_a_cancelled_rebuilding_import_leaves_the_index_built(rebuilding_client, db, tmp_path):
     client = rebuilding_client
     path = write_csv(tmp_path / "people.csv", people(ROWS, bad_at=250))
-    async with db.pool.acquire() as conn, conn.cursor() as holder:
-        await holder.execute("BEGIN")
-        await holder.execute("LOCK TABLE import_rejects IN SHARE MODE")
-        job = await jobs.create(client.app[pool_key], filename=path.name, path=path,
-                                bytes_total=path.stat().st_size)
-        client.app[runner_key].wake()
-        await wait_for_the_import_to_wait_on_a_lock(db, "import_rejects")
-        assert not await search_index(db)
+    async with held_at_its_rejects(client, db, path) as job:
         resp = await client.post(f"/import/jobs/{job['id']}/cancel")
         assert resp.status == 200, await resp.text()
-        await holder.execute("ROLLBACK")
 
     await wait_for_status(client.app, job["id"], ("cancelled",))
     for _ in range(100):
