@@ -10,7 +10,7 @@ from aiohttp import hdrs, web
 from yarl import URL
 
 from ..config import Config
-from ..keys import config_key, pool_key
+from ..keys import pool_key
 from . import store
 from .roles import PUBLIC, Principal, required_role
 from .sessions import session_principal

@@ -40,10 +40,6 @@ class CheckpointMoved(Exception):
     """The job's checkpoint is not where this batch started: someone else wrote it."""
 
 
-def connect(database_url: str, application_name: str):
-    return psycopg2.connect(database_url, application_name=application_name)
-
-
 def prepare_session(conn, batch_bytes: int) -> None:
     """What the batch transactions need, set up once the job is ours."""
     with conn.cursor() as cur:
