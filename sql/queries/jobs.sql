@@ -117,7 +117,9 @@ UPDATE import_jobs SET worker = NULL WHERE id = %(id)s AND worker = %(worker)s
 LISTEN import_events
 
 -- name: analyze_customers
-ANALYZE customers, customer_search
+-- The columns that plans filter, sort or join on; the wide text ones (about,
+-- website, phones...) cost most of a whole-table ANALYZE and steer no plan.
+ANALYZE customers (id, customer_id, updated_at, import_job_id, updated_manually_at), customer_search
 
 -- name: reject_reasons
 -- The rejects of a job grouped by what went wrong. A reason may quote the
