@@ -85,12 +85,12 @@ async def migrate(pool: aiopg.Pool) -> list[str]:
             )
             await execute("SELECT version FROM schema_migrations")
             done = {row[0] for row in await cur.fetchall()}
-            for version, sql in sqlfiles.migrations():
+            for version, script in sqlfiles.migrations():
                 if version in done:
                     continue
                 await execute("BEGIN")
                 try:
-                    await execute(sql)
+                    await execute(script)
                     await execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
                     await execute("COMMIT")
                 except BaseException:
