@@ -21,14 +21,15 @@ async def test_healthz_gives_the_loop_lag_of_the_last_seconds_asked_for(client):
     await asyncio.sleep(0.5)
     whole = (await (await client.get("/healthz")).json())["loop_lag_ms"]
     assert whole["p99"] is not None
-    for _ in range(20):  # the loop wakes up 60 ms late, twenty times
-        time.sleep(0.06)
+    # The loop wakes up 250 ms late, eight times: far more than a loaded test host adds.
+    for _ in range(8):
+        time.sleep(0.25)
         await asyncio.sleep(0.011)
     await asyncio.sleep(0.6)
     recent = (await (await client.get("/healthz", params={"lag_seconds": "0.4"})).json())["loop_lag_ms"]
-    assert recent["p99"] < 40  # the last 0.4 s hold no such sample
+    assert recent["p99"] < 125  # the last 0.4 s hold no such sample
     last = (await (await client.get("/healthz", params={"lag_seconds": "5"})).json())["loop_lag_ms"]
-    assert last["p99"] > 40
+    assert last["p99"] > 200
 
 
 async def test_the_page_renders(client):

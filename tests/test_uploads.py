@@ -267,11 +267,13 @@ async def test_an_upload_that_would_leave_too_little_free_space_is_507(client_as
     resp = await client.post("/import", data=form(CSV))  # with a Content-Length: refused before the body
     assert resp.status == 507
     assert "UPLOAD_MIN_FREE_BYTES" in (await resp.json())["error"]
-    # Without a Content-Length the floor is met while writing: 100 MB would cross it.
+    # Without a Content-Length the floor is met while writing: 30 MB cross it. The body
+    # offers 1 GB (made as it is read), so that a disk other processes free meanwhile
+    # (PostgreSQL recycling WAL) cannot let it through.
     client = await client_as("admin", app=create_app(dataclasses.replace(
         config, upload_min_free_bytes=free - 30 * 1024**2)))
     body = aiohttp.MultipartWriter("form-data")
-    part = body.append(aiohttp.payload.AsyncIterablePayload(_body(100 * 1024 * 1024)))
+    part = body.append(aiohttp.payload.AsyncIterablePayload(_body(1024 * 1024 * 1024)))
     part.set_content_disposition("form-data", name="file", filename="big.csv")
     resp = await client.post("/import", data=body)
     assert resp.status == 507
