@@ -8,7 +8,7 @@
 -- within the batch, which find it existing. No customer, no search row and no
 -- sequence value is touched.
 WITH batch AS (
-    SELECT customer_id, extra FROM unnest(%(ids)s::text[], %(extra)s::bigint[]) AS b (customer_id, extra)
+    SELECT customer_id, extra FROM unnest(%(ids)s::text[], %(extra)s::int[]) AS b (customer_id, extra)
 ), found AS (
     SELECT b.customer_id, b.extra,
            CASE WHEN c.updated_manually_at IS NOT NULL THEN 'skipped_manual'
