@@ -85,6 +85,17 @@ async def test_a_dry_run_that_meets_its_reject_limit_fails_as_the_import_would(c
     assert await db.value("SELECT count(*) FROM import_dry_run_inserted") == 0
 
 
+async def test_a_dry_run_never_builds_the_search_index(client, config, db):
+    # Missing (say a build failed): building it is an import's work, with its cost and locks.
+    await db.all("DROP INDEX customer_search_trgm")
+    path = write_csv(config.import_dir / "few.csv", [HEADER] + [row(i, f"N{i}") for i in range(1, 20)])
+    resp = await client.post("/import", json={"path": path.name, "dry_run": True})
+    assert resp.status == 202, await resp.text()
+    job = await wait_for_status(client.app, (await resp.json())["id"], TERMINAL)
+    assert (job["status"], job["inserted"]) == ("completed", 19)
+    assert await db.value(SEARCH_INDEX) is None
+
+
 @pytest.mark.slow
 async def test_a_dry_run_killed_mid_way_resumes_to_the_same_counters(db, db_url, tmp_path):
     path = tmp_path / "big.csv"
