@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from html.parser import HTMLParser
 
 import pytest
 
@@ -24,6 +25,76 @@ def test_the_import_writers_column_lists_are_the_imported_fields_in_copy_order()
     assert column_list(sql["copy_customers"], "COPY customers (") == ["id", *expected]
     assert column_list(sql["create_stage"], "import_stage (") == expected
     assert column_list(sql["upsert_from_stage"], "INSERT INTO customers AS c (") == expected
+
+
+def test_the_upsert_sets_every_imported_field_but_the_key_when_the_file_has_it():
+    upsert = queries("import_writer")["upsert_from_stage"]
+    assert re.findall(r"(\w+) = CASE WHEN '(\w+)' = ANY", upsert) == \
+        [(name, name) for name in fields.IMPORTED_NAMES if name != "customer_id"]
+
+
+async def test_the_customers_table_has_a_column_of_each_field_of_its_type(db):
+    columns = {name: (kind, nullable == "YES") for name, kind, nullable in await db.all(
+        "SELECT column_name, data_type, is_nullable FROM information_schema.columns "
+        "WHERE table_schema = current_schema() AND table_name = 'customers'")}
+    assert set(columns) == {*fields.CUSTOMER_FIELDS, *fields.TABLE_ONLY}
+    for field in fields.IMPORTED:
+        assert columns[field.name] == (field.kind, not field.required), field.name
+    checks = " ".join(row[0] for row in await db.all(
+        "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = 'customers'::regclass AND contype = 'c'"))
+    assert f"length(customer_id) <= {fields.MAX_CUSTOMER_ID}" in checks
+
+
+def test_the_api_models_are_the_fields():
+    from server.views.customer_models import Customer, CustomerCreate, CustomerPatch
+
+    assert list(Customer.model_fields) == list(fields.CUSTOMER_FIELDS)
+    for model in (CustomerCreate, CustomerPatch):
+        schema = model.model_json_schema()
+        assert list(schema["properties"]) == list(fields.IMPORTED_NAMES)
+        assert schema.get("required", []) == ([f.name for f in fields.IMPORTED if f.required]
+                                              if model is CustomerCreate else [])
+        for field in fields.IMPORTED:
+            prop = schema["properties"][field.name]
+            text = next(s for s in prop.get("anyOf", [prop]) if s["type"] == "string")
+            assert text.get("maxLength") == field.max_length, field.name
+            assert text.get("format") == ("date" if field.kind == "date" else field.format), field.name
+
+
+class _Controls(HTMLParser):
+    """The customer form's controls: (tag, attributes) in document order, and the labels."""
+
+    def __init__(self):
+        super().__init__()
+        self.controls: list[tuple[str, dict]] = []
+        self.labels: dict[str, str] = {}
+        self._label: str | None = None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag in ("input", "textarea") and (attrs.get("id") or "").startswith("f-"):
+            self.controls.append((tag, attrs))
+        elif tag == "label" and (attrs.get("for") or "").startswith("f-"):
+            self._label = attrs["for"]
+
+    def handle_data(self, data):
+        if self._label:
+            self.labels[self._label] = data.strip()
+            self._label = None
+
+
+async def test_the_pages_form_has_a_control_for_each_field_as_described(client):
+    resp = await client.get("/")
+    assert resp.status == 200
+    page = _Controls()
+    page.feed(await resp.text())
+    assert [attrs["name"] for _, attrs in page.controls] == list(fields.IMPORTED_NAMES)
+    for (tag, attrs), field in zip(page.controls, fields.IMPORTED):
+        assert page.labels[attrs["id"]] == field.label
+        assert (tag if tag == "textarea" else attrs["type"]) == field.input
+        assert attrs.get("maxlength") == (str(field.max_length) if field.max_length else None)
+        assert ("required" in attrs) == field.required
+        assert attrs["autocomplete"] == field.autocomplete
 
 
 @pytest.mark.parametrize("name", ["page", "search_page", "by_id"])

@@ -20,6 +20,7 @@ from ..config import Config
 from ..db import job_connection
 from ..sqlfiles import queries
 from .batch import Batch
+from .dry_run import count_batch, forget_ended
 from .hosts import leave_to_another_host
 from .parse import FileRejected, Header, fingerprint, notice_dead_workers, parse_batch, read_header
 from .writer import build_search_index, drop_search_index_for, prepare_session, write_batch
@@ -100,9 +101,12 @@ async def _run_claimed(job_id, worker, config, processes, call, conn, on_progres
         # A run that dropped the search index and stopped some other way than by its last
         # batch (failed, or stopped between batches) builds it again; a job that still
         # runs (this process is shutting down) leaves it to whoever resumes the job.
+        # An ended job's dry-run ids go too.
         with contextlib.suppress(Exception):
             if await call(_status, conn, job_id) != "running":
-                await call(build_search_index, conn, config.search_build_memory_mb * 1024)
+                if not claim.options.get("dry_run"):  # which never drops it, nor builds it
+                    await call(build_search_index, conn, config.search_build_memory_mb * 1024)
+                await call(forget_ended, conn)
 
 
 async def _prepare(job_id, claim: Claim, config: Config, processes, call, conn) -> tuple[Header, int]:
@@ -150,9 +154,11 @@ async def _pump(job_id, worker: str, claim: Claim, header: Header, file_size: in
             last = batch.eof or rejected > config.reject_limit
             upcoming = None if last else parse(batch.end_offset, batch.end_line, batch.stream_end)
             started = loop.time()
-            written = await call(write_batch, conn, job_id, worker, batch, header.present,
-                                 config.reject_limit, config.search_build_memory_mb * 1024, assume_new,
-                                 dry_run)
+            if dry_run:
+                written = await call(count_batch, conn, job_id, worker, batch, config.reject_limit)
+            else:
+                written = await call(write_batch, conn, job_id, worker, batch, header.present,
+                                     config.reject_limit, config.search_build_memory_mb * 1024, assume_new)
             assume_new = written.inserted == len(batch.ids) > 0
             if written.status not in ("paused", "cancelled"):  # else it rolled back
                 seconds = loop.time() - started

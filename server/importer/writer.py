@@ -17,6 +17,8 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+from collections.abc import Callable
+from typing import Any
 
 import psycopg2
 import psycopg2.errors
@@ -55,15 +57,14 @@ def prepare_session(conn, batch_bytes: int) -> None:
 
 
 def write_batch(conn, job_id: int, worker: str, batch: Batch, present: tuple[str, ...],
-                reject_limit: int, build_kilobytes: int, assume_new: bool = False,
-                dry_run: bool = False) -> Written:
+                reject_limit: int, build_kilobytes: int, assume_new: bool = False) -> Written:
     """Write one batch and its checkpoint in one transaction. Blocking: call from a thread.
 
     `assume_new` (the batch before held only new customers): copy the batch
     without looking its ids up first, the way a first import goes fastest.
     A batch that ends the job also builds the trigram index if it is missing
     (`build_kilobytes` of maintenance_work_mem), before the job's end commits.
-    A dry run counts as the write would, and rolls the customers back before the checkpoint.
+    A dry run counts instead (dry_run.py).
     """
     # An id that exists after all (assumed new, or created by someone else between our
     # look-up and our COPY): the batch again, looked up, then all through the stage,
@@ -72,10 +73,10 @@ def write_batch(conn, job_id: int, worker: str, batch: Batch, present: tuple[str
     try:
         for way in ways[:-1]:
             try:
-                return _write(conn, job_id, worker, batch, present, reject_limit, build_kilobytes, way, dry_run)
+                return _write(conn, job_id, worker, batch, present, reject_limit, build_kilobytes, way)
             except psycopg2.errors.UniqueViolation:
                 conn.rollback()
-        return _write(conn, job_id, worker, batch, present, reject_limit, build_kilobytes, ways[-1], dry_run)
+        return _write(conn, job_id, worker, batch, present, reject_limit, build_kilobytes, ways[-1])
     except BaseException:
         if not conn.closed:
             conn.rollback()
@@ -83,13 +84,11 @@ def write_batch(conn, job_id: int, worker: str, batch: Batch, present: tuple[str
 
 
 def _write(conn, job_id: int, worker: str, batch: Batch, present, reject_limit: int,
-           build_kilobytes: int, existing_from: str, dry_run: bool) -> Written:
+           build_kilobytes: int, existing_from: str) -> Written:
     """`existing_from`: which customers exist: "none", "look" them up, or all ("stage")."""
     counts = {"inserted": 0, "updated": 0, "skipped_manual": 0}
     skipped_ids: set[str] = set()
     with conn.cursor() as cur:
-        if dry_run:
-            cur.execute(SQL["dry_run_begin"])
         existing: set[str] = set()
         if existing_from == "stage":
             existing = set(batch.ids)
@@ -117,31 +116,45 @@ def _write(conn, job_id: int, worker: str, batch: Batch, present, reject_limit: 
         # A Customer Id repeated within the batch: the repeats found it existing.
         for cid, extra in batch.repeats.items():
             counts["skipped_manual" if cid in skipped_ids else "updated"] += extra
-        if dry_run:
-            cur.execute(SQL["dry_run_undo"])
-        if batch.rejects:
-            execute_values(cur, SQL["insert_rejects"],
-                           [(job_id, line, offset, reason, raw) for line, offset, reason, raw in batch.rejects])
-        cur.execute(SQL["checkpoint"], {
-            "job_id": job_id, "worker": worker,
-            "start_offset": batch.start_offset, "end_offset": batch.end_offset, "end_line": batch.end_line,
-            "rejected": len(batch.rejects), "recent": json.dumps(batch.recent),
-            "reject_limit": reject_limit, "eof": batch.eof, **counts,
-        })
+        return checkpoint_batch(conn, cur, job_id, worker, batch, counts, reject_limit, build_kilobytes)
+
+
+def checkpoint_batch(conn, cur, job_id: int, worker: str, batch: Batch, counts: dict[str, int],
+                     reject_limit: int, build_kilobytes: int | None,
+                     at_end: Callable[[Any], None] | None = None) -> Written:
+    """The batch's rejects, counters and checkpoint, then the commit of its transaction.
+
+    A batch that ends the job builds the trigram index if it is missing, unless
+    `build_kilobytes` is None (a dry run, which leaves the index as it is), and
+    runs `at_end` on its cursor, before the job's end commits.
+    """
+    if batch.rejects:
+        execute_values(cur, SQL["insert_rejects"],
+                       [(job_id, line, offset, reason, raw) for line, offset, reason, raw in batch.rejects])
+    cur.execute(SQL["checkpoint"], {
+        "job_id": job_id, "worker": worker,
+        "start_offset": batch.start_offset, "end_offset": batch.end_offset, "end_line": batch.end_line,
+        "rejected": len(batch.rejects), "recent": json.dumps(batch.recent),
+        "reject_limit": reject_limit, "eof": batch.eof, **counts,
+    })
+    row = cur.fetchone()
+    if row is None:
+        cur.execute(SQL["job_status"], {"job_id": job_id})
         row = cur.fetchone()
-        if row is None:
-            cur.execute(SQL["job_status"], {"job_id": job_id})
-            row = cur.fetchone()
-            conn.rollback()
-            if row is not None and row[0] != "running":
-                # Paused or cancelled while this batch was on its way: the control's answer
-                # stays the job's last word, and a resume parses the batch again.
+        conn.rollback()
+        if row is not None and row[0] != "running":
+            # Paused or cancelled while this batch was on its way: the control's answer
+            # stays the job's last word, and a resume parses the batch again.
+            if build_kilobytes is not None:
                 build_search_index(conn, build_kilobytes)
-                return Written(status=row[0], job=row[1])
-            raise CheckpointMoved(f"job {job_id} is no longer at byte {batch.start_offset}")
-        if row[0] != "running":
-            # The job ends with this batch: search is whole when it commits.
+            return Written(status=row[0], job=row[1])
+        raise CheckpointMoved(f"job {job_id} is no longer at byte {batch.start_offset}")
+    if row[0] != "running":
+        # The job ends with this batch: search is whole when it commits.
+        if build_kilobytes is not None:
             _build_search_index(cur, build_kilobytes)
+        if at_end is not None:
+            at_end(cur)
     conn.commit()
     return Written(status=row[0], job=row[1], inserted=counts["inserted"])
 

@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import re
-from datetime import date
 from typing import Annotated, Any, Literal
 
 import pydantic
 from aiohttp import web
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field
 
 from .. import customers
 from ..csvout import stream_csv
@@ -16,128 +15,19 @@ from ..auth.roles import Role, requires
 from ..errors import DomainError
 from ..keys import exports_key, pool_key
 from ..openapi import describe
+from .customer_models import Customer, CustomerCreate, CustomerPatch, no_nul
 from .params import query_params
 
 routes = web.RouteTableDef()
 
 _DIGITS = re.compile(r"[0-9]{1,19}")  # no sign, no spaces, no "1_000"; MAX_ID is checked apart
-_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s.]+")  # a shape check: only a mail sent proves an address
-_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
-
-
-def _blank_is_null(value: object) -> object:
-    # As in imports: an empty value is null, so the table never holds ''.
-    return None if isinstance(value, str) and not value.strip() else value
-
-
-def _no_nul(value: str) -> str:
-    if "\x00" in value:
-        raise ValueError("must not hold a NUL byte")  # PostgreSQL text cannot store it
-    return value
-
-
-def _email(value: str) -> str:
-    if not _EMAIL.fullmatch(value):
-        raise ValueError("is not an email address")
-    return value
-
-
-def _iso_date(value: object) -> object:
-    """YYYY-MM-DD and nothing else (no timestamps, no numbers); blank is null."""
-    value = _blank_is_null(value)
-    if value is None:
-        return None
-    if not isinstance(value, str) or not _DATE.fullmatch(value.strip()):
-        raise ValueError("must be a date as YYYY-MM-DD, or null")
-    try:
-        return date.fromisoformat(value.strip())
-    except ValueError:
-        raise ValueError("is not a date of the calendar") from None
-
-
-def _trim(value: object) -> object:
-    """Trim as the importer trims every cell: Python's str.strip.
-
-    pydantic's strip_whitespace knows fewer spaces (not the separators
-    U+001C to U+001F), so the API would keep a customer_id that an import of
-    the same cell stores as another one.
-    """
-    return value.strip() if isinstance(value, str) else value
-
-
-def _text(max_length: int, *checks: AfterValidator) -> Any:
-    text = Annotated[str, StringConstraints(max_length=max_length), AfterValidator(_no_nul), *checks,
-                     BeforeValidator(_trim)]
-    return Annotated[text | None, BeforeValidator(_blank_is_null)]
-
-
-CustomerId = Annotated[str, StringConstraints(min_length=1, max_length=64), AfterValidator(_no_nul),
-                       BeforeValidator(_trim)]
-Text = _text(255)
-Email = _text(255, AfterValidator(_email))
-About = _text(100_000)
-SubscriptionDate = Annotated[date | None, BeforeValidator(_iso_date),
-                             pydantic.WithJsonSchema({"anyOf": [{"type": "string", "format": "date"},
-                                                                {"type": "null"}]})]
-
-
-class CustomerFields(BaseModel):
-    # Strict: 5 is not a name and 1620000000 is not a date.
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    first_name: Text = None
-    last_name: Text = None
-    company: Text = None
-    city: Text = None
-    country: Text = None
-    phone_1: Text = None
-    phone_2: Text = None
-    email: Email = None
-    subscription_date: SubscriptionDate = None
-    website: Text = None
-    about: About = None
-
-
-class CustomerCreate(CustomerFields):
-    """A new customer. Only customer_id is required."""
-
-    customer_id: CustomerId
-
-
-class CustomerPatch(CustomerFields):
-    """The fields to change; those left out keep their values. customer_id cannot be null."""
-
-    customer_id: CustomerId = None
-
-
-class Customer(BaseModel):
-    """A customer."""
-
-    id: int
-    customer_id: str
-    first_name: str | None
-    last_name: str | None
-    company: str | None
-    city: str | None
-    country: str | None
-    phone_1: str | None
-    phone_2: str | None
-    email: str | None
-    subscription_date: date | None
-    website: str | None
-    about: str | None
-    created_at: str
-    updated_at: str
-    updated_manually_at: str | None
-    updated_manually_by: str | None = Field(description="who edited it by hand last (a user, or token:NAME)")
-
 
 Cursor = Annotated[customers.Cursor, BeforeValidator(customers.decode_cursor),
                    pydantic.WithJsonSchema({"type": "string", "description": "`next` of the previous page"})]
 
 
 class SearchQuery(BaseModel):
-    q: Annotated[str, AfterValidator(_no_nul)] | None = Field(
+    q: Annotated[str, AfterValidator(no_nul)] | None = Field(
         None, max_length=200,
         description="case-insensitive substring of first or last name, email or company; "
                     "or the start of a Customer Id (exact case)")

@@ -3,6 +3,7 @@ from aiohttp import web
 
 from ..auth.middleware import principal
 from ..auth.roles import Role, public, requires
+from ..fields import IMPORTED
 from ..keys import config_key
 from ..openapi import describe
 from ..resources import resource_dir
@@ -18,7 +19,7 @@ async def index(request: web.Request) -> dict:
     user = principal(request)
     # The page shows only what the role may do; the server refuses the rest anyway.
     return {"user": user, "can_edit": user.role >= Role.editor, "can_import": user.role >= Role.admin,
-            "upload_chunk_bytes": request.app[config_key].tus_page_chunk_bytes}
+            "upload_chunk_bytes": request.app[config_key].tus_page_chunk_bytes, "customer_fields": IMPORTED}
 
 
 @routes.get("/favicon.ico")

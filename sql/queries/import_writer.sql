@@ -137,11 +137,3 @@ RETURNING status, import_job_json(import_jobs.*)
 
 -- name: job_status
 SELECT status, import_job_json(j) FROM import_jobs j WHERE id = %(job_id)s
-
--- name: dry_run_begin
--- A dry run (docs/files.md) writes the batch's customers as an import would, to
--- count them, then undoes them before the rejects and the checkpoint.
-SAVEPOINT dry_run
-
--- name: dry_run_undo
-ROLLBACK TO SAVEPOINT dry_run

@@ -8,14 +8,17 @@ import { ApiError, createCustomer, deleteCustomer, getCustomer, releaseCustomer,
 import { announce } from "./announce.js";
 import { $, setText } from "./dom.js";
 
-export const FIELDS = ["customer_id", "first_name", "last_name", "company", "city", "country",
-  "phone_1", "phone_2", "email", "subscription_date", "website", "about"];
+// The customer fields, as the page renders them from server/fields.py: one control each.
+function fieldNames() {
+  return Array.from($("customer-fields").querySelectorAll("input[name], textarea[name]"), (control) => control.name);
+}
 
 export class CustomerForm {
   constructor({ onSaved, onCreated, onDeleted, onGone, onClosedOn }) {
     Object.assign(this, { onSaved, onCreated, onDeleted, onGone, onClosedOn });
     this.dialog = $("customer-dialog");
     this.form = $("customer-form");
+    this.fields = fieldNames();
     this.customer = null; // null while creating
     this.etag = null;
     this.busy = false;
@@ -40,8 +43,8 @@ export class CustomerForm {
 
   dirty() {
     const now = this.values();
-    return FIELDS.some((name) => (now[name] ?? null) !== (this.saved[name] ?? null)
-      || (name === "subscription_date" && this.input(name).validity.badInput));
+    return this.fields.some((name) => (now[name] ?? null) !== (this.saved[name] ?? null)
+      || this.input(name).validity.badInput);
   }
 
   closeAsked() {
@@ -112,7 +115,8 @@ export class CustomerForm {
     this.input("customer_id").readOnly = true;
     $("delete-customer-button").hidden = false;
     if (!this.dialog.open) this.dialog.showModal();
-    this.input("first_name").focus();
+    // The first field that can change (the Customer Id cannot).
+    this.fields.map((name) => this.input(name)).find((control) => !control.readOnly).focus();
   }
 
   async load(id) {
@@ -124,13 +128,13 @@ export class CustomerForm {
   }
 
   fill(customer) {
-    for (const name of FIELDS) this.input(name).value = customer[name] ?? "";
+    for (const name of this.fields) this.input(name).value = customer[name] ?? "";
     this.saved = this.values();
   }
 
   values() {
     const values = {};
-    for (const name of FIELDS) {
+    for (const name of this.fields) {
       const text = this.input(name).value.trim();
       values[name] = text === "" ? null : text;
     }
@@ -140,7 +144,7 @@ export class CustomerForm {
   clearErrors() {
     setText($("form-message"), "");
     for (const node of this.form.querySelectorAll(".field-error")) setText(node, "");
-    for (const name of FIELDS) this.input(name).removeAttribute("aria-invalid");
+    for (const name of this.fields) this.input(name).removeAttribute("aria-invalid");
   }
 
   // A 422 names fields as pydantic locations ("email" or "body.email"); each
@@ -148,7 +152,7 @@ export class CustomerForm {
   showErrors(body) {
     const general = [];
     for (const { field, message } of body.fields || []) {
-      const name = String(field ?? "").split(".").reverse().find((part) => FIELDS.includes(part));
+      const name = String(field ?? "").split(".").reverse().find((part) => this.fields.includes(part));
       if (name) {
         setText($(`e-${name}`), plain(message));
         this.input(name).setAttribute("aria-invalid", "true");
@@ -167,10 +171,10 @@ export class CustomerForm {
   // holding something that is no date gives "" as its value, which would
   // otherwise be saved as no date at all.
   checkLocally() {
-    const date = this.input("subscription_date");
-    if (date.validity.badInput) {
-      this.showErrors({ fields: [{ field: "subscription_date",
-        message: "This is not a date of the calendar (check the day and the month), or leave the field empty." }] });
+    const bad = this.fields.filter((name) => this.input(name).validity.badInput);
+    if (bad.length) {
+      this.showErrors({ fields: bad.map((name) => ({ field: name,
+        message: "This is not a date of the calendar (check the day and the month), or leave the field empty." })) });
       return false;
     }
     return true;
@@ -203,7 +207,7 @@ export class CustomerForm {
   async saveEdit() {
     const values = this.values();
     const changed = {};
-    for (const name of FIELDS) {
+    for (const name of this.fields) {
       if (name !== "customer_id" && values[name] !== (this.customer[name] ?? null)) changed[name] = values[name];
     }
     if (Object.keys(changed).length === 0) {

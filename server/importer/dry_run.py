@@ -1,0 +1,41 @@
+"""A dry run's batch: the counters an import of the file would report, no customer written.
+
+What the import's upsert would do with each Customer Id is read from the
+customers table (a customer edited by hand is skipped, any other is updated)
+and from the ids this dry run has already counted as inserted
+(import_dry_run_inserted, sql/016_*): an id that is in neither is inserted
+and remembered, so a later batch that meets it again counts it as updated,
+as the import would. Those remembered ids commit with the checkpoint, so a
+resumed dry run counts on where it stopped; Python holds one batch's ids
+only. No customer, search row, sequence value or index is touched.
+"""
+from __future__ import annotations
+
+from ..sqlfiles import queries
+from .parse import Batch
+from .writer import Written, checkpoint_batch
+
+SQL = queries("import_dry_run")
+
+
+def count_batch(conn, job_id: int, worker: str, batch: Batch, reject_limit: int) -> Written:
+    """Count one batch and commit its checkpoint. Blocking: call from a thread."""
+    try:
+        with conn.cursor() as cur:
+            cur.execute(SQL["count_batch"], {
+                "job_id": job_id, "ids": batch.ids, "extra": [batch.repeats.get(cid, 0) for cid in batch.ids]})
+            inserted, updated, skipped_manual = cur.fetchone()
+            counts = {"inserted": inserted, "updated": updated, "skipped_manual": skipped_manual}
+            return checkpoint_batch(conn, cur, job_id, worker, batch, counts, reject_limit, build_kilobytes=None,
+                                    at_end=lambda cur: cur.execute(SQL["forget_job"], {"job_id": job_id}))
+    except BaseException:
+        if not conn.closed:
+            conn.rollback()
+        raise
+
+
+def forget_ended(conn) -> None:
+    """Drop the remembered ids of jobs that have ended. Blocking."""
+    with conn.cursor() as cur:
+        cur.execute(SQL["forget_ended"])
+    conn.commit()

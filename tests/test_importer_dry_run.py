@@ -1,0 +1,142 @@
+"""A dry run reports the counters the import of the same file would, and writes no customer (docs/files.md)."""
+from __future__ import annotations
+
+import asyncio
+import csv
+import dataclasses
+import itertools
+import signal
+import time
+
+import pytest
+
+from server.app import create_app
+from server.generate import generate
+from tests.importing import HEADER, TERMINAL, row, wait_for_status, write_csv
+from tests.processes import cli, server_env
+
+COUNTERS = ("status", "inserted", "updated", "skipped_manual", "rejected", "rows_done", "bytes_done")
+CUSTOMERS = """
+    SELECT count(*), md5(string_agg(concat_ws('|', id, customer_id, first_name, updated_at,
+                                              updated_manually_at), ',' ORDER BY id))
+    FROM customers
+"""
+SEARCH = "SELECT count(*), md5(string_agg(id || doc, ',' ORDER BY id)) FROM customer_search"
+SEQUENCE = "SELECT last_value, is_called FROM customers_id_seq"
+SEARCH_INDEX = "SELECT oid FROM pg_class WHERE relname = 'customer_search_trgm'"
+LAST_JOB = "SELECT import_job_json(j) FROM import_jobs j ORDER BY id DESC LIMIT 1"
+
+
+def counters(job: dict) -> dict:
+    return {k: job[k] for k in COUNTERS}
+
+
+async def the_database(db) -> tuple:
+    """What a dry run must leave as it found it."""
+    return (await db.one(CUSTOMERS), await db.one(SEARCH), await db.one(SEQUENCE), await db.value(SEARCH_INDEX))
+
+
+async def test_a_dry_run_counts_what_the_import_that_follows_counts(client_as, config, db):
+    # Batches of 100 rows: ids new to the table come back in later batches (an import
+    # inserts them once, then updates them), within a batch, and with customers that
+    # exist, one of them edited by hand; some rows are rejected.
+    lines = [HEADER]
+    lines += [row(i, f"N{i}") for i in range(1, 251)]                     # new, batches 1-3
+    lines += [row(300 + i, f"N{i}", "Again") for i in range(1, 121, 3)]  # new ids again, later
+    lines += [row(500 + i, f"OLD{i}") for i in range(5)]                 # in the table
+    lines += [row(600, "HAND", "FromFile"), row(601, "HAND", "Twice")]   # edited by hand, twice
+    lines += [row(700, "N7", "Thrice"), row(701, "N7", "Four")]          # a repeat within a batch
+    lines += ["702,,no id,x,x,x,x,x,x,x,2020-01-01,x,x", row(703, "BAD", date="31-31-2020")]
+    path = write_csv(config.import_dir / "repeats.csv", lines)
+    await db.all("INSERT INTO customers (customer_id, first_name) SELECT 'OLD' || i, 'Old' FROM generate_series(0, 4) i")
+    await db.all("INSERT INTO customers (customer_id, first_name, updated_manually_at) VALUES ('HAND', 'ByHand', now())")
+    # Small batches, and an index drop a real import of this size would do at once.
+    client = await client_as("admin", app=create_app(dataclasses.replace(
+        config, batch_rows=100, search_rebuild_min_rows=0, search_rebuild_share=0.01)))
+    before = await the_database(db)
+    assert before[3] is not None
+
+    resp = await client.post("/import", json={"path": path.name, "dry_run": True})
+    assert resp.status == 202, await resp.text()
+    dry = await wait_for_status(client.app, (await resp.json())["id"], TERMINAL)
+    assert dry["status"] == "completed", dry
+    assert await the_database(db) == before, "a dry run changed customers, search, the sequence or the index"
+    assert await db.value("SELECT count(*) FROM import_dry_run_inserted") == 0, "its ids outlived the job"
+
+    resp = await client.post("/import", json={"path": path.name})
+    assert resp.status == 202, await resp.text()
+    real = await wait_for_status(client.app, (await resp.json())["id"], TERMINAL)
+    assert real["status"] == "completed", real
+    assert (real["inserted"], real["skipped_manual"], real["rejected"]) == (250, 2, 2), real
+    assert counters(dry) == counters(real)
+
+
+async def test_a_dry_run_that_meets_its_reject_limit_fails_as_the_import_would(client_as, config, db):
+    lines = [HEADER] + [row(i, f"N{i}") for i in range(1, 150)] + ["x,,no id,x,x,x,x,x,x,x,,x,x"] * 3
+    path = write_csv(config.import_dir / "bad.csv", lines)
+    client = await client_as("admin", app=create_app(dataclasses.replace(config, batch_rows=100, reject_limit=2)))
+    jobs = []
+    for dry_run in (True, False):
+        resp = await client.post("/import", json={"path": path.name, "dry_run": dry_run})
+        assert resp.status == 202, await resp.text()
+        jobs.append(await wait_for_status(client.app, (await resp.json())["id"], TERMINAL))
+    assert jobs[0]["status"] == "failed"
+    assert counters(jobs[0]) == counters(jobs[1])
+    assert await db.value("SELECT count(*) FROM import_dry_run_inserted") == 0
+
+
+async def test_a_dry_run_never_builds_the_search_index(client, config, db):
+    # Missing (say a build failed): building it is an import's work, with its cost and locks.
+    await db.all("DROP INDEX customer_search_trgm")
+    path = write_csv(config.import_dir / "few.csv", [HEADER] + [row(i, f"N{i}") for i in range(1, 20)])
+    resp = await client.post("/import", json={"path": path.name, "dry_run": True})
+    assert resp.status == 202, await resp.text()
+    job = await wait_for_status(client.app, (await resp.json())["id"], TERMINAL)
+    assert (job["status"], job["inserted"]) == ("completed", 19)
+    assert await db.value(SEARCH_INDEX) is None
+
+
+@pytest.mark.slow
+async def test_a_dry_run_killed_mid_way_resumes_to_the_same_counters(db, db_url, tmp_path):
+    path = tmp_path / "big.csv"
+    generate(path, 12_000, seed=5, about_bytes=300)
+    with open(path, newline="", encoding="utf-8") as f:
+        firsts = [fields[1] for fields in itertools.islice(csv.reader(f), 1, 301)]
+    with open(path, "a", encoding="utf-8") as f:
+        # Ids of the file's first rows again at its end: far from their first batch.
+        for i, customer_id in enumerate(firsts):
+            f.write(row(90_000 + i, customer_id, f"Again{i}") + "\n")
+        f.write("1,,no id,x,x,x,x,x,x,x,2020-01-01,x,x\n" * 3)
+    env = server_env(DATABASE_URL=db_url, IMPORT_BATCH_BYTES=str(64 * 1024))
+
+    def run_to_end() -> None:
+        for _ in range(20):  # a killed process's lock may take a moment to go
+            proc = cli("import", str(path), "--dry-run", "--no-progress", env=env)
+            _, err = proc.communicate(timeout=240)
+            if proc.returncode != 2:
+                break
+            time.sleep(0.2)
+        assert proc.returncode == 0, err
+
+    run_to_end()
+    clean = await db.value(LAST_JOB)
+    assert (clean["status"], clean["inserted"], clean["updated"], clean["rejected"]) == \
+        ("completed", 12_000, 300, 3), clean
+    await db.all("DELETE FROM import_jobs")
+    before = await the_database(db)
+
+    proc = cli("import", str(path), "--dry-run", "--no-progress", env=env)
+    deadline = time.monotonic() + 120
+    while (job := await db.value(LAST_JOB)) is None or job["percent"] < 40:
+        assert proc.poll() is None and time.monotonic() < deadline, "the dry run ended before 40%"
+        await asyncio.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    assert 0 < job["bytes_done"] < path.stat().st_size
+    assert await db.value("SELECT count(*) FROM import_dry_run_inserted") > 0, "what it counted was kept"
+    run_to_end()
+    resumed = await db.value(LAST_JOB)
+    assert await db.value("SELECT count(*) FROM import_jobs") == 1, "the restart resumed the job"
+    assert counters(resumed) == counters(clean)
+    assert await the_database(db) == before
+    assert await db.value("SELECT count(*) FROM import_dry_run_inserted") == 0
