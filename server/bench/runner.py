@@ -133,7 +133,7 @@ def _psql_copy(db_url: str, csv_path: Path, *, with_search_index: bool) -> float
              "ALTER TABLE bench_copy ADD COLUMN source_index bigint;")
     if with_search_index:
         setup += ("CREATE INDEX ON bench_copy USING gin "
-                  "(customer_search_doc(first_name, last_name, email, company) gin_trgm_ops);")
+                  "(customer_search_doc(first_name, last_name, email, company, city, country) gin_trgm_ops);")
     subprocess.run([psql, "-q", "-v", "ON_ERROR_STOP=1", db_url, "-c", setup], check=True)
     copy = (r"\copy bench_copy (source_index, customer_id, first_name, last_name, company, city, "
             r"country, phone_1, phone_2, email, subscription_date, website, about) "
