@@ -25,7 +25,7 @@ RETURN lower(coalesce(first_name, '') || ' ' || coalesce(last_name, '') || ' '
 -- of customers go on. Both locks first and at their strongest, so that none
 -- is upgraded later, which could deadlock with a batch: the trigger below
 -- needs SHARE ROW EXCLUSIVE on customers, the rewrite all of customer_search
--- (searches wait for the rewrite; see docs/operations.md for how long).
+-- (searches wait for the rewrite: 99 s at 2 M rows on a loaded host; docs/scaling.md).
 LOCK TABLE customers IN SHARE ROW EXCLUSIVE MODE;
 LOCK TABLE customer_search IN ACCESS EXCLUSIVE MODE;
 
