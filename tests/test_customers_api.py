@@ -293,8 +293,9 @@ async def test_search_walks_where_the_index_would_propose_most_rows(client, db):
     for q, matches, asks_index in (("a-b", 30, False), ("a-b t", 30, False), ("x-q", 30, True),
                                    ("quiet trad", 6, True), ("zircon", 120, True)):
         expected = [row[0] for row in await db.all(
-            "SELECT customer_id FROM customers WHERE customer_search_doc(first_name, last_name, email, company, city, country) "
-            "LIKE %s ORDER BY id", (f"%{q.lower()}%",))]
+            "SELECT customer_id FROM customers "
+            "WHERE customer_search_doc(first_name, last_name, email, company, city, country) LIKE %s "
+            "ORDER BY id", (f"%{q.lower()}%",))]
         found = await all_pages(client, f"/customers?limit=50&q={q}")
         assert [c["customer_id"] for c in found] == expected and len(expected) == matches, q
         assert (await trigram_index_scans(db, q) > 0) == asks_index, q
@@ -344,7 +345,8 @@ async def test_search_follows_every_write_to_customers(client, db, tmp_path):
     assert (await found("adele"), await found("ada ")) == (["F1"], [])
     assert (await found("beatrix"), await found("cleo")) == (["F2"], [])
     assert await db.all("SELECT id, doc FROM customer_search ORDER BY id") == await db.all(
-        "SELECT id, customer_search_doc(first_name, last_name, email, company, city, country) FROM customers ORDER BY id")
+        "SELECT id, customer_search_doc(first_name, last_name, email, company, city, country) "
+        "FROM customers ORDER BY id")
 
     with pytest.raises(psycopg2.errors.IntegrityConstraintViolation, match="id cannot change"):
         await db.all("UPDATE customers SET id = id + 1000 WHERE customer_id = 'F1'")
