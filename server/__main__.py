@@ -55,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
                        help="the import engine's figures: stray quotes, tiny bad rows, search backfill")
     bench.add_argument("--backfill-rows", type=int, default=10_000_000,
                        help="customers for the search-table backfill figure of --engine (0: skip it)")
+    bench.add_argument("--api-only", action="store_true",
+                       help="only the customers API's pages and search, on the bench database as it is "
+                            "(our import loads the file first only if it holds no customer)")
 
     from .auth.command import add_commands
 
@@ -109,8 +112,10 @@ def main(argv: list[str] | None = None) -> int:
             from .bench.engine import run_engine_bench
 
             return run_engine_bench(config, backfill_rows=args.backfill_rows)
-        from .bench import run_bench
+        from .bench import run_api_bench, run_bench
 
+        if args.api_only:
+            return run_api_bench(config, args.rows or 2_000_000, about_bytes=args.about_bytes)
         if args.ten_gb:
             return run_bench(config, args.rows or 10_000_000, about_bytes=args.about_bytes, big=True)
         return run_bench(config, args.rows or 2_000_000, about_bytes=args.about_bytes)

@@ -140,6 +140,29 @@ def like_pattern(q: str) -> str:
     return f"%{escaped}%"
 
 
+@dataclass(frozen=True)
+class SearchWords:
+    """A query as customer_search_matching (sql/015_*) takes it.
+
+    Words are cut at white space, each a LIKE pattern every row must hold,
+    in any order. The longest word leads: it is checked first and its start
+    is what the trigram index is asked for (a longer word has more trigrams
+    and is usually the rarer). A query of white space only is one word.
+    """
+
+    pattern: str
+    others: list[str]
+    index_pattern: str
+    proposed: str
+
+    @classmethod
+    def of(cls, q: str) -> "SearchWords":
+        words = list(dict.fromkeys(q.split())) or [q]
+        lead = max(words, key=len)
+        return cls(pattern=like_pattern(lead), others=[like_pattern(word) for word in words if word != lead],
+                   index_pattern=like_pattern(lead[:INDEXED_CHARS]), proposed=proposed_pattern(lead[:INDEXED_CHARS]))
+
+
 def proposed_pattern(q: str) -> str:
     """A LIKE pattern for roughly the rows the trigram index proposes for `q`.
 
@@ -196,11 +219,10 @@ async def _page(pool: aiopg.Pool, limit: int, after: int, q: str | None,
                 only: ListFilter = ListFilter()) -> list[tuple]:
     async with pool.acquire() as conn, conn.cursor() as cur:
         if q:
-            indexed = q[:INDEXED_CHARS]
+            words = SearchWords.of(q)
             await cur.execute(SQL["search_page"], {
-                "after": after, "limit": limit, "pattern": like_pattern(q),
-                "index_pattern": like_pattern(indexed), "proposed": proposed_pattern(indexed),
-                "id_prefix": q.strip()})
+                "after": after, "limit": limit, "pattern": words.pattern, "others": words.others,
+                "index_pattern": words.index_pattern, "proposed": words.proposed, "id_prefix": q.strip()})
         else:
             await cur.execute(SQL["page"], {"after": after, "limit": limit, "job": only.job, "edited": only.edited})
         return await cur.fetchall()

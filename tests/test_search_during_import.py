@@ -73,6 +73,10 @@ async def test_search_during_a_rebuilding_import_returns_only_matching_rows(rebu
         assert all("zelda" in c["first_name"].lower() for c in found)
         assert await search(client, "lda1") == [c for c in found if "lda1" in c["first_name"].lower()]
         assert await search(client, "qqqzz") == []
+        # Several words, any order, city and country among them: the same rows, checked whole.
+        assert await search(client, "norway ZELDA oslo") == found
+        assert await search(client, "lee lda1") == [c for c in found if "lda1" in c["first_name"].lower()]
+        assert await search(client, "zelda qqqzz") == []
 
     done = await wait_for_status(client.app, job["id"], ("completed", "failed", "cancelled"))
     assert done["status"] == "completed", done
@@ -81,7 +85,8 @@ async def test_search_during_a_rebuilding_import_returns_only_matching_rows(rebu
     found = await search(client, "zelda")
     assert [c["customer_id"] for c in found] == [f"S{n}" for n in range(3, ROWS + 1, 3) if n != 250]
     assert await db.all("SELECT id, doc FROM customer_search ORDER BY id") == await db.all(
-        "SELECT id, customer_search_doc(first_name, last_name, email, company) FROM customers ORDER BY id")
+        "SELECT id, customer_search_doc(first_name, last_name, email, company, city, country) "
+        "FROM customers ORDER BY id")
 
 
 async def test_a_cancelled_rebuilding_import_leaves_the_index_built(rebuilding_client, db, tmp_path):
@@ -131,7 +136,8 @@ async def test_a_batch_assumed_new_that_meets_an_existing_customer_is_written_ag
     assert await db.value("SELECT first_name FROM customers WHERE customer_id = 'S150'") == "Zelda150"
     assert [c["customer_id"] for c in await search(client, "zelda150")] == ["S150"]
     assert await db.all("SELECT id, doc FROM customer_search ORDER BY id") == await db.all(
-        "SELECT id, customer_search_doc(first_name, last_name, email, company) FROM customers ORDER BY id")
+        "SELECT id, customer_search_doc(first_name, last_name, email, company, city, country) "
+        "FROM customers ORDER BY id")
 
 
 def test_the_rebuild_settings_are_read_from_the_environment_and_checked():

@@ -5,6 +5,6 @@ runs made minutes apart on the same server and the same file is the figure.
 """
 from __future__ import annotations
 
-from .runner import run_bench
+from .runner import run_api_bench, run_bench
 
-__all__ = ["run_bench"]
+__all__ = ["run_api_bench", "run_bench"]

@@ -29,7 +29,8 @@ Cursor = Annotated[customers.Cursor, BeforeValidator(customers.decode_cursor),
 class SearchQuery(BaseModel):
     q: Annotated[str, AfterValidator(no_nul)] | None = Field(
         None, max_length=200,
-        description="case-insensitive substring of first or last name, email or company; "
+        description="words separated by spaces, each a case-insensitive substring of first or last name, "
+                    "email, company, city or country, in any order (every word must match); "
                     "or the start of a Customer Id (exact case)")
 
 

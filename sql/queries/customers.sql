@@ -58,15 +58,17 @@ SELECT CASE WHEN pg_relation_size(c.oid) <= %(count_below_bytes)s
 FROM pg_class c WHERE c.oid = 'customers'::regclass
 
 -- name: search_page
--- customer_search_ids (sql/003_*, sql/006_*) finds the page's
+-- customer_search_matching (sql/015_*, after sql/006_*) finds the page's
 -- ids in the narrow search table; only those rows are read here.
--- The patterns arrive with LIKE's wildcards already escaped by a backslash.
+-- The patterns arrive with LIKE's wildcards already escaped by a backslash;
+-- lowered here as the text was (lower() folds beyond ASCII as Python may not).
 SELECT id, customer_id, first_name, last_name, company, city, country, phone_1, phone_2,
        email, subscription_date, website, about, created_at, updated_at, updated_manually_at,
        updated_manually_by
 FROM (SELECT hit.id
-      FROM customer_search_ids(%(after)s, lower(%(pattern)s), lower(%(index_pattern)s), lower(%(proposed)s),
-                               %(limit)s) AS hit (id)
+      FROM customer_search_matching(%(after)s, lower(%(pattern)s),
+                                    ARRAY(SELECT lower(other) FROM unnest(%(others)s::text[]) AS other),
+                                    lower(%(index_pattern)s), lower(%(proposed)s), %(limit)s) AS hit (id)
       UNION
       -- Customer Ids that start with the query, exact ones included: a range
       -- of the unique index (C.UTF-8 sorts by code point, so the prefix's

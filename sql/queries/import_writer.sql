@@ -20,7 +20,7 @@ SELECT nextval('customers_id_seq'::regclass) FROM generate_series(1, %(n)s)
 
 -- name: search_add
 INSERT INTO customer_search (id, doc)
-SELECT id, customer_search_doc(first_name, last_name, email, company)
+SELECT id, customer_search_doc(first_name, last_name, email, company, city, country)
 FROM customers WHERE id = ANY(%(ids)s)
 
 -- name: search_rows
@@ -87,7 +87,7 @@ WITH written AS (
         updated_at = now()
     WHERE c.updated_manually_at IS NULL
     RETURNING customer_id, xmax = 0 AS inserted, id,
-              customer_search_doc(first_name, last_name, email, company) AS doc,
+              customer_search_doc(first_name, last_name, email, company, city, country) AS doc,
               -- As the statement found it: a row whose text stays is neither written nor locked.
               (SELECT s.doc FROM customer_search s WHERE s.id = c.id) AS old_doc
 ), search AS (

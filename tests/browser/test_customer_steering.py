@@ -19,7 +19,8 @@ async def test_a_created_customer_is_confirmed_shown_first_and_found_by_its_id(p
     await insert_customers(db, 3_000)  # its row in id order would be far below the first page
     await page.goto(url)
     await expect(page.locator("#list-total")).to_have_text("3,000 customers in all")
-    await expect(page.get_by_role("searchbox")).to_have_attribute("placeholder", "Name, email, company or Customer Id")
+    await expect(page.get_by_role("searchbox")).to_have_attribute(
+        "placeholder", "Name, email, company, city, country or Customer Id")
 
     await page.get_by_role("button", name="New customer").click()
     dialog = page.get_by_role("dialog")
@@ -75,3 +76,24 @@ async def test_orders_and_filters_steer_the_list(page, live_app, db, config):
     await expect(page.get_by_label("Show")).to_have_value(f"job:{job['id']}")
     await expect(page.locator(ROWS)).to_have_count(2)
     await expect(page.locator(ROWS).first).to_contain_text("Imported")
+
+
+async def test_search_finds_a_customer_by_surname_first_and_by_city(page, live_app, db):
+    url, _ = live_app
+    await insert_customers(db, 3_000)  # City 0 to City 30, all in Norway
+    await db.all("INSERT INTO customers (customer_id, first_name, last_name, city, country) VALUES "
+                 "('HC-1', 'Heather', 'Callahan', 'Port Louis', 'Mauritius'), "
+                 "('HS-2', 'Heather', 'Stone', 'Oslo', 'Norway')")
+    await page.goto(url)
+    await expect(page.locator("#list-total")).to_have_text("3,002 customers in all")
+    search = page.get_by_role("searchbox", name="Search by name, email, company, city, country or Customer Id")
+
+    for query in ("Callahan Heather", "port louis", "Mauritius heather"):
+        await search.fill(query)
+        await expect(page.locator(ROWS)).to_have_count(1)
+        await expect(page.locator(ROWS).first).to_contain_text("Heather Callahan")
+    await search.fill("Heather")  # both: every word must match, the one word matches both
+    await expect(page.locator(ROWS)).to_have_count(2)
+    await search.fill("heather oslo")
+    await expect(page.locator(ROWS)).to_have_count(1)
+    await expect(page.locator(ROWS).first).to_contain_text("Heather Stone")
