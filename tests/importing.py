@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import asyncio
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 from aiohttp import web
@@ -52,3 +55,17 @@ async def wait_for_the_import_to_wait_on_a_lock(db, what: str, timeout: float = 
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"the import never waited for {what}")
         await asyncio.sleep(0.05)
+
+
+LAST_JOB = "SELECT import_job_json(j) FROM import_jobs j ORDER BY id DESC LIMIT 1"
+
+
+async def kill_past(db, proc: subprocess.Popen, percent: float, timeout: float = 120) -> dict:
+    """SIGKILL an importing process once its job is past `percent` of the file; the job as last seen."""
+    deadline = time.monotonic() + timeout
+    while (job := await db.value(LAST_JOB)) is None or job["percent"] < percent:
+        assert proc.poll() is None and time.monotonic() < deadline, f"the import ended before {percent}%"
+        await asyncio.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    return job

@@ -1,18 +1,16 @@
 """A dry run reports the counters the import of the same file would, and writes no customer (docs/files.md)."""
 from __future__ import annotations
 
-import asyncio
 import csv
 import dataclasses
 import itertools
-import signal
 import time
 
 import pytest
 
 from server.app import create_app
 from server.generate import generate
-from tests.importing import HEADER, TERMINAL, row, wait_for_status, write_csv
+from tests.importing import HEADER, LAST_JOB, TERMINAL, kill_past, row, wait_for_status, write_csv
 from tests.processes import cli, server_env
 
 COUNTERS = ("status", "inserted", "updated", "skipped_manual", "rejected", "rows_done", "bytes_done")
@@ -24,7 +22,6 @@ CUSTOMERS = """
 SEARCH = "SELECT count(*), md5(string_agg(id || doc, ',' ORDER BY id)) FROM customer_search"
 SEQUENCE = "SELECT last_value, is_called FROM customers_id_seq"
 SEARCH_INDEX = "SELECT oid FROM pg_class WHERE relname = 'customer_search_trgm'"
-LAST_JOB = "SELECT import_job_json(j) FROM import_jobs j ORDER BY id DESC LIMIT 1"
 
 
 def counters(job: dict) -> dict:
@@ -126,12 +123,7 @@ async def test_a_dry_run_killed_mid_way_resumes_to_the_same_counters(db, db_url,
     before = await the_database(db)
 
     proc = cli("import", str(path), "--dry-run", "--no-progress", env=env)
-    deadline = time.monotonic() + 120
-    while (job := await db.value(LAST_JOB)) is None or job["percent"] < 40:
-        assert proc.poll() is None and time.monotonic() < deadline, "the dry run ended before 40%"
-        await asyncio.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(10)
+    job = await kill_past(db, proc, 40)
     assert 0 < job["bytes_done"] < path.stat().st_size
     assert await db.value("SELECT count(*) FROM import_dry_run_inserted") > 0, "what it counted was kept"
     run_to_end()

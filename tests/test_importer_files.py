@@ -2,22 +2,19 @@
 imported over HTTP by path, checked in the customers table."""
 from __future__ import annotations
 
-import asyncio
 import gzip
-import signal
 import time
 
 import aiohttp
 import pytest
 
 from server.generate import generate
-from tests.importing import TERMINAL, wait_for_status
+from tests.importing import LAST_JOB, TERMINAL, kill_past, wait_for_status
 from tests.processes import cli, server_env
 
 TABLE = ("SELECT customer_id, first_name, last_name, company, city, country, phone_1, phone_2, email, "
          "subscription_date, website, about FROM customers ORDER BY customer_id")
 REJECTS = "SELECT line_no, byte_offset, reason, raw FROM import_rejects ORDER BY line_no"
-LAST_JOB = "SELECT import_job_json(j) FROM import_jobs j ORDER BY id DESC LIMIT 1"
 
 NAMES = ("Müller", "Françoise", "Ångström")
 COLUMNS = ["Index", "Customer Id", "First Name", "Last Name", "City", "Subscription Date"]
@@ -237,12 +234,7 @@ async def test_a_gzip_import_killed_mid_way_resumes_to_the_clean_result(db, db_u
     await db.all("TRUNCATE customers, import_jobs, import_rejects")
 
     proc = cli("import", str(packed), "--no-progress", env=env)
-    deadline = time.monotonic() + 120
-    while (job := await db.value(LAST_JOB)) is None or job["percent"] < 30:
-        assert proc.poll() is None and time.monotonic() < deadline, "the import ended before 30%"
-        await asyncio.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(10)
+    job = await kill_past(db, proc, 30)
     killed_at = job["bytes_done"]
     assert 0 < killed_at < packed.stat().st_size
     for _ in range(20):  # the dead process's lock may take a moment to go
