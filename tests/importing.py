@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import asyncio
+import csv
+import itertools
 import signal
 import subprocess
 import time
@@ -69,3 +71,19 @@ async def kill_past(db, proc: subprocess.Popen, percent: float, timeout: float =
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
     return job
+
+
+def write_messy_file(path: Path, *, seed: int, repeats: int, bad_rows: int, last: tuple[str, ...] = ()) -> Path:
+    """12,000 generated rows, then the ids of the first `repeats` again (far from their first
+    batch), `bad_rows` rows without an id, and the `last` lines: every counter moves."""
+    from server.generate import generate
+
+    generate(path, 12_000, seed=seed, about_bytes=300)
+    with open(path, newline="", encoding="utf-8") as f:
+        firsts = [fields[1] for fields in itertools.islice(csv.reader(f), 1, repeats + 1)]
+    with open(path, "a", encoding="utf-8") as f:
+        for i, customer_id in enumerate(firsts):
+            f.write(row(90_000 + i, customer_id, f"Again{i}") + "\n")
+        f.write("1,,no id,x,x,x,x,x,x,x,2020-01-01,x,x\n" * bad_rows)
+        f.writelines(line + "\n" for line in last)
+    return path

@@ -1,15 +1,12 @@
 """A crash at any instant, then a restart, ends with exactly the table of a clean run."""
 import asyncio
-import csv
-import itertools
 import random
 import signal
 import time
 
 import pytest
 
-from server.generate import generate
-from tests.importing import row
+from tests.importing import row, write_messy_file
 from tests.processes import cli, server_env
 
 # Everything a clean run decides about a customer; ids and timestamps are the database's.
@@ -26,16 +23,8 @@ COUNTERS = ("status", "inserted", "updated", "skipped_manual", "rejected", "rows
 @pytest.fixture
 def messy_file(tmp_path):
     """Generated rows, then repeats of some ids and a few bad rows, so every counter moves."""
-    path = tmp_path / "crash.csv"
-    generate(path, 12_000, seed=7, about_bytes=300)
-    with open(path, newline="", encoding="utf-8") as f:
-        ids = [fields[1] for fields in itertools.islice(csv.reader(f), 1, 400)]
-    with open(path, "a", encoding="utf-8") as f:
-        for i, customer_id in enumerate(ids):
-            f.write(row(90_000 + i, customer_id, f"Again{i}") + "\n")
-        f.write("1,,no id,x,x,x,x,x,x,x,2020-01-01,x,x\n" * 5)
-        f.write(row(99_999, "HAND-EDITED", "FromFile") + "\n")
-    return path
+    return write_messy_file(tmp_path / "crash.csv", seed=7, repeats=399, bad_rows=5,
+                            last=(row(99_999, "HAND-EDITED", "FromFile"),))
 
 
 async def _reset(db) -> None:

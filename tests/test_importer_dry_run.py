@@ -1,16 +1,14 @@
 """A dry run reports the counters the import of the same file would, and writes no customer (docs/files.md)."""
 from __future__ import annotations
 
-import csv
 import dataclasses
-import itertools
 import time
 
 import pytest
 
 from server.app import create_app
-from server.generate import generate
-from tests.importing import HEADER, LAST_JOB, TERMINAL, kill_past, row, wait_for_status, write_csv
+from tests.importing import (HEADER, LAST_JOB, TERMINAL, kill_past, row, wait_for_status, write_csv,
+                           write_messy_file)
 from tests.processes import cli, server_env
 
 COUNTERS = ("status", "inserted", "updated", "skipped_manual", "rejected", "rows_done", "bytes_done")
@@ -95,15 +93,7 @@ async def test_a_dry_run_never_builds_the_search_index(client, config, db):
 
 @pytest.mark.slow
 async def test_a_dry_run_killed_mid_way_resumes_to_the_same_counters(db, db_url, tmp_path):
-    path = tmp_path / "big.csv"
-    generate(path, 12_000, seed=5, about_bytes=300)
-    with open(path, newline="", encoding="utf-8") as f:
-        firsts = [fields[1] for fields in itertools.islice(csv.reader(f), 1, 301)]
-    with open(path, "a", encoding="utf-8") as f:
-        # Ids of the file's first rows again at its end: far from their first batch.
-        for i, customer_id in enumerate(firsts):
-            f.write(row(90_000 + i, customer_id, f"Again{i}") + "\n")
-        f.write("1,,no id,x,x,x,x,x,x,x,2020-01-01,x,x\n" * 3)
+    path = write_messy_file(tmp_path / "big.csv", seed=5, repeats=300, bad_rows=3)
     env = server_env(DATABASE_URL=db_url, IMPORT_BATCH_BYTES=str(64 * 1024))
 
     def run_to_end() -> None:
