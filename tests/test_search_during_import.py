@@ -7,13 +7,14 @@ the table: slower, never wrong, and whole once the job says completed.
 import asyncio
 import contextlib
 import dataclasses
+from datetime import datetime
 
 import pytest
 
 from server.app import create_app
 from server.importer import jobs
 from server.keys import pool_key, runner_key
-from tests.importing import HEADER, row, wait_for_status, wait_for_the_import_to_wait_on_a_lock, write_csv
+from tests.importing import HEADER, import_file, row, wait_for_status, wait_for_the_import_to_wait_on_a_lock, write_csv
 from tests.test_customers_api import all_pages
 
 ROWS = 1000
@@ -151,3 +152,19 @@ def test_the_rebuild_settings_are_read_from_the_environment_and_checked():
                       ("IMPORT_SEARCH_BUILD_MEMORY_MB", "0")):
         with pytest.raises(ConfigError, match=name):
             Config.from_env({name: bad})
+
+
+async def test_a_job_that_rebuilds_the_index_finishes_when_its_last_batch_commits(rebuilding_client, db, tmp_path):
+    # The last batch's transaction also builds the trigram index: the job ends after that,
+    # not when that transaction began (the moment its rows were written).
+    client = rebuilding_client
+    path = write_csv(tmp_path / "many.csv", people(1_000))
+    job = await import_file(client.app, path)
+    assert job["status"] == "completed", job
+    assert await search_index(db)
+    last_written, finished = await db.one(
+        "SELECT max(c.created_at), j.finished_at FROM customers c JOIN import_jobs j ON j.id = c.import_job_id "
+        "WHERE j.id = %s GROUP BY j.finished_at", (job["id"],))
+    assert finished > last_written
+    shown = await (await client.get(f"/import/jobs/{job['id']}")).json()
+    assert datetime.fromisoformat(shown["finished_at"]) == finished

@@ -149,14 +149,17 @@ def checkpoint_batch(conn, cur, job_id: int, worker: str, batch: Batch, counts: 
                 build_search_index(conn, build_kilobytes)
             return Written(status=row[0], job=row[1])
         raise CheckpointMoved(f"job {job_id} is no longer at byte {batch.start_offset}")
-    if row[0] != "running":
+    status, job = row
+    if status != "running":
         # The job ends with this batch: search is whole when it commits.
         if build_kilobytes is not None:
             _build_search_index(cur, build_kilobytes)
         if at_end is not None:
             at_end(cur)
+        cur.execute(SQL["finished_now"], {"job_id": job_id})
+        job = cur.fetchone()[0]
     conn.commit()
-    return Written(status=row[0], job=row[1], inserted=counts["inserted"])
+    return Written(status=status, job=job, inserted=counts["inserted"])
 
 
 def drop_search_index_for(conn, batch: Batch, written: Written, file_size: int,
