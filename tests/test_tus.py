@@ -328,3 +328,35 @@ async def test_an_import_refused_while_a_job_is_active_keeps_the_upload_for_late
     assert resp.status == 202, await resp.text()
     done = await wait_for_status(client.app, (await resp.json())["id"], TERMINAL)
     assert (done["status"], done["inserted"]) == ("completed", 1000)
+
+
+async def test_a_cors_origin_may_upload_and_read_the_tus_headers(client_as, config):
+    dashboard = "https://dashboard.example"
+    client = await client_as("admin", app=create_app(dataclasses.replace(config, cors_origins=(dashboard,))))
+    preflight = await client.options("/uploads", headers={
+        "Origin": dashboard, "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization, tus-resumable, upload-length, upload-metadata"})
+    assert preflight.status == 204
+    assert preflight.headers["Access-Control-Allow-Origin"] == dashboard
+    assert preflight.headers["Access-Control-Allow-Credentials"] == "true"
+    assert "POST" in preflight.headers["Access-Control-Allow-Methods"]
+    assert "upload-length" in preflight.headers["Access-Control-Allow-Headers"]
+
+    resp = await client.post("/uploads", headers={**TUS, "Origin": dashboard, "Upload-Length": str(len(CSV))})
+    assert resp.status == 201
+    assert resp.headers["Access-Control-Allow-Origin"] == dashboard
+    assert "Location" in resp.headers["Access-Control-Expose-Headers"]
+    url = resp.headers["Location"]
+    preflight = await client.options(url, headers={"Origin": dashboard, "Access-Control-Request-Method": "PATCH",
+                                                   "Access-Control-Request-Headers": "upload-offset"})
+    assert "PATCH" in preflight.headers["Access-Control-Allow-Methods"]
+    resp = await patch(client, url, 0, CSV, Origin=dashboard)
+    assert resp.status == 204
+    assert resp.headers["Access-Control-Allow-Origin"] == dashboard
+    assert "Upload-Offset" in resp.headers["Access-Control-Expose-Headers"]
+
+    other = await client.options("/uploads", headers={"Origin": "https://evil.example",
+                                                      "Access-Control-Request-Method": "POST"})
+    assert "Access-Control-Allow-Origin" not in other.headers
+    resp = await client.head(url, headers={**TUS, "Origin": "https://evil.example"})
+    assert "Access-Control-Allow-Origin" not in resp.headers

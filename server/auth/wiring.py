@@ -29,9 +29,10 @@ def _setup_cors(app: web.Application) -> None:
         allow_credentials=True, allow_headers="*", max_age=600,
         expose_headers=("ETag", "Location", "Retry-After", "WWW-Authenticate"))
     routes = list(app.router.routes())
-    # A resource that answers OPTIONS itself (tus) keeps its own answer.
-    own_options = {route.resource for route in routes if route.method == hdrs.METH_OPTIONS}
+    # A path that answers OPTIONS itself (tus) keeps its own answer, and gives CORS its
+    # own way (server/tus/protocol.py). By path: one path can have several resources.
+    own_options = {route.resource.canonical for route in routes if route.method == hdrs.METH_OPTIONS}
     cors = aiohttp_cors.setup(app, defaults={origin: options for origin in origins})
     for route in routes:
-        if not isinstance(route.resource, web.StaticResource) and route.resource not in own_options:
+        if not isinstance(route.resource, web.StaticResource) and route.resource.canonical not in own_options:
             cors.add(route)

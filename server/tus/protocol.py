@@ -13,9 +13,10 @@ import hashlib
 from datetime import datetime, timezone
 from email.utils import format_datetime
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from ..errors import Conflict, DomainError, NotFound
+from ..keys import config_key
 
 VERSION = "1.0.0"
 EXTENSIONS = ("creation", "termination", "checksum", "expiration")
@@ -23,6 +24,7 @@ CHECKSUM_ALGORITHMS = ("sha1", "sha256", "md5")
 OFFSET_CONTENT_TYPE = "application/offset+octet-stream"
 MAX_METADATA_CHARS = 4096
 PREFIX = "/uploads"
+CORS_METHODS = "POST, HEAD, PATCH, DELETE, OPTIONS"
 
 # What a page on another origin (CORS_ORIGINS) must be able to read from our answers.
 EXPOSED_HEADERS = ("Location", "Upload-Offset", "Upload-Length", "Upload-Metadata", "Upload-Expires",
@@ -148,3 +150,25 @@ async def protocol_headers(request: web.Request, response: web.StreamResponse) -
     if request.path == PREFIX or request.path.startswith(PREFIX + "/"):
         response.headers.setdefault("Tus-Resumable", VERSION)
         response.headers.setdefault("Access-Control-Expose-Headers", ", ".join(EXPOSED_HEADERS))
+        _cors(request, response)
+
+
+def _cors(request: web.Request, response: web.StreamResponse) -> None:
+    """CORS for the origins of CORS_ORIGINS, as aiohttp-cors gives every other route.
+
+    It cannot give it here: tus answers OPTIONS itself (discovery), and aiohttp-cors
+    wants that method for its preflights. Any other origin gets no CORS header, so
+    a browser keeps its page out.
+    """
+    origin = request.headers.get(hdrs.ORIGIN)
+    if origin is None or origin not in request.app[config_key].cors_origins:
+        return
+    response.headers[hdrs.ACCESS_CONTROL_ALLOW_ORIGIN] = origin
+    response.headers[hdrs.ACCESS_CONTROL_ALLOW_CREDENTIALS] = "true"
+    response.headers.add(hdrs.VARY, "Origin")
+    if request.method == hdrs.METH_OPTIONS and hdrs.ACCESS_CONTROL_REQUEST_METHOD in request.headers:
+        response.headers[hdrs.ACCESS_CONTROL_ALLOW_METHODS] = CORS_METHODS
+        asked = request.headers.get(hdrs.ACCESS_CONTROL_REQUEST_HEADERS)
+        if asked:
+            response.headers[hdrs.ACCESS_CONTROL_ALLOW_HEADERS] = asked
+        response.headers[hdrs.ACCESS_CONTROL_MAX_AGE] = "600"
