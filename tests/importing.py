@@ -11,6 +11,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from server.generate import generate
 from server.importer import jobs
 from server.keys import pool_key, runner_key
 
@@ -76,8 +77,6 @@ async def kill_past(db, proc: subprocess.Popen, percent: float, timeout: float =
 def write_messy_file(path: Path, *, seed: int, repeats: int, bad_rows: int, last: tuple[str, ...] = ()) -> Path:
     """12,000 generated rows, then the ids of the first `repeats` again (far from their first
     batch), `bad_rows` rows without an id, and the `last` lines: every counter moves."""
-    from server.generate import generate
-
     generate(path, 12_000, seed=seed, about_bytes=300)
     with open(path, newline="", encoding="utf-8") as f:
         firsts = [fields[1] for fields in itertools.islice(csv.reader(f), 1, repeats + 1)]
