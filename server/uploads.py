@@ -10,8 +10,8 @@ An upload is written as `<uuid>.csv.part` and renamed to `<uuid>.csv` only once
 its closing boundary has arrived, so a file under the final name is always
 whole, whatever happens to the process meanwhile. What a client may make the
 server do is bounded: the bytes (UPLOAD_MAX_BYTES), the free space it must
-leave (UPLOAD_MIN_FREE_BYTES), the time it may stay silent
-(UPLOAD_STALL_SECONDS) and the form fields it may send before the file
+leave (UPLOAD_MIN_FREE_BYTES), the time it may stay silent or nearly so
+(UPLOAD_STALL_SECONDS, Pace) and the form fields it may send before the file
 (MULTIPART_MAX_PARTS). Concurrent uploads are capped by the caller (Slots).
 Any refusal closes the connection rather than read the rest of the body.
 """
@@ -34,7 +34,7 @@ from pathlib import Path, PurePosixPath
 from typing import TypeVar
 from urllib.parse import unquote
 
-from aiohttp import BodyPartReader, MultipartReader, hdrs, web
+from aiohttp import BodyPartReader, MultipartReader, StreamReader, hdrs, web
 from aiohttp.helpers import parse_mimetype
 from aiohttp.http_exceptions import HttpProcessingError
 
@@ -53,6 +53,9 @@ UPLOAD_FIELD = "file"
 PARTIAL_SUFFIX = ".part"
 MAX_BOUNDARY = 70  # RFC 2046
 MAX_FIELD_BYTES = 64 * 1024  # an option field (a mapping of many columns is the largest)
+# What a body must bring in every UPLOAD_STALL_SECONDS (about 1 KB/s at the default 60 s):
+# a client that trickles a byte now and then holds a slot and a file as surely as a silent one.
+MIN_PACE_BYTES = 64 * 1024
 _PERCENT_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
 # Controls, format characters (bidi overrides and isolates, zero-width ones) and
 # line separators: invisible in a name, or able to make it read as another one.
@@ -151,13 +154,14 @@ async def save_upload(request: web.Request, upload_dir: Path, limits: UploadLimi
 
 
 async def _save(request: web.Request, upload_dir: Path, limits: UploadLimits) -> StoredFile:
-    _refuse_encoded(request)
+    refuse_encoded(request)
     loop = asyncio.get_running_loop()
     free = await loop.run_in_executor(None, _free_bytes, upload_dir)
     _check_declared_length(request.content_length, free, limits)
     reader = _multipart_reader(request)
+    pace = Pace(request.content, limits.stall_seconds)
     fields: dict[str, str] = {}
-    part = await _file_part(reader, limits, fields)
+    part = await _file_part(reader, pace, limits, fields)
     name = uuid.uuid4().hex
     partial = upload_dir / f"{name}.csv{PARTIAL_SUFFIX}"
     out = await loop.run_in_executor(None, _create, partial)
@@ -166,7 +170,7 @@ async def _save(request: web.Request, upload_dir: Path, limits: UploadLimits) ->
     head = b""
     try:
         while not part.at_eof():
-            chunk = await _in_time(_read(part.read_chunk(CHUNK_BYTES)), limits)
+            chunk = await pace.step(_read(part.read_chunk(CHUNK_BYTES)))
             size += len(chunk)
             if size > limits.max_bytes:
                 raise UploadTooLarge(f"the upload is larger than the limit of {limits.max_bytes} bytes")
@@ -181,7 +185,7 @@ async def _save(request: web.Request, upload_dir: Path, limits: UploadLimits) ->
                 raise _no_room(limits)
         if head is not None:
             await loop.run_in_executor(None, _check_head, head, limits)
-        await _form_fields(reader, limits, fields)  # and the boundary after the file must be there
+        await _form_fields(reader, pace, limits, fields)  # and the boundary after the file must be there
         path = upload_dir / f"{name}.csv"
         await loop.run_in_executor(None, _finish, out, partial, path)
     except BaseException:
@@ -192,7 +196,7 @@ async def _save(request: web.Request, upload_dir: Path, limits: UploadLimits) ->
                       sha256=digest.hexdigest(), fields=fields)
 
 
-def _refuse_encoded(request: web.Request) -> None:
+def refuse_encoded(request: web.Request) -> None:
     # aiohttp would inflate a gzip body before we see it, so a small request could
     # write a file a thousand times its size past every byte limit.
     coding = request.headers.get(hdrs.CONTENT_ENCODING, "identity").strip().lower()
@@ -235,28 +239,52 @@ async def _read(step: Awaitable[T]) -> T:
                               f"{exc}") from None
 
 
-async def _in_time(step: Awaitable[T], limits: UploadLimits) -> T:
-    try:
-        async with asyncio.timeout(limits.stall_seconds):
-            return await step
-    except TimeoutError:
-        raise UploadStalled(f"the upload sent nothing for {limits.stall_seconds:g} seconds "
-                            "(UPLOAD_STALL_SECONDS) and was dropped") from None
+class Pace:
+    """What a request body must keep up: something within every `seconds`, and at least
+    `min_bytes` over each such period. Silence and a trickle are both dropped (408).
+
+    Progress is the bytes the connection has brought (`total_bytes` of the request's
+    stream), whatever the reader makes of them, so part headers count as much as a file.
+    """
+
+    def __init__(self, stream: StreamReader, seconds: float, min_bytes: int = MIN_PACE_BYTES) -> None:
+        self.stream = stream
+        self.seconds = seconds
+        self.min_bytes = min_bytes
+        self._since = time.monotonic()
+        self._mark = stream.total_bytes
+
+    async def step(self, step: Awaitable[T]) -> T:
+        """Await one read of the body, within the pace."""
+        try:
+            async with asyncio.timeout(self.seconds):
+                result = await step
+        except TimeoutError:
+            raise UploadStalled(f"the upload sent nothing for {self.seconds:g} seconds "
+                                "(UPLOAD_STALL_SECONDS) and was dropped") from None
+        now = time.monotonic()
+        if now - self._since >= self.seconds:
+            if self.stream.total_bytes - self._mark < self.min_bytes:
+                raise UploadStalled(f"the upload sent less than {self.min_bytes} bytes in "
+                                    f"{self.seconds:g} seconds (UPLOAD_STALL_SECONDS) and was dropped")
+            self._since, self._mark = now, self.stream.total_bytes
+        return result
 
 
-async def _file_part(reader: MultipartReader, limits: UploadLimits, fields: dict[str, str]) -> BodyPartReader:
+async def _file_part(reader: MultipartReader, pace: Pace, limits: UploadLimits,
+                     fields: dict[str, str]) -> BodyPartReader:
     """The `file` part, among the first max_parts parts; the small fields before it go to `fields`.
 
     Every part's headers are parsed on the loop; the cap and a yield after each
     part keep a body of thousands of empty parts from holding the loop.
     """
     for _ in range(limits.max_parts):
-        part = await _in_time(_read(reader.next()), limits)
+        part = await pace.step(_read(reader.next()))
         if part is None:
             break
         if isinstance(part, BodyPartReader) and part.name == UPLOAD_FIELD:
             return part
-        await _field(part, limits, fields)
+        await _field(part, pace, fields)
         await asyncio.sleep(0)
     else:
         raise UploadTooLarge(f"the field {UPLOAD_FIELD!r} must come within the first "
@@ -264,26 +292,27 @@ async def _file_part(reader: MultipartReader, limits: UploadLimits, fields: dict
     raise MalformedUpload(f"the multipart body has no field {UPLOAD_FIELD!r} holding the file")
 
 
-async def _form_fields(reader: MultipartReader, limits: UploadLimits, fields: dict[str, str]) -> None:
+async def _form_fields(reader: MultipartReader, pace: Pace, limits: UploadLimits,
+                       fields: dict[str, str]) -> None:
     """The fields after the file, up to the closing boundary."""
     for _ in range(limits.max_parts):
-        part = await _in_time(_read(reader.next()), limits)
+        part = await pace.step(_read(reader.next()))
         if part is None:
             return
-        await _field(part, limits, fields)
+        await _field(part, pace, fields)
         await asyncio.sleep(0)
     raise UploadTooLarge(f"the multipart body has more than {limits.max_parts} parts (MULTIPART_MAX_PARTS)")
 
 
-async def _field(part, limits: UploadLimits, fields: dict[str, str]) -> None:
+async def _field(part, pace: Pace, fields: dict[str, str]) -> None:
     """A small text field (an import option) is kept; anything else is skipped."""
     if isinstance(part, BodyPartReader) and part.name and part.filename is None and part.name != UPLOAD_FIELD:
-        value = await _in_time(_read(part.read(decode=False)), limits)
+        value = await pace.step(_read(part.read(decode=False)))
         if len(value) > MAX_FIELD_BYTES:
             raise MalformedUpload(f"the form field {part.name!r} is longer than {MAX_FIELD_BYTES} bytes")
         fields[part.name] = value.decode("utf-8", "replace")
         return
-    await _in_time(_read(part.release()), limits)  # some other part: skip its bytes
+    await pace.step(_read(part.release()))  # some other part: skip its bytes
 
 
 def _check_head(head: bytes, limits: UploadLimits) -> None:

@@ -23,6 +23,11 @@ async def admit(config: Config, directory: Path, *, incoming: int) -> None:
                       "bytes free for the server (UPLOAD_MIN_FREE_BYTES)")
 
 
+def no_space_message(config: Config) -> str:
+    return (f"the disk filled while this chunk was written: the server keeps {config.upload_min_free_bytes} "
+            "bytes free (UPLOAD_MIN_FREE_BYTES), so none of the chunk was kept")
+
+
 def _free_bytes(directory: Path) -> int:
     directory.mkdir(parents=True, exist_ok=True)
     return shutil.disk_usage(directory).free

@@ -31,7 +31,7 @@ from ..errors import Conflict
 from ..sqlfiles import queries
 from ..uploads import StoredFile
 from . import files
-from .limits import admit
+from .limits import NoSpace, admit, no_space_message
 from .protocol import (ChecksumMismatch, OffsetMismatch, UploadBusy, UploadGone, UploadNotFound,
                        UploadTooLarge)
 from .stream import Body, ClientGone, Digests, Sink, shielded
@@ -146,16 +146,17 @@ class Uploads:
             running = cached[1].copy() if cached and cached[0] == upload.offset else None
         check = hashlib.new(checksum[0]) if checksum else None
         sink = Sink(out, Digests(running, check))
-        received = Body(body)
+        received = Body(body, self.config.upload_stall_seconds)
         try:
             async for buffer in received.buffers():
                 if upload.offset + sink.written + len(buffer) > upload.size:
                     raise UploadTooLarge(f"the body runs past the upload's Upload-Length of {upload.size}")
                 sink.pending = loop.run_in_executor(None, sink.write, buffer)
-                await sink.pending
+                if await sink.pending < self.config.upload_min_free_bytes:  # a body of no stated length too
+                    raise NoSpace(no_space_message(self.config))
             if check is not None and check.digest() != checksum[1]:
                 raise ChecksumMismatch(checksum[0])
-        except (ChecksumMismatch, UploadTooLarge, OSError):  # refused, or the disk failed: none of it counts
+        except (ChecksumMismatch, UploadTooLarge, NoSpace, OSError):  # refused, or the disk failed: none counts
             await shielded(loop.run_in_executor(None, files.drop_from, out, upload.offset))
             raise
         except BaseException as exc:

@@ -7,13 +7,14 @@ handler when the client goes away) can still keep every byte it brought.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import StreamReader
 from aiohttp.http_exceptions import HttpProcessingError
 
-from ..uploads import CHUNK_BYTES
+from ..uploads import CHUNK_BYTES, Pace
 
 
 class ClientGone(Exception):
@@ -40,10 +41,13 @@ class Sink:
         self.written = 0
         self.pending: asyncio.Future | None = None
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes) -> int:
+        """Write and hash `data`; the bytes then free on the file's disk."""
         self.digests.update(data)
         self.out.write(data)
         self.written += len(data)
+        disk = os.fstatvfs(self.out.fileno())
+        return disk.f_bavail * disk.f_frsize  # as shutil.disk_usage counts `free`
 
     async def settled(self) -> None:
         """Until a write a cancellation left running on its thread has ended."""
@@ -55,14 +59,15 @@ class Body:
     """The request body in buffers of about CHUNK_BYTES: few thread hops, little memory.
     What arrived but was not handed out yet stays readable (leftover) when it is cut short."""
 
-    def __init__(self, stream: StreamReader) -> None:
+    def __init__(self, stream: StreamReader, stall_seconds: float) -> None:
         self.stream = stream
+        self.pace = Pace(stream, stall_seconds)  # silence or a trickle: 408, like a multipart upload
         self.buffer = bytearray()
 
     async def buffers(self) -> AsyncIterator[bytes]:
         while True:
             try:
-                piece = await self.stream.read(CHUNK_BYTES)
+                piece = await self.pace.step(self.stream.read(CHUNK_BYTES))
             except (ConnectionError, HttpProcessingError) as exc:  # lost, or cut short mid-length
                 raise ClientGone() from exc
             if not piece:

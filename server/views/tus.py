@@ -11,11 +11,13 @@ from aiohttp import web
 from ..auth.middleware import principal
 from ..auth.roles import Role, public, requires
 from ..config import Config
+from ..errors import DomainError
 from ..keys import config_key, tus_key
 from ..openapi import describe
 from ..tus import protocol
 from ..tus.protocol import BadTusRequest, UploadTooLarge, http_date
 from ..uploads import _display_name as display_name
+from ..uploads import refuse_encoded
 
 routes = web.RouteTableDef()
 UPLOAD = r"/uploads/{id:[0-9a-f]{32}}"
@@ -90,19 +92,26 @@ async def upload_offset(request: web.Request) -> web.Response:
           "Upload-Checksum (sha1, sha256, md5) is checked before the bytes count", tags=TAGS,
           body_content_type=protocol.OFFSET_CONTENT_TYPE,
           responses={204: "Upload-Offset: the new offset; Upload-Expires", 404: "no such upload",
+                     408: "the body sent nothing, or under 64 KiB, in UPLOAD_STALL_SECONDS",
                      409: "Upload-Offset is not the server's", 410: "expired", 413: "past Upload-Length",
-                     415: "wrong Content-Type", 423: "another request holds the upload",
+                     415: "wrong Content-Type, or a Content-Encoding",
+                     423: "another request holds the upload",
                      429: "too many uploads at once (Retry-After)", 460: "checksum mismatch",
                      507: "not enough free space"})
 async def append_chunk(request: web.Request) -> web.Response:
-    protocol.check_version(request)
-    if request.content_type != protocol.OFFSET_CONTENT_TYPE:
-        raise protocol.WrongContentType()
-    offset = protocol.header_int(request, "Upload-Offset")
-    checksum = protocol.parse_checksum(request.headers.get("Upload-Checksum"))
-    upload = await request.app[tus_key].write(
-        request.match_info["id"], offset, request.content,
-        length=request.content_length, checksum=checksum)
+    try:
+        protocol.check_version(request)
+        if request.content_type != protocol.OFFSET_CONTENT_TYPE:
+            raise protocol.WrongContentType()
+        refuse_encoded(request)  # aiohttp would inflate it past every byte limit
+        offset = protocol.header_int(request, "Upload-Offset")
+        checksum = protocol.parse_checksum(request.headers.get("Upload-Checksum"))
+        upload = await request.app[tus_key].write(
+            request.match_info["id"], offset, request.content,
+            length=request.content_length, checksum=checksum)
+    except DomainError as exc:
+        exc.close_connection = True  # the rest of a refused body is not wanted
+        raise
     return web.Response(status=204, headers={"Upload-Offset": str(upload.offset),
                                              "Upload-Expires": http_date(upload.expires)})
 
