@@ -5,12 +5,14 @@ import os
 import signal
 import struct
 import sys
+import dataclasses
 import threading
 import time
 from concurrent.futures.process import BrokenProcessPool
 
 import pytest
 
+from server.app import create_app
 from server.generate import generate
 from server.importer import jobs
 from server.importer.engine import run_job
@@ -18,6 +20,7 @@ from server.keys import pool_key, runner_key
 from tests.importing import HEADER, TERMINAL, import_file, row, wait_for_status, \
     wait_for_the_import_to_wait_on_a_lock, write_csv
 from tests.test_importer_control import start, wait_for_bytes, wait_until_stopped
+from tests.test_importer_parsing import STRAY
 from tests.test_importer_crash import _outcome, _reset, messy_file  # noqa: F401 (a fixture)
 
 
@@ -85,6 +88,33 @@ async def test_a_pause_lands_while_a_batch_is_still_being_parsed(client, db, tmp
     stopped = await wait_until_stopped(client.app, job["id"])
     assert stopped["status"] == "paused" and time.monotonic() - started < 10
     assert not busy.done()
+
+
+async def test_a_cancel_lands_inside_one_big_batch_of_stray_quote_lines(client_as, config, db, tmp_path):
+    """One batch holds the whole file (its bounds in bytes, rows and rejects all raised), so
+    the job sits in one batch for seconds: the cancel must not wait for it (stray quotes
+    once made such a batch take hours)."""
+    app = create_app(dataclasses.replace(config, batch_bytes=256 * 1024**2, batch_rows=10**7,
+                                         batch_rejects=10**7, reject_limit=10**7))
+    client = await client_as("admin", app=app)
+    path = tmp_path / "stray.csv"
+    with path.open("w") as f:
+        f.write(HEADER + "\n")
+        f.writelines(STRAY.format(i=i) + "\n" for i in range(1_500_000))  # 100 MB: seconds to parse
+    job = await start(client.app, path)
+    await wait_for_status(client.app, job["id"], ("running",))
+    for _ in range(500):
+        if (await jobs.get(client.app[pool_key], job["id"]))["worker"]:
+            break
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.5)  # the worker is well into the batch
+    await jobs.control(client.app[pool_key], job["id"], "cancel")
+    started = time.monotonic()
+    stopped = await wait_until_stopped(client.app, job["id"])
+    # IMPORT_CONTROL_POLL_SECONDS (0.5) and a worker cleared, not the batch's end.
+    assert stopped["status"] == "cancelled" and time.monotonic() - started < 3, stopped
+    assert (stopped["rows_done"], stopped["rejected"]) == (0, 0)  # the batch in flight never committed
+    assert await db.value("SELECT count(*) FROM import_rejects WHERE job_id = %s", (job["id"],)) == 0
 
 
 async def test_a_killed_parse_worker_is_a_transient_stop(client, db, messy_file):
