@@ -118,7 +118,11 @@ def main(argv: list[str] | None = None) -> int:
             return run_api_bench(config, args.rows or 2_000_000, about_bytes=args.about_bytes)
         if args.ten_gb:
             return run_bench(config, args.rows or 10_000_000, about_bytes=args.about_bytes, big=True)
-        return run_bench(config, args.rows or 2_000_000, about_bytes=args.about_bytes)
+        status = run_bench(config, args.rows or 2_000_000, about_bytes=args.about_bytes)
+        from .bench.uploads import WHOLE_BENCH_MEGABYTES, run_upload_bench
+
+        # The whole benchmark also compares the two ways in (tus and multipart) on one file.
+        return status or run_upload_bench(config, WHOLE_BENCH_MEGABYTES)
     parser.error(f"unknown command {args.command}")
     return 2
 

@@ -1,4 +1,5 @@
-"""./run.sh bench --uploads MB: one file sent to one server, by multipart and by tus, side by side.
+"""./run.sh bench --uploads MB (and the end of a whole `./run.sh bench`, at 300 MB): one file
+sent to one server, by multipart and by tus, side by side.
 
 Multipart is POST /import (timed until its 202; the job it starts is cancelled
 before the next run). tus is POST /uploads plus PATCHes of a few chunk sizes
@@ -25,6 +26,7 @@ from .runner import REPO, _admin_headers, _fresh_database, _free_port, _wait_hea
 TUS = {"Tus-Resumable": "1.0.0"}
 CHUNK_SIZES = (5 * 1024**2, 16 * 1024**2, None)  # 16 MB: the page's; None: the whole file in one PATCH
 ROUNDS = 3
+WHOLE_BENCH_MEGABYTES = 300  # the file `./run.sh bench` (no mode) sends both ways after its imports
 
 
 def run_upload_bench(config: Config, megabytes: int) -> int:
