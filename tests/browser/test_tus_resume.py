@@ -5,8 +5,10 @@ the same name starts afresh."""
 from __future__ import annotations
 
 import asyncio
+import csv
 import dataclasses
 import hashlib
+import os
 from pathlib import Path
 
 import pytest
@@ -170,3 +172,88 @@ async def test_a_connection_dropped_mid_chunk_is_retried_from_the_servers_offset
     stored = await db.value("SELECT path FROM import_jobs ORDER BY id DESC LIMIT 1")
     assert hashlib.sha256(Path(stored).read_bytes()).hexdigest() == hashlib.sha256(content).hexdigest()
     assert await db.value("SELECT count(*) FROM customers") == ROWS
+
+
+# Records every message shown under the upload form.
+WATCH_UPLOAD_MESSAGE = """() => {
+  window.__uploadMessages = [];
+  const message = document.getElementById('upload-message');
+  new MutationObserver(() => window.__uploadMessages.push(message.textContent))
+    .observe(message, {childList: true, characterData: true, subtree: true});
+}"""
+
+
+def customer_ids(path: Path) -> set[str]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return {record[1] for record in list(csv.reader(f))[1:]}
+
+
+def another_export(first: Path, second: Path, *, same_size: bool) -> None:
+    """A file of the same name with other rows: a new export (other size), or the same
+    export with its first customer's Id changed (same size, later last-modified)."""
+    if same_size:
+        content = bytearray(first.read_bytes())
+        at = content.index(b"\n1,") + 3  # the first customer's Id
+        content[at:at + 1] = b"0" if content[at:at + 1] != b"0" else b"1"
+        second.parent.mkdir()
+        second.write_bytes(content)
+    else:
+        generate(second, ROWS // 2, seed=2, about_bytes=900)
+    os.utime(second, (first.stat().st_mtime + 86400,) * 2)
+
+
+@pytest.mark.parametrize("same_size", [False, True], ids=["other size", "same size, later"])
+async def test_another_file_of_the_same_name_starts_from_zero_and_imports_only_its_rows(
+        page, aiohttp_server, config, db, tmp_path, same_size):
+    """The page resumes a file only when its name, size and last-modified time are the same."""
+    server = await aiohttp_server(create_app(dataclasses.replace(config, tus_page_chunk_bytes=CHUNK)))
+    url = str(server.make_url("/")).rstrip("/")
+    await sign_in(page, url, config.database_url)
+    first, second = tmp_path / "monday" / "customers.csv", tmp_path / "tuesday" / "customers.csv"
+    generate(first, ROWS, seed=1, about_bytes=900)
+    another_export(first, second, same_size=same_size)
+    content = second.read_bytes()
+    rows = len(customer_ids(second))
+    assert customer_ids(first) != customer_ids(second)
+    patches: list[int] = []
+    page.on("request", lambda request: request.method == "PATCH" and patches.append(
+        int(request.headers["upload-offset"])))
+    await page.route("**/uploads/*", slow_patches)
+
+    await page.goto(url)
+    await expect(page.locator("#connection")).to_have_text("Live")
+    await page.get_by_label("CSV file", exact=True).set_input_files(str(first))
+    await page.get_by_role("button", name="Start import").click()
+    while await server_offset(db) < 4 * CHUNK:
+        await asyncio.sleep(0.05)
+    page.watch.accept_leaving = True
+    await page.reload()
+    reached = None
+    while reached != (reached := await db.all('SELECT id, "offset" FROM uploads')):
+        await asyncio.sleep(0.5)  # until a PATCH the reload cut short has settled
+    [(interrupted, offset)] = reached
+    assert 0 < offset < first.stat().st_size
+
+    await expect(page.locator("#connection")).to_have_text("Live")
+    await page.evaluate(WATCH_UPLOAD_MESSAGE)
+    patches.clear()
+    await page.get_by_label("CSV file", exact=True).set_input_files(str(second))
+    await page.get_by_role("button", name="Start import").click()
+    while not patches:
+        await asyncio.sleep(0.05)
+    assert patches[0] == 0, patches  # a new upload, from its first byte
+    await wait_for_status(page, ("completed", "failed", "cancelled"))
+    await expect(page.locator("#job-status")).to_have_text("completed")
+
+    assert patches == sorted(patches), patches
+    messages = await page.evaluate("window.__uploadMessages")
+    assert not any("Continuing" in m for m in messages), messages
+    job = await db.value("SELECT import_job_json(j) FROM import_jobs j ORDER BY id DESC LIMIT 1")
+    assert (job["status"], job["filename"], job["inserted"], job["bytes_total"]) == \
+        ("completed", "customers.csv", rows, len(content))
+    stored = await db.value("SELECT path FROM import_jobs ORDER BY id DESC LIMIT 1")
+    assert Path(stored).read_bytes() == content  # that file's bytes, none of the first one's
+    imported = {row[0] for row in await db.all("SELECT customer_id FROM customers")}
+    assert imported == customer_ids(second)
+    # The interrupted upload is left as it was, for its own file to resume (or to expire).
+    assert await db.all('SELECT id, "offset" FROM uploads') == [(interrupted, offset)]
