@@ -5,6 +5,10 @@ import asyncio
 import base64
 import dataclasses
 import hashlib
+import os
+import shutil
+import time
+import uuid
 
 import pytest
 
@@ -360,3 +364,95 @@ async def test_a_cors_origin_may_upload_and_read_the_tus_headers(client_as, conf
     assert "Access-Control-Allow-Origin" not in other.headers
     resp = await client.head(url, headers={**TUS, "Origin": "https://evil.example"})
     assert "Access-Control-Allow-Origin" not in resp.headers
+
+
+async def test_an_expired_upload_is_410_until_the_sweep_and_404_after(client, config, db):
+    url = await create(client, len(CSV))
+    upload_id = url.rsplit("/", 1)[1]
+    assert (await patch(client, url, 0, CSV)).status == 204
+    await db.all("UPDATE uploads SET expires = now() - interval '1 second' WHERE id = %s", (upload_id,))
+    # The sweep runs every TUS_SWEEP_SECONDS (300 here): until then the upload answers 410.
+    head = await client.head(url, headers=TUS)
+    assert head.status == 410 and head.headers["Tus-Resumable"] == "1.0.0"
+    resp = await patch(client, url, len(CSV), b"x")
+    assert resp.status == 410
+    assert "expired" in (await resp.json())["error"]
+    resp = await client.post("/import", json={"upload": upload_id})
+    assert resp.status == 410
+    assert "expired" in (await resp.json())["error"]
+    assert await db.value("SELECT count(*) FROM import_jobs") == 0
+    assert files_of(config) == [f"{upload_id}.csv"]  # refused, not removed: that is the sweep's work
+
+    assert await client.app[tus_key].sweep() == 1
+    assert (await client.head(url, headers=TUS)).status == 404
+    assert files_of(config) == []
+
+
+async def announce_patch(client, url: str, offset: int, announced: int, sent: bytes) -> int:
+    """A PATCH announcing `announced` bytes that sends only `sent`; the status the server answers
+    with before the rest (which never comes)."""
+    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+    lines = [f"PATCH {url} HTTP/1.1", "Host: localhost", "Tus-Resumable: 1.0.0", f"Upload-Offset: {offset}",
+             "Content-Type: application/offset+octet-stream", f"Content-Length: {announced}",
+             *(f"{k}: {v}" for k, v in client_headers(client).items())]
+    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + sent)
+    await writer.drain()
+    try:
+        status_line = await asyncio.wait_for(reader.readline(), timeout=5)
+    finally:
+        writer.close()
+    return int(status_line.split()[1])
+
+
+async def test_a_patch_that_would_leave_less_than_the_free_space_floor_is_507(client_as, config):
+    size = 512 * 1024**2
+    roomy = await client_as("admin", app=create_app(dataclasses.replace(config, upload_min_free_bytes=0)))
+    url = await create(roomy, size)
+    # Since then the disk has filled up: 256 MiB more may still be stored, not the whole rest.
+    free = shutil.disk_usage(config.import_dir).free
+    full = await client_as("admin", app=create_app(dataclasses.replace(
+        config, upload_min_free_bytes=free - 256 * 1024**2)))
+    assert (await patch(full, url, 0, CSV[:1000])).status == 204
+    assert await announce_patch(full, url, 1000, size - 1000, CSV[1000:]) == 507
+
+    head = await full.head(url, headers=TUS)
+    assert head.headers["Upload-Offset"] == "1000"
+    [part] = files_of(config)
+    assert (config.import_dir / "uploads" / part).stat().st_size == 1000
+
+
+async def test_the_sweep_removes_old_part_files_no_upload_knows(client, config, db):
+    url = await create(client, len(CSV))
+    known = url.rsplit("/", 1)[1]
+    assert (await patch(client, url, 0, CSV[:500])).status == 204
+    folder = config.import_dir / "uploads"
+    old_orphan, young_orphan = uuid.uuid4().hex, uuid.uuid4().hex
+    (folder / f"{old_orphan}.tus").write_bytes(b"left by a crash between file and row")
+    (folder / f"{young_orphan}.tus").write_bytes(b"its row may be on its way")
+    long_ago = time.time() - config.tus_expire_seconds - 60
+    for name in (f"{old_orphan}.tus", f"{known}.tus"):
+        os.utime(folder / name, (long_ago, long_ago))
+
+    assert await client.app[tus_key].sweep() == 1
+    assert files_of(config) == sorted([f"{known}.tus", f"{young_orphan}.tus"])
+    assert (await client.head(url, headers=TUS)).headers["Upload-Offset"] == "500"
+
+
+async def test_importing_an_upload_that_is_not_csv_is_415_and_starts_nothing(client, config, db):
+    # An Excel workbook (a zip) given a .csv name: binary from its first bytes.
+    binary = b"PK\x03\x04\x14\x00\x06\x00\x08\x00\x00\x00!\x00" + bytes(range(256)) * 64
+    url = await create(client, len(binary), "customers.csv")
+    upload_id = url.rsplit("/", 1)[1]
+    assert (await patch(client, url, 0, binary)).status == 204
+
+    resp = await client.post("/import", json={"upload": upload_id})
+    assert resp.status == 415
+    assert "not a CSV file" in (await resp.json())["error"]
+    assert await db.value("SELECT count(*) FROM import_jobs") == 0
+    assert await db.value("SELECT count(*) FROM customers") == 0
+    # Still an upload, whole: it can be deleted (or left to expire); nothing of it was taken.
+    head = await client.head(url, headers=TUS)
+    assert (head.status, head.headers["Upload-Offset"]) == (200, str(len(binary)))
+    assert (config.import_dir / "uploads" / f"{upload_id}.csv").read_bytes() == binary
+    assert (await client.delete(url, headers=TUS)).status == 204
+    assert files_of(config) == []
