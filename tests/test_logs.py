@@ -6,7 +6,11 @@ import subprocess
 import sys
 
 import aiohttp
+import aiopg
+import pytest
 
+from server.auth import store
+from server.auth.roles import Role
 from tests.importing import HEADER, row, write_csv
 from tests.processes import REPO, cli, free_port, server_env, wait_healthy
 
@@ -80,3 +84,34 @@ async def test_the_server_logs_each_request_with_status_and_duration(db_url, tmp
     healthz = [r for r in access if r["path"] == "/healthz" and r["status"] == 200]
     assert healthz and all(r["method"] == "GET" and r["duration_ms"] >= 0 for r in healthz)
     assert [r["status"] for r in access if r["path"] == "/customers"] == [401]
+
+
+@pytest.mark.parametrize("log_format", ["plain", "json"])
+async def test_the_request_log_keeps_no_sign_in_link_secret(db_url, tmp_path, log_format):
+    async with aiopg.create_pool(db_url, minsize=1, maxsize=1) as pool:
+        await store.add_user(pool, "ann", Role.admin)
+        used, unused = [await store.create_login_link(pool, "ann") for _ in range(2)]
+    port = free_port()
+    log = tmp_path / "server.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "server", "serve", "--port", str(port)], cwd=REPO,
+                                env=server_env(DATABASE_URL=db_url, LOG_FORMAT=log_format),
+                                stdout=subprocess.DEVNULL, stderr=out)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        await wait_healthy(url, proc, log=log)
+        async with aiohttp.ClientSession() as session:
+            for secret, status in [(used, 303), (used, 410), (unused + "x", 410)]:
+                async with session.get(f"{url}/login/link/{secret}", allow_redirects=False) as resp:
+                    assert resp.status == status
+    finally:
+        proc.send_signal(signal.SIGINT)
+        await asyncio.to_thread(proc.wait, 30)
+    text = log.read_text()
+    assert used not in text and unused not in text
+    if log_format == "json":
+        access = [r for r in records(text) if r["logger"] == "aiohttp.access"]
+        assert [(r["path"], r["status"]) for r in access if r["path"].startswith("/login/")] == [
+            ("/login/link/…", 303), ("/login/link/…", 410), ("/login/link/…", 410)]
+    else:
+        assert text.count("GET /login/link/… 410 ") == 2 and text.count("GET /login/link/… 303 ") == 1
