@@ -165,3 +165,22 @@ def test_the_systemd_unit_turns_the_link_on_start_off():
     env = {"SIGN_IN_LINK_ON_START": assignments["SIGN_IN_LINK_ON_START"]}
     assert Config.from_env(env).sign_in_link_on_start is False
     assert Config.from_env({}).sign_in_link_on_start is True  # ./run.sh on a laptop: one click
+
+
+ACCESS_COMMANDS = re.compile(r"(?:python -m server|csv-import) ((?:user|token|login-link|migrate)\b[^`\n#']*)")
+
+
+def test_the_access_commands_in_the_docs_are_ones_the_cli_takes():
+    """Each user/token/login-link/migrate command docs/access.md and docs/operations.md show parses.
+    A bad LOG_FORMAT stops the command right after its arguments parsed, before it does anything."""
+    commands = {match.strip() for doc in ("access.md", "operations.md")
+                for match in ACCESS_COMMANDS.findall((REPO / "docs" / doc).read_text())
+                if "[" not in match and "NAME" not in match}
+    assert {"token create --name prometheus --role viewer", "user list"} <= commands
+    refused = {}
+    for command in sorted(commands):
+        proc = subprocess.run([sys.executable, "-m", "server", *command.split()], cwd=REPO, capture_output=True,
+                              text=True, env=server_env(LOG_FORMAT="unparsed"), timeout=60)
+        if "configuration error: LOG_FORMAT" not in proc.stderr:
+            refused[command] = proc.stderr.strip().splitlines()[-1:]
+    assert refused == {}
