@@ -38,6 +38,7 @@ class Config:
     login_max_failures_per_address: int = 20  # the same, per client address
     login_window_seconds: int = 15 * 60
     public_url: str | None = None            # base of printed sign-in links; default http://HOST:PORT
+    sign_in_link_on_start: bool = True       # `serve` prints a one-time admin link on every start
     # The HTTP edge: what one process accepts at once, and how long it waits on a client.
     uploads_max_concurrent: int = 4
     upload_min_free_bytes: int = 1024**3
@@ -101,6 +102,8 @@ class Config:
                                                 cls.login_max_failures_per_address, low=1),
             login_window_seconds=_int(env, "LOGIN_WINDOW_SECONDS", cls.login_window_seconds, low=1),
             public_url=_url(env, "PUBLIC_URL", ("http", "https")),
+            # Off where stdout is kept (a journal, a log pipeline): its readers could sign in as admin.
+            sign_in_link_on_start=_flag(env, "SIGN_IN_LINK_ON_START", cls.sign_in_link_on_start),
             # Uploads at once per process; one more gets 429 with Retry-After.
             uploads_max_concurrent=_int(env, "UPLOADS_MAX_CONCURRENT", cls.uploads_max_concurrent, low=1),
             # Free space an upload must leave in IMPORT_DIR, else 507 (the partial file goes).
@@ -159,6 +162,17 @@ def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str,
         if raw.lower() == choice.lower():
             return choice
     raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be on or off (also true/false, yes/no, 1/0), got {env[name]!r}")
 
 
 def _addresses(env: Mapping[str, str], name: str) -> tuple[str, ...]:

@@ -7,6 +7,8 @@ import psycopg2
 import pydantic
 from aiohttp import web
 
+from .logs import loggable_path
+
 log = logging.getLogger(__name__)
 DATABASE_RETRY_AFTER = 5  # seconds: about what a PostgreSQL restart or failover takes
 
@@ -62,7 +64,7 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
     except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
         # The connection is lost or refused (a restart, a failover, a full server): the
         # request may well work in a moment. An error in the query itself is not this.
-        log.warning("%s %s: the database is unavailable: %s", request.method, request.path,
+        log.warning("%s %s: the database is unavailable: %s", request.method, loggable_path(request),
                     str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
         return web.json_response(database_unavailable(), status=503,
                                  headers={"Retry-After": str(DATABASE_RETRY_AFTER)})

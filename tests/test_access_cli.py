@@ -7,6 +7,7 @@ import uuid
 
 import aiohttp
 
+from server.config import Config
 from server.db import drop_database, recreate_database
 from tests.processes import REPO, free_port, server_env, wait_healthy
 
@@ -91,23 +92,42 @@ async def test_login_link_prints_a_url_that_signs_in_once(db_url, anonymous_clie
     assert (await anonymous_client.post("/import", json={"path": "absent.csv"})).status == 404  # admin
 
 
-async def test_serve_makes_the_admin_on_first_start_and_prints_a_link(db_url, tmp_path):
-    port = free_port()
-    log = tmp_path / "serve.log"
-    env = server_env(DATABASE_URL=db_url, IMPORT_DIR=str(tmp_path))
-    env.pop("PORT", None)
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "server", "serve", "--port", str(port)], cwd=REPO, env=env,
-                                stdout=out, stderr=subprocess.STDOUT)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        await wait_healthy(base, proc, log=log)
+class Serve:
+    """`python -m server serve` on a free port, its stdout and stderr in one log file."""
+
+    def __init__(self, db_url: str, tmp_path, **env: str) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.log = tmp_path / "serve.log"
+        self.env = server_env(DATABASE_URL=db_url, IMPORT_DIR=str(tmp_path), **env)
+        self.env.pop("PORT", None)
+
+    async def __aenter__(self):
+        with open(self.log, "wb") as out:
+            self.proc = subprocess.Popen([sys.executable, "-m", "server", "serve", "--port", str(self.port)],
+                                         cwd=REPO, env=self.env, stdout=out, stderr=subprocess.STDOUT)
+        await wait_healthy(self.base, self.proc, log=self.log)
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        self.proc.terminate()
+        await asyncio.to_thread(self.proc.wait, 10)
+
+    async def output_once_started(self) -> str:
+        """The log once the start-up announcement (the link, or that there is none) is in it."""
         for _ in range(50):
-            links = LINK.findall(log.read_text())
-            if links:
-                break
+            text = self.log.read_text()
+            if "Sign in as" in text or "No sign-in link" in text:
+                return text
             await asyncio.sleep(0.1)
-        assert links and links[0].startswith(base + "/login/link/"), log.read_text()
+        return self.log.read_text()
+
+
+async def test_serve_makes_the_admin_on_first_start_and_prints_a_link(db_url, tmp_path):
+    async with Serve(db_url, tmp_path) as serve:
+        links = LINK.findall(await serve.output_once_started())
+        base = serve.base
+        assert links and links[0].startswith(base + "/login/link/"), serve.log.read_text()
         async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:
             assert (await browser.get(base + "/import")).status == 401
             async with browser.get(links[0]) as page:
@@ -116,8 +136,51 @@ async def test_serve_makes_the_admin_on_first_start_and_prints_a_link(db_url, tm
             assert (await browser.get(base + "/import")).status == 200
             async with browser.get(links[0], allow_redirects=False) as again:
                 assert again.status == 410
-    finally:
-        proc.terminate()
-        proc.wait(10)
     code, out, _ = run("user", "list", db_url=db_url)
     assert out.split("\t")[:2] == ["admin", "admin"]
+
+
+async def test_serve_prints_no_link_when_sign_in_link_on_start_is_off(db_url, db, tmp_path):
+    async with Serve(db_url, tmp_path, SIGN_IN_LINK_ON_START="off") as serve:
+        output = await serve.output_once_started()
+    assert "No sign-in link printed (SIGN_IN_LINK_ON_START is off)" in output
+    assert "/login/link/" not in output and "Sign in as" not in output
+    assert await db.value("SELECT count(*) FROM login_links") == 0  # none made, not only unprinted
+    code, out, _ = run("user", "list", db_url=db_url)
+    assert out.split("\t")[:2] == ["admin", "admin"]  # the first admin is still made: login-link signs it in
+
+
+def test_a_bad_sign_in_link_on_start_names_the_variable(db_url):
+    proc = subprocess.run([sys.executable, "-m", "server", "serve"], cwd=REPO, capture_output=True, text=True,
+                          env=server_env(DATABASE_URL=db_url, SIGN_IN_LINK_ON_START="sometimes"), timeout=60)
+    assert proc.returncode == 2
+    assert "SIGN_IN_LINK_ON_START must be on or off" in proc.stderr
+
+
+def test_the_systemd_unit_turns_the_link_on_start_off():
+    """Under systemd stdout is the journal: a link printed there signs its readers in as admin."""
+    unit = (REPO / "deploy" / "systemd" / "csv-import@.service").read_text()
+    assignments = dict(item.split("=", 1) for line in unit.splitlines() if line.startswith("Environment=")
+                       for item in line.removeprefix("Environment=").split())
+    env = {"SIGN_IN_LINK_ON_START": assignments["SIGN_IN_LINK_ON_START"]}
+    assert Config.from_env(env).sign_in_link_on_start is False
+    assert Config.from_env({}).sign_in_link_on_start is True  # ./run.sh on a laptop: one click
+
+
+ACCESS_COMMANDS = re.compile(r"(?:python -m server|csv-import) ((?:user|token|login-link|migrate)\b[^`\n#']*)")
+
+
+def test_the_access_commands_in_the_docs_are_ones_the_cli_takes():
+    """Each user/token/login-link/migrate command docs/access.md and docs/operations.md show parses.
+    A bad LOG_FORMAT stops the command right after its arguments parsed, before it does anything."""
+    commands = {match.strip() for doc in ("access.md", "operations.md")
+                for match in ACCESS_COMMANDS.findall((REPO / "docs" / doc).read_text())
+                if "[" not in match and "NAME" not in match}
+    assert {"token create --name prometheus --role viewer", "user list"} <= commands
+    refused = {}
+    for command in sorted(commands):
+        proc = subprocess.run([sys.executable, "-m", "server", *command.split()], cwd=REPO, capture_output=True,
+                              text=True, env=server_env(LOG_FORMAT="unparsed"), timeout=60)
+        if "configuration error: LOG_FORMAT" not in proc.stderr:
+            refused[command] = proc.stderr.strip().splitlines()[-1:]
+    assert refused == {}

@@ -13,6 +13,7 @@ from server.config import Config
 from server.embedded import psql_path
 from server.keys import pool_key
 from tests.importing import HEADER, row, write_csv
+from tests.sse import SseStream
 
 DASHBOARD = "https://dash.example.com"
 
@@ -132,6 +133,29 @@ async def test_a_cookie_session_may_change_state_from_a_configured_origin_only(c
     resp = await client.post("/customers", json={"customer_id": "E1"},
                              headers={**cross, "Origin": "https://evil.example"})
     assert resp.status == 403
+
+
+async def test_a_cookie_session_reads_the_event_stream_from_a_configured_origin(cors_app, aiohttp_server,
+                                                                             aiohttp_client, db):
+    """What `new EventSource(url, {withCredentials: true})` on a same-site dashboard sends: the
+    session cookie, its Origin, no Authorization. Only a listed origin may read the answer."""
+    client = await aiohttp_client(await aiohttp_server(cors_app))
+    await store.add_user(db.pool, "vi", Role.viewer)
+    await client.get(f"/login/link/{await store.create_login_link(db.pool, 'vi')}")
+    browser = {"Accept": "text/event-stream", "Sec-Fetch-Mode": "cors", "Sec-Fetch-Site": "same-site"}
+    async with client.get("/import/events", headers={**browser, "Origin": DASHBOARD}) as resp:
+        assert resp.status == 200
+        assert resp.headers["Content-Type"].startswith("text/event-stream")
+        assert resp.headers["Access-Control-Allow-Origin"] == DASHBOARD
+        assert resp.headers["Access-Control-Allow-Credentials"] == "true"
+        assert (await SseStream(resp).next()).event == "snapshot"
+    async with client.get("/import/events", headers={**browser, "Origin": "https://evil.example"}) as resp:
+        # The browser gets no leave to show this answer to the other origin's page.
+        assert "Access-Control-Allow-Origin" not in resp.headers
+        assert "Access-Control-Allow-Credentials" not in resp.headers
+    client.session.cookie_jar.clear()
+    async with client.get("/import/events", headers={**browser, "Origin": DASHBOARD}) as resp:
+        assert resp.status == 401  # it was the cookie that signed the stream in
 
 
 async def test_a_job_and_a_hand_edit_name_who_made_them(client, browser_client, config, db):

@@ -1,7 +1,9 @@
 """GET /metrics: Prometheus' own parser reads it, and the import counters move during an import."""
 import asyncio
 import dataclasses
+import time
 
+import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from server.app import create_app
@@ -11,6 +13,8 @@ from tests.sse import SseStream
 from tests.importing import HEADER, TERMINAL, row, wait_for_status, write_csv
 
 ROWS = 6000
+IN_USE = ("csv_import_db_pool_connections", (("state", "in_use"),))
+UPLOADS = ("csv_import_uploads_in_progress", ())
 
 
 def samples(text: str) -> dict[tuple[str, tuple], float]:
@@ -75,3 +79,71 @@ async def test_metrics_count_open_event_streams(client_as):
             break
         await asyncio.sleep(0.05)
     assert (await scrape(client))[("csv_import_sse_streams", ())] == 0
+
+
+async def scraped_until(client, key, predicate, timeout: float = 10) -> float:
+    """Scrape until the sample `key` satisfies `predicate`; its value then. Fails after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = (await scrape(client)).get(key)
+        if value is not None and predicate(value):
+            return value
+        assert time.monotonic() < deadline, f"{key} stayed at {value}"
+        await asyncio.sleep(0.02)
+
+
+async def test_metrics_count_an_upload_while_its_body_arrives(client, client_as):
+    viewer = await client_as("viewer")
+    assert (await scrape(viewer))[UPLOADS] == 0
+    rest_may_come = asyncio.Event()
+
+    async def trickle():
+        yield (b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"slow.csv\"\r\n"
+               b"Content-Type: text/csv\r\n\r\n" + HEADER.encode() + b"\n")
+        await rest_may_come.wait()
+        yield row(1, "T1").encode() + b"\n\r\n--b--\r\n"
+
+    upload = asyncio.create_task(client.post(
+        "/import", data=aiohttp.payload.AsyncIterablePayload(trickle()),
+        headers={"Content-Type": "multipart/form-data; boundary=b"}))
+    try:
+        assert await scraped_until(viewer, UPLOADS, lambda v: v > 0) == 1
+    finally:
+        rest_may_come.set()
+    resp = await upload
+    assert resp.status == 202, await resp.text()
+    assert (await scrape(viewer))[UPLOADS] == 0  # the slot is free once the answer is out
+
+
+async def test_metrics_count_a_pool_connection_while_a_request_holds_one(client_as, db):
+    editor = await client_as("editor")
+    await db.all("INSERT INTO customers (id, customer_id) VALUES (1, 'C1')")
+    await scraped_until(editor, IN_USE, lambda v: v == 0)
+    async with db.pool.acquire() as conn, conn.cursor() as cur:
+        # Another session holds the row (as an import's batch would): the edit waits on
+        # the lock, holding one of the app's pool connections meanwhile.
+        await cur.execute("BEGIN")
+        await cur.execute("SELECT * FROM customers WHERE id = 1 FOR UPDATE")
+        edit = asyncio.create_task(editor.patch("/customers/1", json={"city": "Oslo"}))
+        try:
+            assert await scraped_until(editor, IN_USE, lambda v: v > 0) >= 1
+            assert not edit.done()
+        finally:
+            await cur.execute("COMMIT")
+    assert (await edit).status == 200
+    await scraped_until(editor, IN_USE, lambda v: v == 0)
+
+
+async def test_metrics_report_a_loop_that_was_held_up(client_as):
+    viewer = await client_as("viewer")
+    await asyncio.sleep(0.3)
+    lag = ("csv_import_event_loop_lag_seconds", (("quantile", "0.99"),))
+    assert lag in await scrape(viewer)
+    # The loop wakes up 250 ms late, eight times: far more than a loaded test host adds,
+    # and more than 1% of the samples however long the app has run before.
+    for _ in range(8):
+        time.sleep(0.25)
+        await asyncio.sleep(0.011)
+    now = await scrape(viewer)
+    assert now[lag] > 0.2
+    assert now[("csv_import_event_loop_lag_seconds", (("quantile", "0.5"),))] < now[lag]

@@ -149,11 +149,16 @@ def login_url(config: Config, secret: str) -> str:
 
 
 async def announce_sign_in(app: web.Application) -> None:
-    """on_startup of `serve`: the first start makes user `admin`; every start prints a link."""
+    """on_startup of `serve`: the first start makes user `admin`; every start prints a link,
+    unless SIGN_IN_LINK_ON_START is off (a journal must not hold a live admin link)."""
     pool, config = app[pool_key], app[config_key]
     user = await store.ensure_first_admin(pool)
     if user is None:
         print("No admin user: add one with `python -m server user add NAME --role admin`", flush=True)
+        return
+    if not config.sign_in_link_on_start:
+        print("No sign-in link printed (SIGN_IN_LINK_ON_START is off): get one with "
+              "`python -m server login-link`", flush=True)
         return
     secret = await store.create_login_link(pool, user)
     print(f"\nSign in as {user} (one click, within 15 minutes, once):\n    {login_url(config, secret)}\n"

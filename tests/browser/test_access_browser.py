@@ -79,16 +79,30 @@ async def test_a_one_time_link_signs_in_once(csp_page, browser, base_url, db):
         await other.close()
 
 
-@pytest.mark.parametrize("role, upload, new_customer", [("viewer", False, False), ("editor", False, True),
-                                                         ("admin", True, True)])
-async def test_the_page_shows_only_the_controls_the_role_may_use(csp_page, base_url, db, role, upload, new_customer):
+@pytest.mark.parametrize("role, imports, customers", [("viewer", False, False), ("editor", False, True),
+                                                       ("admin", True, True)])
+async def test_the_page_shows_only_the_controls_the_role_may_use(csp_page, base_url, db, role, imports, customers):
+    """`imports`: the role may upload and control imports; `customers`: create, change and delete customers."""
     page = csp_page
+    # A finished job (so the job panel and its controls are on the page) and a customer to open.
+    await db.all("INSERT INTO import_jobs (status, filename, path, bytes_total, bytes_done, inserted, started_at, "
+                 "finished_at) VALUES ('completed', 'done.csv', '/nowhere/done.csv', 100, 100, 1, now(), now())")
+    await db.all("INSERT INTO customers (customer_id, first_name, last_name) VALUES ('C1', 'Ann', 'Lee')")
     await store.add_user(db.pool, "someone", Role[role])
     await page.goto(f"{base_url}/login/link/{await store.create_login_link(db.pool, 'someone')}")
     await expect(page.locator("#connection")).to_have_text("Live")
-    assert await page.locator("#upload-form").is_visible() is upload
-    assert await page.locator("#new-customer-button").is_visible() is new_customer
-    assert (await page.locator("#import-note").count() == 1) is not upload
+    await expect(page.locator("#job-status")).to_have_text("completed")
+    assert await page.locator("#upload-form").is_visible() is imports
+    assert (await page.locator("#import-note").count() == 1) is not imports
+    for control in ("#pause-button", "#resume-button", "#cancel-button"):
+        assert await page.locator(control).is_visible() is imports, control
+    assert await page.locator("#new-customer-button").is_visible() is customers
+
+    await page.get_by_role("button", name="Edit Ann Lee").click()
+    dialog = page.get_by_role("dialog")
+    await expect(dialog.get_by_label("Customer Id")).to_have_value("C1")
+    assert await page.locator("#delete-customer-button").is_visible() is customers
+    assert await page.locator("#save-customer-button").is_visible() is customers
 
 
 async def test_a_page_whose_session_ends_goes_to_the_sign_in_page(csp_page, base_url, db):
