@@ -257,3 +257,33 @@ async def test_another_file_of_the_same_name_starts_from_zero_and_imports_only_i
     assert imported == customer_ids(second)
     # The interrupted upload is left as it was, for its own file to resume (or to expire).
     assert await db.all('SELECT id, "offset" FROM uploads') == [(interrupted, offset)]
+
+
+async def test_a_busy_server_is_asked_again_and_the_upload_goes_on(page, aiohttp_server, config, db, tmp_path):
+    """429 (every upload slot taken, UPLOADS_MAX_CONCURRENT) is a wait, not a failure."""
+    server = await aiohttp_server(create_app(dataclasses.replace(config, tus_page_chunk_bytes=CHUNK)))
+    url = str(server.make_url("/")).rstrip("/")
+    await sign_in(page, url, config.database_url)
+    path = tmp_path / "busy.csv"
+    generate(path, 1000, about_bytes=900)
+    refused: list[int] = []
+
+    async def busy_once(route) -> None:
+        if route.request.method == "PATCH" and not refused:
+            refused.append(int(route.request.headers["upload-offset"]))
+            await route.fulfill(status=429, headers={"Retry-After": "30", "Tus-Resumable": "1.0.0"},
+                                content_type="application/json",
+                                body='{"error": "4 uploads are already in progress on this server"}')
+            return
+        await route.continue_()
+
+    await page.route("**/uploads/*", busy_once)
+    await page.goto(url)
+    await expect(page.locator("#connection")).to_have_text("Live")
+    await page.get_by_label("CSV file", exact=True).set_input_files(str(path))
+    await page.get_by_role("button", name="Start import").click()
+    await wait_for_status(page, ("completed", "failed", "cancelled"))
+
+    assert refused == [0]
+    job = await db.value("SELECT import_job_json(j) FROM import_jobs j ORDER BY id DESC LIMIT 1")
+    assert (job["status"], job["inserted"], job["bytes_total"]) == ("completed", 1000, path.stat().st_size)

@@ -7,9 +7,17 @@
 // asks the server (HEAD) how much it has, and goes on from there.
 
 const ENDPOINT = "/uploads";
-// Network drops, 423 (the previous page's PATCH still holds the upload) and
-// 409 (an offset moved on) are retried after these pauses, then given up.
+// Network drops, 5xx, 423 (the previous page's PATCH still holds the upload),
+// 409 (an offset moved on) and 429 (every upload slot of the server is taken)
+// are retried after these pauses, then given up.
 const RETRY_DELAYS_MS = [0, 1000, 3000, 5000, 10000, 20000];
+
+// tus-js-client's own rule (any failure but a 4xx, except 409 and 423), and 429:
+// a busy server is a reason to wait, not to give up.
+function shouldRetry(error) {
+  const status = error.originalResponse ? error.originalResponse.getStatus() : 0;
+  return status < 400 || status >= 500 || [409, 423, 429].includes(status);
+}
 
 export function fingerprint(file) {
   return ["csv-import", file.name, file.size, file.lastModified].join("/");
@@ -33,6 +41,7 @@ export function uploadFile(file, { chunkSize, onProgress, onResume, onStart = ()
       endpoint: ENDPOINT,
       chunkSize,
       retryDelays: RETRY_DELAYS_MS,
+      onShouldRetry: shouldRetry,
       metadata: { filename: file.name, filetype: file.type || "text/csv" },
       fingerprint: (chosen) => Promise.resolve(fingerprint(chosen)),
       // Kept until the import has started from it (an import refused with 409 can be
