@@ -72,17 +72,23 @@ async def test_after_a_cancel_answers_the_batch_in_flight_does_not_commit(client
     assert await db.value("SELECT count(*) FROM customers") == answered["inserted"]
 
 
+async def start_and_wait_for_a_worker(app, path) -> dict:
+    """A job started on `path`, once a process has claimed it (its first batch is being parsed)."""
+    job = await start(app, path)
+    await wait_for_status(app, job["id"], ("running",))
+    for _ in range(500):
+        if (await jobs.get(app[pool_key], job["id"]))["worker"]:
+            return job
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"no process claimed job {job['id']}")
+
+
 async def test_a_pause_lands_while_a_batch_is_still_being_parsed(client, db, tmp_path):
     runner = client.app[runner_key]
     # The parse worker is busy for a long time: the first batch cannot be parsed before it is done.
     busy = runner._worker_processes().submit(time.sleep, 30)
     path = write_csv(tmp_path / "p.csv", [HEADER] + [row(i, f"P{i}") for i in range(100)])
-    job = await start(client.app, path)
-    await wait_for_status(client.app, job["id"], ("running",))
-    for _ in range(200):
-        if (await jobs.get(client.app[pool_key], job["id"]))["worker"]:
-            break
-        await asyncio.sleep(0.02)
+    job = await start_and_wait_for_a_worker(client.app, path)
     await jobs.control(client.app[pool_key], job["id"], "pause")
     started = time.monotonic()
     stopped = await wait_until_stopped(client.app, job["id"])
@@ -101,12 +107,7 @@ async def test_a_cancel_lands_inside_one_big_batch_of_stray_quote_lines(client_a
     with path.open("w") as f:
         f.write(HEADER + "\n")
         f.writelines(STRAY.format(i=i) + "\n" for i in range(1_500_000))  # 100 MB: seconds to parse
-    job = await start(client.app, path)
-    await wait_for_status(client.app, job["id"], ("running",))
-    for _ in range(500):
-        if (await jobs.get(client.app[pool_key], job["id"]))["worker"]:
-            break
-        await asyncio.sleep(0.02)
+    job = await start_and_wait_for_a_worker(client.app, path)
     await asyncio.sleep(0.5)  # the worker is well into the batch
     await jobs.control(client.app[pool_key], job["id"], "cancel")
     started = time.monotonic()

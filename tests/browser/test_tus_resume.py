@@ -41,23 +41,39 @@ async def server_offset(db) -> int:
     return await db.value('SELECT coalesce(max("offset"), 0) FROM uploads')
 
 
-async def test_a_reloaded_upload_continues_from_the_servers_offset_and_imports(
-        page, aiohttp_server, config, db, tmp_path):
+async def page_on_small_chunks(page, aiohttp_server, config):
+    """A server whose page uploads in CHUNK-sized PATCHes, and the page signed in to it."""
     server = await aiohttp_server(create_app(dataclasses.replace(config, tus_page_chunk_bytes=CHUNK)))
     url = str(server.make_url("/")).rstrip("/")
     await sign_in(page, url, config.database_url)
+    return server, url
+
+
+def patch_offsets(page) -> list[int]:
+    """The Upload-Offset of every PATCH the page sends from now on, in order."""
+    offsets: list[int] = []
+    page.on("request", lambda request: request.method == "PATCH" and offsets.append(
+        int(request.headers["upload-offset"])))
+    return offsets
+
+
+async def choose_and_start(page, path: Path) -> None:
+    await page.get_by_label("CSV file", exact=True).set_input_files(str(path))
+    await page.get_by_role("button", name="Start import").click()
+
+
+async def test_a_reloaded_upload_continues_from_the_servers_offset_and_imports(
+        page, aiohttp_server, config, db, tmp_path):
+    _, url = await page_on_small_chunks(page, aiohttp_server, config)
     path = tmp_path / "resumable customers.csv"
     generate(path, ROWS, about_bytes=900)
     size = path.stat().st_size
-    patches: list[int] = []
-    page.on("request", lambda request: request.method == "PATCH" and patches.append(
-        int(request.headers["upload-offset"])))
+    patches = patch_offsets(page)
     await page.route("**/uploads/*", slow_patches)
 
     await page.goto(url)
     await expect(page.locator("#connection")).to_have_text("Live")
-    await page.get_by_label("CSV file", exact=True).set_input_files(str(path))
-    await page.get_by_role("button", name="Start import").click()
+    await choose_and_start(page, path)
     await expect(page.locator("#upload-percent")).to_contain_text("%")
     while await server_offset(db) < 4 * CHUNK:
         await asyncio.sleep(0.05)
@@ -74,8 +90,7 @@ async def test_a_reloaded_upload_continues_from_the_servers_offset_and_imports(
 
     await expect(page.locator("#connection")).to_have_text("Live")
     patches.clear()
-    await page.get_by_label("CSV file", exact=True).set_input_files(str(path))
-    await page.get_by_role("button", name="Start import").click()
+    await choose_and_start(page, path)
     await expect(page.locator("#upload-message")).to_contain_text("Continuing an earlier upload of this file")
     await wait_for_status(page, ("completed", "failed", "cancelled"))
 
@@ -110,19 +125,15 @@ async def cut_short_patch(server, path: str, offset: int, data: bytes, announced
 
 async def test_a_connection_dropped_mid_chunk_is_retried_from_the_servers_offset(
         page, aiohttp_server, config, db, tmp_path):
-    server = await aiohttp_server(create_app(dataclasses.replace(config, tus_page_chunk_bytes=CHUNK)))
-    url = str(server.make_url("/")).rstrip("/")
-    await sign_in(page, url, config.database_url)
+    server, url = await page_on_small_chunks(page, aiohttp_server, config)
     path = tmp_path / "dropped customers.csv"
     generate(path, ROWS, about_bytes=900)
     content = path.read_bytes()
     size = len(content)
     signed = await admin_headers(config.database_url)
-    patches: list[int] = []
+    patches = patch_offsets(page)
     heads: list[int] = []  # the index in `patches` at which the page asked the server (HEAD)
     dropped: list[int] = []  # the offset of the PATCH whose connection dropped
-    page.on("request", lambda request: request.method == "PATCH" and patches.append(
-        int(request.headers["upload-offset"])))
     page.on("request", lambda request: request.method == "HEAD" and heads.append(len(patches)))
 
     async def drop_one_patch(route) -> None:
@@ -146,8 +157,7 @@ async def test_a_connection_dropped_mid_chunk_is_retried_from_the_servers_offset
     await page.goto(url)
     await expect(page.locator("#connection")).to_have_text("Live")
     await page.evaluate(WATCH_UPLOAD_BAR)
-    await page.get_by_label("CSV file", exact=True).set_input_files(str(path))
-    await page.get_by_role("button", name="Start import").click()
+    await choose_and_start(page, path)
 
     # The person does nothing: the page asks the server how much it has and goes on from there.
     await expect(page.locator("#upload-message")).to_contain_text("Continuing an earlier upload of this file")
@@ -206,24 +216,19 @@ def another_export(first: Path, second: Path, *, same_size: bool) -> None:
 async def test_another_file_of_the_same_name_starts_from_zero_and_imports_only_its_rows(
         page, aiohttp_server, config, db, tmp_path, same_size):
     """The page resumes a file only when its name, size and last-modified time are the same."""
-    server = await aiohttp_server(create_app(dataclasses.replace(config, tus_page_chunk_bytes=CHUNK)))
-    url = str(server.make_url("/")).rstrip("/")
-    await sign_in(page, url, config.database_url)
+    _, url = await page_on_small_chunks(page, aiohttp_server, config)
     first, second = tmp_path / "monday" / "customers.csv", tmp_path / "tuesday" / "customers.csv"
     generate(first, ROWS, seed=1, about_bytes=900)
     another_export(first, second, same_size=same_size)
     content = second.read_bytes()
     rows = len(customer_ids(second))
     assert customer_ids(first) != customer_ids(second)
-    patches: list[int] = []
-    page.on("request", lambda request: request.method == "PATCH" and patches.append(
-        int(request.headers["upload-offset"])))
+    patches = patch_offsets(page)
     await page.route("**/uploads/*", slow_patches)
 
     await page.goto(url)
     await expect(page.locator("#connection")).to_have_text("Live")
-    await page.get_by_label("CSV file", exact=True).set_input_files(str(first))
-    await page.get_by_role("button", name="Start import").click()
+    await choose_and_start(page, first)
     while await server_offset(db) < 4 * CHUNK:
         await asyncio.sleep(0.05)
     page.watch.accept_leaving = True
@@ -237,8 +242,7 @@ async def test_another_file_of_the_same_name_starts_from_zero_and_imports_only_i
     await expect(page.locator("#connection")).to_have_text("Live")
     await page.evaluate(WATCH_UPLOAD_MESSAGE)
     patches.clear()
-    await page.get_by_label("CSV file", exact=True).set_input_files(str(second))
-    await page.get_by_role("button", name="Start import").click()
+    await choose_and_start(page, second)
     while not patches:
         await asyncio.sleep(0.05)
     assert patches[0] == 0, patches  # a new upload, from its first byte
@@ -261,9 +265,7 @@ async def test_another_file_of_the_same_name_starts_from_zero_and_imports_only_i
 
 async def test_a_busy_server_is_asked_again_and_the_upload_goes_on(page, aiohttp_server, config, db, tmp_path):
     """429 (every upload slot taken, UPLOADS_MAX_CONCURRENT) is a wait, not a failure."""
-    server = await aiohttp_server(create_app(dataclasses.replace(config, tus_page_chunk_bytes=CHUNK)))
-    url = str(server.make_url("/")).rstrip("/")
-    await sign_in(page, url, config.database_url)
+    _, url = await page_on_small_chunks(page, aiohttp_server, config)
     path = tmp_path / "busy.csv"
     generate(path, 1000, about_bytes=900)
     refused: list[int] = []
@@ -280,8 +282,7 @@ async def test_a_busy_server_is_asked_again_and_the_upload_goes_on(page, aiohttp
     await page.route("**/uploads/*", busy_once)
     await page.goto(url)
     await expect(page.locator("#connection")).to_have_text("Live")
-    await page.get_by_label("CSV file", exact=True).set_input_files(str(path))
-    await page.get_by_role("button", name="Start import").click()
+    await choose_and_start(page, path)
     await wait_for_status(page, ("completed", "failed", "cancelled"))
 
     assert refused == [0]
