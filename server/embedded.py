@@ -61,9 +61,18 @@ def settings() -> dict[str, str]:
     millions of customers reads its table and trigram index from shared_buffers (128 MB
     by default; an eighth of the machine's memory here, at most 1 GB), and a 2 GB import
     writes more WAL than the default max_wal_size (1 GB) lets pass between checkpoints."""
-    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    shared_mb = max(128, min(1024, memory // 8 // 1024**2))
+    shared_mb = max(128, min(1024, memory_bytes() // 8 // 1024**2))
     return {"shared_buffers": f"{shared_mb}MB", "max_wal_size": "4GB"}
+
+
+def memory_bytes() -> int:
+    """The machine's memory, or the container's limit (cgroup v2) when that is smaller."""
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+    except OSError:
+        return memory
+    return min(memory, int(limit)) if limit.isdigit() else memory
 
 
 def _tune(server, *, fresh: bool) -> None:

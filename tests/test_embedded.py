@@ -8,7 +8,7 @@ import sys
 import psutil
 import pytest
 
-from server.embedded import postmaster_pid
+from server.embedded import memory_bytes, postmaster_pid
 from tests.importing import HEADER, row, write_csv
 from tests.processes import cli, free_port, server_env, wait_healthy
 
@@ -99,8 +99,7 @@ with psycopg2.connect(start_embedded(Path(sys.argv[1]))) as conn, conn.cursor() 
 
 def test_a_new_embedded_cluster_runs_with_memory_for_search_from_its_first_start(embedded_env, tmp_path):
     """shared_buffers takes effect only at a start: a new cluster is restarted once, before use."""
-    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    wanted = max(128, min(1024, memory // 8 // 1024**2)) * 1024**2
+    wanted = max(128, min(1024, memory_bytes() // 8 // 1024**2)) * 1024**2
     pgdata = tmp_path / "var" / "pgdata"
     for start in ("new", "again"):
         done = subprocess.run([sys.executable, "-c", SHOW_SETTINGS, str(pgdata)], env=embedded_env,
