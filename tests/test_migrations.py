@@ -5,6 +5,7 @@ import uuid
 
 import aiopg
 import psycopg2
+from psycopg2 import sql
 import pytest
 
 from server.db import MIGRATION_LOCK, drop_database, migrate, recreate_database
@@ -33,3 +34,30 @@ async def test_migrating_waits_past_the_pool_timeout_for_another_process(empty_d
         assert applied and applied[0] == "001_initial"
     finally:
         holder.close()
+
+
+async def test_a_role_that_may_write_customers_keeps_search_right_without_rights_on_it(db):
+    """Another database role (an ETL job's) granted customers only: its rows are searchable."""
+    name = sql.Identifier(f"csvimp_etl_{uuid.uuid4().hex[:8]}")
+    async with db.pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute(sql.SQL("CREATE ROLE {}").format(name))
+        try:
+            await cur.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON customers TO {}").format(name))
+            await cur.execute(sql.SQL("GRANT USAGE ON SEQUENCE customers_id_seq TO {}").format(name))
+            await cur.execute(sql.SQL("SET ROLE {}").format(name))
+            await cur.execute("INSERT INTO customers (customer_id, first_name, last_name) "
+                              "VALUES ('ETL1', 'Zebedee', 'Quarrington') RETURNING id")
+            (inserted,) = await cur.fetchone()
+            await cur.execute("UPDATE customers SET last_name = 'Quillfeather' WHERE id = %s", (inserted,))
+            await cur.execute("RESET ROLE")
+            await cur.execute("SELECT doc FROM customer_search WHERE id = %s", (inserted,))
+            assert "quillfeather" in (await cur.fetchone())[0]
+            await cur.execute(sql.SQL("SET ROLE {}").format(name))
+            await cur.execute("DELETE FROM customers WHERE id = %s", (inserted,))
+            await cur.execute("RESET ROLE")
+            await cur.execute("SELECT count(*) FROM customer_search WHERE id = %s", (inserted,))
+            assert (await cur.fetchone())[0] == 0
+        finally:
+            await cur.execute("RESET ROLE")
+            await cur.execute(sql.SQL("DROP OWNED BY {}").format(name))
+            await cur.execute(sql.SQL("DROP ROLE {}").format(name))
