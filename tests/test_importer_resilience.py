@@ -202,3 +202,19 @@ def test_the_engines_bounds_are_read_from_the_environment_and_checked():
                       ("IMPORT_CONTROL_POLL_SECONDS", "-1")):
         with pytest.raises(ConfigError, match=name):
             Config.from_env({name: bad})
+
+
+def pool_threads() -> set[threading.Thread]:
+    """The threads that manage process pools (CPython's ProcessPoolExecutor)."""
+    return {t for t in threading.enumerate() if type(t).__name__ == "_ExecutorManagerThread"}
+
+
+async def test_a_stopped_runner_has_ended_its_parse_worker_pool(client, tmp_path):
+    """Stopped means ended: CPython 3.11's exit handler races a pool still shutting down
+    and then prints "OSError: Bad file descriptor" after the CLI's last line."""
+    before = pool_threads()
+    job = await import_file(client.app, write_csv(tmp_path / "a.csv", [HEADER, row(1, "Q1")]))
+    assert job["status"] == "completed"
+    assert pool_threads() - before, "the import ran in a worker pool"
+    await client.app[runner_key].stop()
+    assert not {t for t in pool_threads() - before if t.is_alive()}

@@ -32,10 +32,11 @@ from ..tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
-# Lost connections, lost races and a parse worker that died (the OOM killer's kill -9)
-# end a run, not the job: it resumes from its checkpoint, in a new worker.
 # A job's figures, as the end-of-run log record carries them.
 COUNTERS = ("bytes_done", "bytes_total", "line_no", "inserted", "updated", "skipped_manual", "rejected")
+STOP_WAIT_SECONDS = 5  # for a parse worker to finish its batch when the runner stops
+# Lost connections, lost races and a parse worker that died (the OOM killer's kill -9)
+# end a run, not the job: it resumes from its checkpoint, in a new worker.
 TRANSIENT = (psycopg2.OperationalError, psycopg2.InterfaceError, CheckpointMoved, BrokenProcessPool)
 
 
@@ -60,7 +61,15 @@ class JobRunner:
 
     async def stop(self) -> None:
         await cancel_and_wait(self._task)
-        self._drop_worker_processes()
+        processes = self._drop_worker_processes(wait=True)
+        if processes is not None:
+            # Until the pool's manager thread has ended: CPython 3.11's exit handler wakes
+            # that thread without a lock, and one that is closing its wake-up pipe meanwhile
+            # makes the exit print "OSError: Bad file descriptor". A worker still parsing
+            # a batch is waited for a while, not for ever.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(STOP_WAIT_SECONDS):
+                    await asyncio.shield(asyncio.to_thread(processes.shutdown, wait=True, cancel_futures=True))
 
     def problem(self) -> str | None:
         """Why this process would run no job now, or None while its runner lives."""
@@ -142,12 +151,16 @@ class JobRunner:
         if status is not None:
             self.wake()  # maybe there is more to do
 
-    def _drop_worker_processes(self) -> None:
-        if self._processes is not None:
+    def _drop_worker_processes(self, *, wait: bool = False) -> ProcessPoolExecutor | None:
+        """Stop using the parse worker pool (a new one is made when needed); the old pool,
+        shut down unless the caller will `wait` for that itself."""
+        processes, self._processes = self._processes, None
+        if processes is not None:
             # A pool stuck on a dead worker's half reply would hang interpreter exit.
-            notice_dead_workers(self._processes)
-            self._processes.shutdown(wait=False, cancel_futures=True)
-            self._processes = None
+            notice_dead_workers(processes)
+            if not wait:
+                processes.shutdown(wait=False, cancel_futures=True)
+        return processes
 
     def _worker_processes(self) -> ProcessPoolExecutor:
         # Spawned, not forked: a fork of a process with threads and an event loop is unsafe.
