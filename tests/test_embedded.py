@@ -106,3 +106,4 @@ def test_a_new_embedded_cluster_runs_with_memory_for_search_from_its_first_start
                               capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr
         assert done.stdout.split() == [str(wanted), "4GB"], (start, done.stdout)
+        assert postmaster_pid(pgdata) is None, "the server stops with its last user, restarted or not"
