@@ -85,11 +85,12 @@ def _tune(server, *, fresh: bool) -> None:
     import psycopg2
     from psycopg2 import sql
 
+    wanted = settings()
     conn = psycopg2.connect(server.get_uri())
     try:
         conn.autocommit = True  # ALTER SYSTEM runs outside a transaction
         with conn.cursor() as cur:
-            for name, value in settings().items():
+            for name, value in wanted.items():
                 cur.execute("SELECT setting FROM pg_file_settings WHERE name = %s ORDER BY seqno DESC LIMIT 1",
                             (name,))  # the last word of the files (postgresql.auto.conf comes last)
                 found = cur.fetchone()
@@ -97,7 +98,7 @@ def _tune(server, *, fresh: bool) -> None:
                     cur.execute(sql.SQL("ALTER SYSTEM SET {} = %s").format(sql.Identifier(name)), (value,))
             cur.execute("SELECT pg_reload_conf()")
             cur.execute("SELECT pg_size_bytes(current_setting('shared_buffers')) <> pg_size_bytes(%s)",
-                        (settings()["shared_buffers"],))
+                        (wanted["shared_buffers"],))
             (pending,) = cur.fetchone()
     finally:
         conn.close()
