@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -98,3 +99,27 @@ class RssGrowth:
         while True:
             self.peak = max(self.peak, self.process.memory_info().rss)
             await asyncio.sleep(0.02)
+
+
+class Serve:
+    """`python -m server serve` on a free port for an `async with`, its stdout and stderr each
+    in a file in `folder` (an unread pipe would fill up and stall the server); stopped as
+    Ctrl-C stops it."""
+
+    def __init__(self, folder: Path, **env: str) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.stdout, self.stderr = folder / "serve.out", folder / "serve.err"
+        self.env = server_env(**env)
+        self.env.pop("PORT", None)
+
+    async def __aenter__(self) -> Serve:
+        with open(self.stdout, "wb") as out, open(self.stderr, "wb") as err:
+            self.proc = subprocess.Popen([sys.executable, "-m", "server", "serve", "--port", str(self.port)],
+                                         cwd=REPO, env=self.env, stdout=out, stderr=err)
+        await wait_healthy(self.base, self.proc, log=self.stderr)
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        self.proc.send_signal(signal.SIGINT)
+        await asyncio.to_thread(self.proc.wait, 30)

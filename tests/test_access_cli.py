@@ -9,7 +9,7 @@ import aiohttp
 
 from server.config import Config
 from server.db import drop_database, recreate_database
-from tests.processes import REPO, free_port, server_env, wait_healthy
+from tests.processes import REPO, Serve, server_env
 
 LINK = re.compile(r"http://\S+/login/link/\S+")
 
@@ -92,48 +92,26 @@ async def test_login_link_prints_a_url_that_signs_in_once(db_url, anonymous_clie
     assert (await anonymous_client.post("/import", json={"path": "absent.csv"})).status == 404  # admin
 
 
-class Serve:
-    """`python -m server serve` on a free port, its stdout and stderr in one log file."""
-
-    def __init__(self, db_url: str, tmp_path, **env: str) -> None:
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.log = tmp_path / "serve.log"
-        self.env = server_env(DATABASE_URL=db_url, IMPORT_DIR=str(tmp_path), **env)
-        self.env.pop("PORT", None)
-
-    async def __aenter__(self):
-        with open(self.log, "wb") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "server", "serve", "--port", str(self.port)],
-                                         cwd=REPO, env=self.env, stdout=out, stderr=subprocess.STDOUT)
-        await wait_healthy(self.base, self.proc, log=self.log)
-        return self
-
-    async def __aexit__(self, *exc) -> None:
-        self.proc.terminate()
-        await asyncio.to_thread(self.proc.wait, 10)
-
-    async def output_once_started(self) -> str:
-        """The log once the start-up announcement (the link, or that there is none) is in it."""
-        for _ in range(50):
-            text = self.log.read_text()
-            if "Sign in as" in text or "No sign-in link" in text:
-                return text
-            await asyncio.sleep(0.1)
-        return self.log.read_text()
+async def announcement(serve: Serve) -> str:
+    """What `serve` printed once its start-up announcement (the link, or that there is none) is in."""
+    for _ in range(50):
+        text = serve.stdout.read_text()
+        if "Sign in as" in text or "No sign-in link" in text:
+            return text
+        await asyncio.sleep(0.1)
+    return serve.stdout.read_text()
 
 
 async def test_serve_makes_the_admin_on_first_start_and_prints_a_link(db_url, tmp_path):
-    async with Serve(db_url, tmp_path) as serve:
-        links = LINK.findall(await serve.output_once_started())
-        base = serve.base
-        assert links and links[0].startswith(base + "/login/link/"), serve.log.read_text()
+    async with Serve(tmp_path, DATABASE_URL=db_url, IMPORT_DIR=str(tmp_path)) as serve:
+        links = LINK.findall(await announcement(serve))
+        assert links and links[0].startswith(serve.base + "/login/link/"), serve.stdout.read_text()
         async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:
-            assert (await browser.get(base + "/import")).status == 401
+            assert (await browser.get(serve.base + "/import")).status == 401
             async with browser.get(links[0]) as page:
-                assert page.status == 200 and str(page.url) == base + "/"
+                assert page.status == 200 and str(page.url) == serve.base + "/"
                 assert "admin" in await page.text()
-            assert (await browser.get(base + "/import")).status == 200
+            assert (await browser.get(serve.base + "/import")).status == 200
             async with browser.get(links[0], allow_redirects=False) as again:
                 assert again.status == 410
     code, out, _ = run("user", "list", db_url=db_url)
@@ -141,8 +119,8 @@ async def test_serve_makes_the_admin_on_first_start_and_prints_a_link(db_url, tm
 
 
 async def test_serve_prints_no_link_when_sign_in_link_on_start_is_off(db_url, db, tmp_path):
-    async with Serve(db_url, tmp_path, SIGN_IN_LINK_ON_START="off") as serve:
-        output = await serve.output_once_started()
+    async with Serve(tmp_path, DATABASE_URL=db_url, IMPORT_DIR=str(tmp_path), SIGN_IN_LINK_ON_START="off") as serve:
+        output = await announcement(serve)
     assert "No sign-in link printed (SIGN_IN_LINK_ON_START is off)" in output
     assert "/login/link/" not in output and "Sign in as" not in output
     assert await db.value("SELECT count(*) FROM login_links") == 0  # none made, not only unprinted
