@@ -1,4 +1,6 @@
 """Signing a browser in and out: the page, passwords, one-time links, sessions, the rate limit."""
+import asyncio
+import collections
 import dataclasses
 
 import pytest
@@ -147,3 +149,76 @@ async def test_the_sign_in_page_sends_a_signed_in_browser_on(browser_client):
     client = await browser_client("viewer")
     resp = await client.get("/login?next=/customers", allow_redirects=False)
     assert resp.status == 303 and resp.headers["Location"] == "/customers"
+
+
+async def test_guesses_sent_all_at_once_are_checked_no_more_than_the_limit(aiohttp_client, config, db):
+    """The limit counts an attempt before its password is checked (argon2 takes a while):
+    30 wrong guesses sent together get 5 answers of 401 and 25 of 429, and the right
+    password, sent while they are in flight and after, is refused too."""
+    limited = dataclasses.replace(config, login_max_failures=5, login_max_failures_per_address=1000,
+                                  login_window_seconds=600)
+    client = await aiohttp_client(create_app(limited))
+    await store.add_user(db.pool, "ann", Role.viewer, "correct horse")
+
+    async def sign_in(password):
+        resp = await client.post("/login", data={"name": "ann", "password": password}, allow_redirects=False)
+        return resp.status
+
+    guesses = [asyncio.create_task(sign_in(f"guess {i}")) for i in range(30)]
+    # The right password joins once the limit is reached, while the guesses are still being answered.
+    while await db.value("SELECT count(*) FROM login_failures WHERE key = 'user:ann'") < 5:
+        pass
+    during = await sign_in("correct horse")
+    statuses = collections.Counter(await asyncio.gather(*guesses))
+    assert statuses == {401: 5, 429: 25}
+    assert during == 429
+    assert await sign_in("correct horse") == 429
+
+
+async def test_sign_ins_from_several_processes_share_one_count(aiohttp_client, config, db):
+    """Two app instances (as two server processes would be) on one database: still 5 checks."""
+    limited = dataclasses.replace(config, login_max_failures=5, login_max_failures_per_address=1000,
+                                  login_window_seconds=600)
+    clients = [await aiohttp_client(create_app(limited)) for _ in range(2)]
+    await store.add_user(db.pool, "ann", Role.viewer, "correct horse")
+    answers = await asyncio.gather(*(
+        clients[i % 2].post("/login", data={"name": "ann", "password": f"guess {i}"}, allow_redirects=False)
+        for i in range(20)))
+    assert collections.Counter(resp.status for resp in answers) == {401: 5, 429: 15}
+
+
+async def test_a_right_password_takes_back_its_attempt(aiohttp_client, config, db):
+    limited = dataclasses.replace(config, login_max_failures=5, login_max_failures_per_address=3)
+    client = await aiohttp_client(create_app(limited))
+    await store.add_user(db.pool, "ann", Role.viewer, "correct horse")
+    for _ in range(6):  # more than the address's limit: signing in is not a failure
+        resp = await client.post("/login", data={"name": "ann", "password": "correct horse"},
+                                 allow_redirects=False)
+        assert resp.status == 303
+    assert await db.value("SELECT count(*) FROM login_failures") == 0
+
+
+@pytest.mark.parametrize(("body", "content_type", "status"), [
+    (b"name=a%00b&password=x", "application/x-www-form-urlencoded", 401),
+    (b"name=ann&password=a%00b", "application/x-www-form-urlencoded", 401),
+    (b"name=%00&password=%00&next=%00", "application/x-www-form-urlencoded", 401),
+    (b"name=" + "\u00e9\u00e8".encode() * 100 + b"&password=x", "application/x-www-form-urlencoded", 401),
+    (b"name=%ED%A0%80&password=x", "application/x-www-form-urlencoded", 401),  # a lone surrogate
+    (b"name=" + b"a" * 5000 + b"&password=x", "application/x-www-form-urlencoded", 401),
+    (b"name=\xff\xfe&password=x", "application/x-www-form-urlencoded", 400),  # not UTF-8
+    (b"name=ann&password=x", "application/x-www-form-urlencoded; charset=klingon", 400),
+    (b"name=ann&password=x", "application/json", 415),
+    (b'--b\r\nContent-Disposition: form-data; name="name"\r\n\r\nann\r\n--b--\r\n', "multipart/form-data; boundary=b",
+     415),
+])
+async def test_odd_sign_in_forms_get_a_clear_answer_never_500(anonymous_client, db, body, content_type, status):
+    await store.add_user(db.pool, "ann", Role.viewer, "correct horse")
+    resp = await anonymous_client.post("/login", data=body, headers={"Content-Type": content_type},
+                                       allow_redirects=False)
+    assert resp.status == status, await resp.text()
+    text = await resp.text()
+    assert "Traceback" not in text
+    if status == 401:
+        assert "Wrong name or password." in text
+    else:
+        assert resp.content_type == "application/json" and "form" in (await resp.json())["error"]

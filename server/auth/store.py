@@ -8,6 +8,7 @@ and session ids (32 random bytes: a fast hash loses nothing there).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -18,6 +19,7 @@ from datetime import datetime
 
 import aiopg
 import argon2
+import psycopg2
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from .. import sqlfiles
@@ -210,20 +212,59 @@ async def end_session(pool: aiopg.Pool, session_id: str) -> None:
 
 # The sign-in rate limit
 
-async def retry_after(pool: aiopg.Pool, limits: dict[str, int], window: int) -> int | None:
-    """Seconds to wait when a key (`user:NAME`, `address:IP`) reached its limit of failures."""
-    rows = await _all(pool, Q["recent_failures"], {"keys": list(limits), "window": window})
-    waits = [max(wait, 1) for key, count, wait in rows if count >= limits[key]]
-    return max(waits) if waits else None
+@dataclasses.dataclass(frozen=True)
+class Attempt:
+    """A sign-in attempt counted (as a failure) before its password is checked."""
+
+    keys: tuple[str, ...]
+    at: datetime
 
 
-async def note_failure(pool: aiopg.Pool, keys: list[str], window: int) -> None:
-    await _all(pool, Q["add_failure"], {"keys": keys})
-    await _all(pool, Q["forget_expired"], {"window": window})
+class TooManyAttempts(Exception):
+    """A key (`user:NAME`, `address:IP`) has reached its limit of failures in the window."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"too many failed sign-ins; try again in {retry_after} s")
+        self.retry_after = retry_after
 
 
-async def clear_failures(pool: aiopg.Pool, key: str) -> None:
-    await _all(pool, Q["clear_failures"], {"key": key})
+async def reserve_attempt(pool: aiopg.Pool, limits: dict[str, int], window: int) -> Attempt:
+    """Count one attempt against every key of `limits` (key -> most failures in `window`
+    seconds), or raise TooManyAttempts when one key is full.
+
+    Counting before the password check, under a lock per key held by the database, is
+    what makes the limit hold against guesses sent all at once, to any process: the
+    check itself takes a while (argon2), and every guess that got past a count made
+    before the others were written would be checked.
+    """
+    keys = sorted(limits)
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute("BEGIN")
+        try:
+            await cur.execute(Q["lock_sign_in_keys"], {"keys": keys})
+            await cur.execute(Q["reserve_attempt"], {"keys": keys, "limits": [limits[k] for k in keys],
+                                                     "window": window})
+            wait, at = await cur.fetchone()
+            await cur.execute("COMMIT")
+        except Exception:
+            # Rolled back here; a cancelled one is closed by the pool (it is not idle).
+            with contextlib.suppress(psycopg2.Error):
+                await cur.execute("ROLLBACK")
+            raise
+    if wait is not None:
+        raise TooManyAttempts(wait)
+    return Attempt(tuple(keys), at)
+
+
+async def failed(pool: aiopg.Pool, window: int) -> None:
+    """The attempt stays counted; housekeeping of what has expired meanwhile."""
+    await _all(pool, Q["forget_expired_failures"], {"window": window})
+
+
+async def succeeded(pool: aiopg.Pool, attempt: Attempt, user_key: str) -> None:
+    """The attempt is taken back, and the user's earlier failures are forgotten."""
+    await _all(pool, Q["take_back_attempt"], {"keys": list(attempt.keys), "at": attempt.at})
+    await _all(pool, Q["clear_failures"], {"key": user_key})
 
 
 # Secrets the processes share

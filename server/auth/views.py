@@ -13,7 +13,6 @@ from .sessions import session_principal, sign_in, sign_out
 
 routes = web.RouteTableDef()
 TAGS = ("access",)
-MAX_NAME = 64
 MAX_PASSWORD = 1024
 
 
@@ -46,33 +45,53 @@ async def login_page(request: web.Request) -> web.Response:
 
 @routes.post("/login")
 @public
-@describe("Sign in with name and password (form fields `name`, `password`); sets the session cookie",
-          responses={303: "signed in: to `next`", 401: "text/html: wrong name or password",
+@describe("Sign in with name and password (form fields `name`, `password`, sent as "
+          "application/x-www-form-urlencoded); sets the session cookie",
+          responses={303: "signed in: to `next`", 400: "the form is not readable text",
+                     401: "text/html: wrong name or password",
+                     415: "the form is not sent as application/x-www-form-urlencoded",
                      429: "text/html: too many failed attempts; Retry-After says how long to wait"},
           tags=TAGS)
 async def login(request: web.Request) -> web.Response:
     config: Config = request.app[config_key]
     pool = request.app[pool_key]
-    form = await request.post()
-    name, password = str(form.get("name", "")).strip(), str(form.get("password", ""))
-    next_path = _next_path(str(form.get("next", "")))
-    user_key = f"user:{name[:MAX_NAME]}"
-    limits = {user_key: config.login_max_failures,
-              f"address:{request.remote}": config.login_max_failures_per_address}
-    wait = await store.retry_after(pool, limits, config.login_window_seconds)
-    if wait is not None:
-        return _page(request, error=f"Too many failed attempts. Try again in {_minutes(wait)}.",
-                     status=429, name=name, next_path=next_path, headers={"Retry-After": str(wait)})
+    form = await _sign_in_form(request)
+    name, password = form.get("name", "").strip(), form.get("password", "")
+    next_path = _next_path(form.get("next", ""))
+    # A name no user can have (store.NAME) is not checked at all; its guesses still
+    # count against the address.
+    user_key = f"user:{name}" if store.NAME.fullmatch(name) else None
+    limits = {f"address:{request.remote}": config.login_max_failures_per_address}
+    if user_key is not None:
+        limits[user_key] = config.login_max_failures
+    try:
+        attempt = await store.reserve_attempt(pool, limits, config.login_window_seconds)
+    except store.TooManyAttempts as exc:
+        return _page(request, error=f"Too many failed attempts. Try again in {_minutes(exc.retry_after)}.",
+                     status=429, name=name, next_path=next_path,
+                     headers={"Retry-After": str(exc.retry_after)})
     found = None
-    if 0 < len(name) <= MAX_NAME and 0 < len(password) <= MAX_PASSWORD:
+    if user_key is not None and 0 < len(password) <= MAX_PASSWORD:
         found = await store.check_password(pool, name, password)
     if found is None:
-        await store.note_failure(pool, list(limits), config.login_window_seconds)
+        await store.failed(pool, config.login_window_seconds)
         return _page(request, error="Wrong name or password.", status=401, name=name,
                      next_path=next_path)
-    await store.clear_failures(pool, user_key)
+    await store.succeeded(pool, attempt, user_key)
     await sign_in(request, found.name)
     raise web.HTTPSeeOther(next_path)
+
+
+async def _sign_in_form(request: web.Request) -> dict[str, str]:
+    """The sign-in form's text fields; a body that is not one is the client's error (400, 415)."""
+    if request.content_type not in ("", "application/x-www-form-urlencoded"):
+        raise web.HTTPUnsupportedMediaType(
+            text="The sign-in form is sent as application/x-www-form-urlencoded.")
+    try:
+        form = await request.post()
+    except (ValueError, LookupError):  # not text in its charset, or a charset nobody knows
+        raise web.HTTPBadRequest(text="The sign-in form is not readable text (UTF-8).") from None
+    return {key: value for key, value in form.items() if isinstance(value, str)}
 
 
 def _minutes(seconds: int) -> str:

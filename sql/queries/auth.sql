@@ -70,21 +70,45 @@ WHERE s.id_hash = %(id_hash)s AND s.expires_at > now()
 -- name: end_session
 DELETE FROM user_sessions WHERE id_hash = %(id_hash)s
 
--- name: forget_expired
+-- name: lock_sign_in_keys
+-- Sign-in attempts of one key (`user:NAME`, `address:IP`) are counted one at a time,
+-- whichever process takes them: the transaction holds this lock until it commits.
+-- Class 7344 (the import engine uses 7342, uploads 7343).
+SELECT pg_advisory_xact_lock(7344, hashtext(key)) FROM unnest(%(keys)s::text[]) AS key ORDER BY key
+
+-- name: reserve_attempt
+-- Counts an attempt as a failure before its password is checked, unless a key has
+-- reached its limit within the window: then nothing is written and `wait` says how
+-- long until the oldest failure of the fullest key leaves the window. A sign-in that
+-- succeeds takes its attempt back (take_back_attempt).
+WITH now AS (SELECT clock_timestamp() AS at),
+wanted AS (SELECT * FROM unnest(%(keys)s::text[], %(limits)s::int[]) AS w(key, max_failures)),
+recent AS (
+    SELECT w.key, w.max_failures, count(f.key) AS failures, min(f.failed_at) AS oldest
+    FROM wanted w LEFT JOIN login_failures f
+      ON f.key = w.key AND f.failed_at > (SELECT at FROM now) - make_interval(secs => %(window)s)
+    GROUP BY w.key, w.max_failures
+),
+refused AS (
+    SELECT max(greatest(1, ceil(extract(epoch FROM
+               oldest + make_interval(secs => %(window)s) - (SELECT at FROM now)))))::int AS wait
+    FROM recent WHERE failures >= max_failures
+),
+reserved AS (
+    INSERT INTO login_failures (key, failed_at)
+    SELECT key, (SELECT at FROM now) FROM wanted
+    WHERE NOT EXISTS (SELECT FROM recent WHERE failures >= max_failures)
+    RETURNING failed_at
+)
+SELECT (SELECT wait FROM refused), (SELECT min(failed_at) FROM reserved)
+
+-- name: take_back_attempt
+DELETE FROM login_failures WHERE key = ANY(%(keys)s) AND failed_at = %(at)s
+
+-- name: forget_expired_failures
 -- Housekeeping at each failed sign-in: used or expired links, failures out of the window.
 WITH links AS (DELETE FROM login_links WHERE expires_at <= now() OR used_at IS NOT NULL)
 DELETE FROM login_failures WHERE failed_at < clock_timestamp() - make_interval(secs => %(window)s)
-
--- name: recent_failures
--- For each key: failures within the window, and when the oldest of them leaves it.
-SELECT key, count(*),
-       ceil(extract(epoch FROM min(failed_at) + make_interval(secs => %(window)s) - clock_timestamp()))::int
-FROM login_failures
-WHERE key = ANY(%(keys)s) AND failed_at > clock_timestamp() - make_interval(secs => %(window)s)
-GROUP BY key
-
--- name: add_failure
-INSERT INTO login_failures (key) SELECT unnest(%(keys)s::text[])
 
 -- name: clear_failures
 DELETE FROM login_failures WHERE key = %(key)s
