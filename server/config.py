@@ -45,6 +45,7 @@ class Config:
     upload_stall_seconds: float = 60.0
     multipart_max_parts: int = 16
     sse_max_streams: int = 2000
+    sse_max_streams_per_user: int = 10   # issue 22: one viewer must not hold every stream
     sse_send_timeout_seconds: float = 10.0
     exports_max_concurrent: int = 4
     # The import engine's bounds besides bytes (docs/limits.md): a batch of tiny rows
@@ -114,6 +115,8 @@ class Config:
             multipart_max_parts=_int(env, "MULTIPART_MAX_PARTS", cls.multipart_max_parts, low=1, high=1000),
             # Open /import/events streams per process; one more gets 503 with Retry-After.
             sse_max_streams=_int(env, "SSE_MAX_STREAMS", cls.sse_max_streams, low=1),
+            # Of those, the streams one user or token may hold; one more gets 429 with Retry-After.
+            sse_max_streams_per_user=_int(env, "SSE_MAX_STREAMS_PER_USER", cls.sse_max_streams_per_user, low=1),
             # A stream whose client takes longer than this to accept an event is dropped.
             sse_send_timeout_seconds=_float(env, "SSE_SEND_TIMEOUT_SECONDS", cls.sse_send_timeout_seconds),
             # /customers.csv downloads at once per process; one more gets 429 with Retry-After.

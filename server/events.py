@@ -26,6 +26,7 @@ from aiohttp_sse import EventSourceResponse, sse_response
 
 from .importer import jobs
 from .sqlfiles import queries
+from .auth.middleware import principal
 from .capacity import Busy
 from .keys import config_key, database_url_key, events_key, pool_key, runner_key
 from .tasks import cancel_and_wait
@@ -59,7 +60,8 @@ class Event:
 class Subscriber:
     """What one SSE client still has to be sent, bounded whatever its speed."""
 
-    def __init__(self) -> None:
+    def __init__(self, holder: str = "") -> None:
+        self.holder = holder  # who it streams to (Principal.label): their streams are counted together
         self.snapshot: Event | None = None
         self.states: collections.deque[Event] = collections.deque(maxlen=MAX_PENDING_STATES)
         self.progress: Event | None = None
@@ -159,16 +161,22 @@ class EventHub:
     async def serve(self, request: web.Request) -> EventSourceResponse:
         """One client's stream: a snapshot read from the database, then live events.
 
-        At most SSE_MAX_STREAMS at once (503 with Retry-After beyond), and a
-        client that takes longer than SSE_SEND_TIMEOUT_SECONDS to accept an
-        event loses its connection: it is not reading, and its slot is
-        someone else's.
+        At most SSE_MAX_STREAMS at once (503 with Retry-After beyond), of
+        which SSE_MAX_STREAMS_PER_USER for one user or token (429 beyond: one
+        viewer cannot hold every stream), and a client that takes longer than
+        SSE_SEND_TIMEOUT_SECONDS to accept an event loses its connection: it
+        is not reading, and its slot is someone else's.
         """
         config = self.app[config_key]
+        holder = principal(request).label
         if len(self.subscribers) >= config.sse_max_streams:
             raise Busy(f"this server already streams to {config.sse_max_streams} clients "
                        "(SSE_MAX_STREAMS); try again shortly", retry_after=STREAMS_RETRY_AFTER, status=503)
-        subscriber = Subscriber()
+        if sum(s.holder == holder for s in self.subscribers) >= config.sse_max_streams_per_user:
+            raise Busy(f"{holder} already has {config.sse_max_streams_per_user} event streams open on this "
+                       "server (SSE_MAX_STREAMS_PER_USER): close a page that shows imports, or try again "
+                       "shortly", retry_after=STREAMS_RETRY_AFTER)
+        subscriber = Subscriber(holder)
         self.subscribers.add(subscriber)  # before the read: nothing falls in between
         try:
             # Read before the 200 goes out, so a database that is away is still an HTTP answer.

@@ -10,7 +10,9 @@ from aiohttp.test_utils import TestServer
 
 from server.app import create_app
 from server.events import LISTENER_NAME, MAX_PENDING_STATES, Event, Subscriber
-from server.keys import events_key
+from server.auth import store
+from server.auth.roles import Role
+from server.keys import events_key, pool_key
 from server.generate import generate
 from tests.importing import HEADER, TERMINAL, row, write_csv
 from tests.processes import admin_headers
@@ -178,6 +180,30 @@ async def test_one_stream_too_many_is_503_with_retry_after(client_as, config):
     assert resp.status == 200
     resp.close()
     streams[1].response.close()
+
+
+async def test_one_viewer_cannot_hold_every_stream(client_as, config):
+    """SSE_MAX_STREAMS=20: a viewer gets SSE_MAX_STREAMS_PER_USER (10 by default) streams, then
+    429; an admin still gets one."""
+    app = create_app(dataclasses.replace(config, sse_max_streams=20))
+    viewer = await client_as("viewer", app=app)
+    streams = []
+    for _ in range(20):
+        resp = await viewer.get("/import/events", headers={"Accept": "text/event-stream"})
+        if resp.status != 200:
+            break
+        streams.append(resp)
+    assert len(streams) == 10
+    assert resp.status == 429 and int(resp.headers["Retry-After"]) > 0
+    error = (await resp.json())["error"]
+    assert viewer.principal_name in error and "SSE_MAX_STREAMS_PER_USER" in error
+    admin_token = await store.create_token(app[pool_key], "test-stream-admin", Role.admin)
+    resp = await viewer.get("/import/events", headers={"Accept": "text/event-stream",
+                                                       "Authorization": f"Bearer {admin_token}"})
+    assert resp.status == 200
+    resp.close()
+    for stream in streams:
+        stream.close()
 
 
 async def _a_client_that_does_not_read(server, authorization: str) -> socket.socket:
