@@ -84,7 +84,9 @@ def main(argv: list[str] | None = None) -> int:
         config = dataclasses.replace(config, host=args.host or config.host, port=args.port or config.port)
         app = create_app(config)
         app.on_startup.append(announce_sign_in)
-        web.run_app(app, host=config.host, port=config.port, access_log_class=AccessLogger)
+        # aiohttp's keep-alive timeout is also the only bound on a request head that never ends.
+        web.run_app(app, host=config.host, port=config.port, access_log_class=AccessLogger,
+                    keepalive_timeout=config.request_header_timeout_seconds)
         return 0
     if args.command in ("user", "token", "login-link", "migrate"):
         from .auth.command import run_access_command

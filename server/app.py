@@ -10,6 +10,7 @@ from .auth import views as access_views
 from .auth.wiring import access_middlewares, setup_access
 from .config import Config
 from .db import database_ctx
+from .deadlines import body_deadline_middleware
 from .errors import error_middleware
 from .events import events_ctx, stop_streams
 from .forwarded import forwarded_middleware
@@ -28,8 +29,9 @@ def create_app(config: Config) -> web.Application:
     app[config_key] = config
     # Forwarded addresses first (every later step sees the client's own); errors next, so a
     # database that is away while a token is looked up is a JSON 503 too.
+    # A body is read (within its deadline) only for a request that may be answered.
     app.middlewares.extend([forwarded_middleware, error_middleware, *access_middlewares(app),
-                            same_origin_middleware])
+                            same_origin_middleware, body_deadline_middleware])
     app[uploads_key] = uploads.slots(config)
     app[exports_key] = csvout.slots(config)
     setup_metrics(app)

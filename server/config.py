@@ -48,6 +48,9 @@ class Config:
     sse_max_streams_per_user: int = 10   # issue 22: one viewer must not hold every stream
     sse_send_timeout_seconds: float = 10.0
     exports_max_concurrent: int = 4
+    # issue 22: slow clients outside uploads (server/deadlines.py).
+    request_header_timeout_seconds: float = 30.0
+    request_body_timeout_seconds: float = 60.0
     # The import engine's bounds besides bytes (docs/limits.md): a batch of tiny rows
     # or tiny rejects stays small in memory, and a pause or cancel is noticed quickly.
     batch_rows: int = 100_000
@@ -121,6 +124,13 @@ class Config:
             sse_send_timeout_seconds=_float(env, "SSE_SEND_TIMEOUT_SECONDS", cls.sse_send_timeout_seconds),
             # /customers.csv downloads at once per process; one more gets 429 with Retry-After.
             exports_max_concurrent=_int(env, "EXPORTS_MAX_CONCURRENT", cls.exports_max_concurrent, low=1),
+            # A request head not complete this long after the connection opened (or after the
+            # last answer on it) closes the connection; so does a keep-alive connection idle as long.
+            request_header_timeout_seconds=_float(env, "REQUEST_HEADER_TIMEOUT_SECONDS",
+                                                  cls.request_header_timeout_seconds),
+            # A request body (not an upload) that has not arrived this long after its head: 408.
+            request_body_timeout_seconds=_float(env, "REQUEST_BODY_TIMEOUT_SECONDS",
+                                                cls.request_body_timeout_seconds),
             # Rows and rejects a batch may hold, whatever its bytes.
             batch_rows=_int(env, "IMPORT_BATCH_ROWS", cls.batch_rows, low=100),
             batch_rejects=_int(env, "IMPORT_BATCH_REJECTS", cls.batch_rejects, low=1),
