@@ -9,7 +9,7 @@ from pathlib import Path
 
 from . import __version__
 from .config import Config, ConfigError
-from .logs import AccessLogger, configure_logging
+from .logs import AccessLogger, banner_printer, configure_logging
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,18 +75,22 @@ def main(argv: list[str] | None = None) -> int:
         from aiohttp import web
 
         from .app import create_app
-        from .auth.command import announce_sign_in
+        from .auth.command import sign_in_announcer
         from .capacity import raise_open_files_limit
 
         before, after = raise_open_files_limit()  # a connection is an open file
         logging.getLogger("server").info("open files limit: %s (was %s)", after, before)
         # The Host allowlist and the printed sign-in link follow the address really served.
-        config = dataclasses.replace(config, host=args.host or config.host, port=args.port or config.port)
+        served = dataclasses.replace(config, host=args.host or config.host, port=args.port or config.port)
+        changed = {name: str(getattr(served, name.lower())) for name in ("HOST", "PORT")
+                   if getattr(served, name.lower()) != getattr(config, name.lower())}
+        config = served
         app = create_app(config)
-        app.on_startup.append(announce_sign_in)
+        app.on_startup.append(sign_in_announcer(changed))
         # aiohttp's keep-alive timeout is also the only bound on a request head that never ends.
         web.run_app(app, host=config.host, port=config.port, access_log_class=AccessLogger,
-                    keepalive_timeout=config.request_header_timeout_seconds)
+                    keepalive_timeout=config.request_header_timeout_seconds,
+                    print=banner_printer(config.log_format))
         return 0
     if args.command in ("user", "token", "login-link", "migrate"):
         from .auth.command import run_access_command

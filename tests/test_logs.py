@@ -130,3 +130,28 @@ async def test_a_server_that_cannot_see_a_jobs_file_logs_that_it_left_it_then_th
     assert len(failed) == 1, log.read_text()[-3000:]
     assert failed[0]["level"] == "warning" and failed[0]["job_id"] == job["id"]
     assert failed[0]["error"] == "the file elsewhere.csv is no longer there"
+
+
+@pytest.mark.parametrize("link_on_start", ["on", "off"])
+async def test_in_json_every_line_serve_writes_is_a_record(db_url, tmp_path, link_on_start):
+    """The banner, aiohttp's "Running on" and the sign-in link are records like the rest;
+    the link is in one only where SIGN_IN_LINK_ON_START asks for it."""
+    async with Serve(tmp_path, DATABASE_URL=db_url, LOG_FORMAT="json", SIGN_IN_LINK_ON_START=link_on_start) as serve:
+        for _ in range(100):  # the banner follows the first answer by a moment
+            if "Running on" in serve.stderr.read_text():
+                break
+            await asyncio.sleep(0.1)
+        async with aiohttp.ClientSession() as session, session.get(f"{serve.base}/customers") as resp:
+            assert resp.status == 401
+    assert serve.stdout.read_text().strip() == ""  # nothing but records, and they go to stderr
+    logged = records(serve.stderr.read_text())
+    [serving] = [r for r in logged if r.get("event") == "serving"]
+    assert serving["message"].startswith(f"Running on http://127.0.0.1:{serve.port}")
+    announced = [r for r in logged if r.get("event", "").startswith("sign_in_link")]
+    if link_on_start == "on":
+        [link] = announced
+        assert link["event"] == "sign_in_link" and link["url"].startswith(f"{serve.base}/login/link/")
+        assert link["user"] == "admin" and link["command"].endswith("login-link")
+    else:
+        [off] = announced
+        assert off["event"] == "sign_in_link_off" and "/login/link/" not in serve.stderr.read_text()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 from collections.abc import Awaitable, Callable
 
@@ -12,10 +13,12 @@ from aiohttp import web
 from ..config import Config
 from ..db import migrate, resolve_database_url
 from ..errors import DomainError
+from ..invocation import command
 from ..keys import config_key, pool_key
 from . import store
 from .roles import Role
 
+log = logging.getLogger(__name__)
 MIN_PASSWORD = 8
 EXIT_ERROR = 1
 
@@ -95,7 +98,7 @@ async def _migrated(pool: aiopg.Pool) -> None:
 async def _add_user(pool: aiopg.Pool, name: str, role: Role, password: str | None) -> None:
     await store.add_user(pool, name, role, password)
     how = "with a password" if password is not None else \
-        f"without a password: sign in with `python -m server login-link --user {name}`"
+        f"without a password: sign in with `{command(f'login-link --user {name}')}`"
     print(f"added {role.name} {name}, {how}")
 
 
@@ -133,7 +136,7 @@ async def _revoke_token(pool: aiopg.Pool, name: str) -> None:
 async def _login_link(pool: aiopg.Pool, config: Config, user: str | None) -> None:
     user = user or await store.ensure_first_admin(pool)
     if user is None:
-        raise store.UnknownUser("there is no admin: add one with `python -m server user add NAME --role admin`")
+        raise store.UnknownUser(f"there is no admin: add one with `{command('user add NAME --role admin')}`")
     secret = await store.create_login_link(pool, user)
     print(f"sign in as {user} within 15 minutes, once:", file=sys.stderr)
     print(login_url(config, secret))
@@ -148,18 +151,39 @@ def login_url(config: Config, secret: str) -> str:
     return f"{base}/login/link/{secret}"
 
 
-async def announce_sign_in(app: web.Application) -> None:
+def sign_in_announcer(served: dict[str, str]) -> Callable[[web.Application], Awaitable[None]]:
     """on_startup of `serve`: the first start makes user `admin`; every start prints a link,
-    unless SIGN_IN_LINK_ON_START is off (a journal must not hold a live admin link)."""
+    unless SIGN_IN_LINK_ON_START is off (a journal must not hold a live admin link).
+    With LOG_FORMAT=json each of these is a log record (`event` says which) on stderr.
+    `served` holds HOST or PORT when --host or --port changed them: the printed command
+    needs them to make links to this server."""
+    async def announce(app: web.Application) -> None:
+        await _announce_sign_in(app, served)
+    return announce
+
+
+async def _announce_sign_in(app: web.Application, served: dict[str, str]) -> None:
     pool, config = app[pool_key], app[config_key]
     user = await store.ensure_first_admin(pool)
+    add_admin, another = command("user add NAME --role admin"), command("login-link", served)
     if user is None:
-        print("No admin user: add one with `python -m server user add NAME --role admin`", flush=True)
+        _announce(config, f"No admin user: add one with `{add_admin}`", event="no_admin", command=add_admin)
         return
     if not config.sign_in_link_on_start:
-        print("No sign-in link printed (SIGN_IN_LINK_ON_START is off): get one with "
-              "`python -m server login-link`", flush=True)
+        _announce(config, f"No sign-in link printed (SIGN_IN_LINK_ON_START is off): get one with `{another}`",
+                  event="sign_in_link_off", command=another)
         return
-    secret = await store.create_login_link(pool, user)
-    print(f"\nSign in as {user} (one click, within 15 minutes, once):\n    {login_url(config, secret)}\n"
-          "Another link: python -m server login-link\n", flush=True)
+    url = login_url(config, await store.create_login_link(pool, user))
+    if config.log_format == "json":
+        log.info("sign in as %s (one click, within 15 minutes, once): %s; another link: %s", user, url, another,
+                 extra={"event": "sign_in_link", "user": user, "url": url, "command": another})
+    else:
+        print(f"\nSign in as {user} (one click, within 15 minutes, once):\n    {url}\n"
+              f"Another link: {another}\n", flush=True)
+
+
+def _announce(config: Config, message: str, **fields: str) -> None:
+    if config.log_format == "json":
+        log.info(message, extra=fields)
+    else:
+        print(message, flush=True)

@@ -101,7 +101,7 @@ def _minutes(seconds: int) -> str:
 
 @routes.get("/login/link/{secret}")
 @public
-@describe("A one-time sign-in link (from `serve` or `python -m server login-link`): "
+@describe("A one-time sign-in link (from `serve` or the `login-link` command): "
           "signs the browser in once, within 15 minutes",
           responses={303: "signed in: to the page", 410: "text/html: used already or expired"}, tags=TAGS)
 async def login_link(request: web.Request) -> web.Response:
@@ -109,7 +109,7 @@ async def login_link(request: web.Request) -> web.Response:
     if user is None:
         return _page(request, status=410,
                      error="This sign-in link was used already or has expired. "
-                           "Ask for a new one (python -m server login-link) or sign in below.")
+                           "Ask for a new one (the server's login-link command) or sign in below.")
     await sign_in(request, user)
     raise web.HTTPSeeOther("/")
 
