@@ -59,11 +59,19 @@ def main(argv: list[str] | None = None) -> int:
                        help="only the customers API's pages and search, on the bench database as it is "
                             "(our import loads the file first only if it holds no customer)")
 
+    doc = commands.add_parser("config-doc", help="print the settings' tables of docs/configuration.md")
+    doc.add_argument("--write", type=Path, metavar="FILE",
+                     help="replace the tables in FILE (between its config-doc markers) instead")
+
     from .auth.command import add_commands
 
     add_commands(commands)
 
     args = parser.parse_args(argv)
+    if args.command == "config-doc":  # describes the settings, reads none
+        from .configdoc import run_config_doc
+
+        return run_config_doc(args.write)
     try:
         config = Config.from_env()
     except ConfigError as exc:

@@ -1,9 +1,11 @@
 """The skeleton: configuration, migrations, health and the page."""
+import dataclasses
 from pathlib import Path
 
 import pytest
 
 from server.config import Config, ConfigError
+from tests.processes import REPO
 
 
 async def test_healthz_answers_when_the_database_does(client):
@@ -99,3 +101,40 @@ def test_import_dir_follows_data_dir():
 def test_a_bad_value_names_the_variable(env, named):
     with pytest.raises(ConfigError, match=named):
         Config.from_env(env)
+
+
+def declared_settings():
+    from server.settings import SETTING
+
+    return [(field, field.metadata[SETTING]) for field in dataclasses.fields(Config)]
+
+
+def test_every_setting_is_declared_once_and_refuses_a_value_it_cannot_use():
+    """One declaration per field (its variable, default, kind, doc), one field per variable;
+    a value none of the kinds but free text takes is refused, naming the variable."""
+    from server.settings import Text
+
+    names = [declared.env for _, declared in declared_settings()]
+    assert len(names) == len(set(names)) == len(dataclasses.fields(Config)) >= 40
+    for field, declared in declared_settings():
+        assert declared.doc and "\n" not in declared.doc, field.name
+        if not isinstance(declared.kind, Text):
+            with pytest.raises(ConfigError, match=declared.env):
+                Config.from_env({declared.env: "\x00!"})
+
+
+def test_the_defaults_are_what_an_empty_environment_reads():
+    config, defaults = Config.from_env({}), Config()
+    for field, _ in declared_settings():
+        if field.name not in ("data_dir", "import_dir"):  # made absolute against the working directory
+            assert getattr(config, field.name) == getattr(defaults, field.name), field.name
+
+
+def test_the_configuration_page_lists_every_setting_as_declared():
+    """docs/configuration.md's tables are the declarations' (./run.sh config-doc --write docs/configuration.md)."""
+    from server.configdoc import with_tables
+
+    page = (REPO / "docs" / "configuration.md").read_text()
+    assert page == with_tables(page), "run ./run.sh config-doc --write docs/configuration.md"
+    for _, declared in declared_settings():
+        assert f"| `{declared.env}` |" in page
