@@ -112,8 +112,9 @@ class Config:
                                               "a stream whose client takes longer to accept an event is dropped")
     exports_max_concurrent: int = setting(EDGE, "EXPORTS_MAX_CONCURRENT", 4, Whole(low=1),
                                           "`/customers.csv` downloads at once per process; one more gets 429")
+    # Longer than nginx's idle upstream keep-alive (60 s): it never sends on a connection we are closing.
     request_header_timeout_seconds: float = setting(
-        EDGE, "REQUEST_HEADER_TIMEOUT_SECONDS", 30.0, SECONDS,
+        EDGE, "REQUEST_HEADER_TIMEOUT_SECONDS", 75.0, SECONDS,
         "a request head not complete this long after the connection opened (or its last answer) closes it; "
         "so does a keep-alive connection idle as long")
     request_body_timeout_seconds: float = setting(
