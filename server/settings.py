@@ -46,6 +46,8 @@ def read(fields: tuple[dataclasses.Field, ...], env: Mapping[str, str]) -> dict[
     """Every field's value from `env`, in declaration order (a default may build on an earlier value)."""
     values: dict[str, Any] = {}
     for field in fields:
+        if SETTING not in field.metadata:
+            raise TypeError(f"Config.{field.name} is not declared with setting(...): see server/config.py")
         declared: Setting = field.metadata[SETTING]
         raw = env.get(declared.env, "")
         values[field.name] = (declared.kind.parse(declared.env, raw) if raw.strip()

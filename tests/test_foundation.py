@@ -138,3 +138,12 @@ def test_the_configuration_page_lists_every_setting_as_declared():
     assert page == with_tables(page), "run ./run.sh config-doc --write docs/configuration.md"
     for _, declared in declared_settings():
         assert f"| `{declared.env}` |" in page
+
+
+def test_config_doc_prints_the_tables_whatever_the_environment_holds():
+    from server.config import configuration_tables
+    from tests.processes import cli, server_env
+
+    proc = cli("config-doc", env=server_env(LOG_FORMAT="xml", PORT="eighty"))
+    out, err = proc.communicate(timeout=60)
+    assert (proc.returncode, out) == (0, configuration_tables()), err
