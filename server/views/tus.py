@@ -15,9 +15,10 @@ from ..errors import DomainError
 from ..keys import config_key, tus_key
 from ..openapi import describe
 from ..tus import protocol
-from ..tus.protocol import BadTusRequest, UploadTooLarge, http_date
-from ..uploads import _display_name as display_name
-from ..uploads import refuse_encoded
+from ..tus.protocol import http_date
+from ..upload_core.body import refuse_body, refuse_encoded
+from ..upload_core.checks import UploadLimits, display_name
+from ..upload_core.errors import BadUpload
 
 routes = web.RouteTableDef()
 UPLOAD = r"/uploads/{id:[0-9a-f]{32}}"
@@ -57,12 +58,11 @@ async def create_upload(request: web.Request) -> web.Response:
     protocol.check_version(request)
     config: Config = request.app[config_key]
     if "Upload-Defer-Length" in request.headers:
-        raise BadTusRequest("Upload-Defer-Length is not supported: send Upload-Length")
+        raise BadUpload("Upload-Defer-Length is not supported: send Upload-Length")
     size = protocol.header_int(request, "Upload-Length")
-    if size > config.upload_max_bytes:
-        raise UploadTooLarge(f"the upload is larger than the limit of {config.upload_max_bytes} bytes")
-    if request.content_length:
-        raise BadTusRequest("send the bytes with PATCH (creation-with-upload is not supported)")
+    UploadLimits.of(config).check_size(size)
+    # Whether announced by Content-Length or sent chunked: a body here is not read, but refused.
+    refuse_body(request, "send the bytes with PATCH (creation-with-upload is not supported)")
     raw = request.headers.get("Upload-Metadata")
     metadata = protocol.parse_metadata(raw)
     name = metadata.get("filename") or metadata.get("name") or b""
@@ -101,8 +101,7 @@ async def upload_offset(request: web.Request) -> web.Response:
 async def append_chunk(request: web.Request) -> web.Response:
     try:
         protocol.check_version(request)
-        if request.content_type != protocol.OFFSET_CONTENT_TYPE:
-            raise protocol.WrongContentType()
+        protocol.check_content_type(request)
         refuse_encoded(request)  # aiohttp would inflate it past every byte limit
         offset = protocol.header_int(request, "Upload-Offset")
         checksum = protocol.parse_checksum(request.headers.get("Upload-Checksum"))
