@@ -67,6 +67,9 @@ class Config:
     search_rebuild_share: float = 0.3
     search_rebuild_min_rows: int = 200_000
     search_build_memory_mb: int = 256
+    # Per-user caps on uploads (issue 22, docs/uploads.md): uploads one user or token may
+    # hold at once (tus uploads and kept previews not imported yet, until they expire).
+    uploads_max_per_user: int = 20
 
     @property
     def pgdata(self) -> Path:
@@ -144,6 +147,8 @@ class Config:
                                          low=0),
             search_build_memory_mb=_int(env, "IMPORT_SEARCH_BUILD_MEMORY_MB", cls.search_build_memory_mb,
                                         low=1, high=64 * 1024),
+            # Per-user caps on uploads (issue 22): one more upload than this gets 429.
+            uploads_max_per_user=_int(env, "UPLOADS_MAX_PER_USER", cls.uploads_max_per_user, low=1),
         )
 
 

@@ -33,7 +33,7 @@ from ..upload_core import disk
 from ..upload_core.body import Body
 from ..upload_core.checks import admit, check_file_head
 from ..upload_core.disk import Sink, StoredFile, shielded
-from ..upload_core.errors import ClientGone, NoRoom, UploadTooLarge
+from ..upload_core.errors import ClientGone, NoRoom, TooManyUploads, UploadTooLarge
 from . import files
 from .protocol import ChecksumMismatch, OffsetMismatch, UploadBusy, UploadGone, UploadNotFound
 
@@ -77,13 +77,23 @@ class Uploads:
         self._sha256: dict[str, tuple[int, Any]] = {}
 
     async def create(self, *, size: int, filename: str, metadata: str | None, owner: str | None) -> Upload:
-        await admit(self.directory, size, self.config.upload_min_free_bytes)
+        """A new upload, within the caller's cap and the disk's room for what every live upload announced."""
         upload_id = uuid.uuid4().hex
         async with self.pool.acquire() as conn, conn.cursor() as cur:
-            await cur.execute(SQL["create"], {"id": upload_id, "filename": filename, "size": size,
-                                              "metadata": metadata, "owner": owner,
-                                              "ttl": self.config.tus_expire_seconds})
-            (expires,) = await cur.fetchone()
+            async with cur.begin():
+                await cur.execute(SQL["take_turns"])
+                await cur.execute(SQL["held"], {"owner": owner})
+                mine, announced = await cur.fetchone()
+                if mine >= self.config.uploads_max_per_user:
+                    raise TooManyUploads(
+                        f"{owner or 'this user'} already holds {mine} uploads, the most one user may "
+                        f"(UPLOADS_MAX_PER_USER is {self.config.uploads_max_per_user}): import or "
+                        "DELETE one first, or wait until an unused one expires")
+                await admit(self.directory, size, self.config.upload_min_free_bytes, announced=announced)
+                await cur.execute(SQL["create"], {"id": upload_id, "filename": filename, "size": size,
+                                                  "metadata": metadata, "owner": owner,
+                                                  "ttl": self.config.tus_expire_seconds})
+                (expires,) = await cur.fetchone()
         # After the row: a crash in between leaves a row without a file, which the sweep removes.
         await asyncio.to_thread(files.create, self.directory, upload_id)
         return Upload(upload_id, filename, size, 0, metadata, owner, expires, None, False)

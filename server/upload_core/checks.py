@@ -38,12 +38,17 @@ class UploadLimits:
             raise UploadTooLarge(f"the upload is larger than the limit of {self.max_bytes} bytes")
 
 
-async def admit(directory: Path, incoming: int, min_free_bytes: int) -> int:
-    """Refuse (507) `incoming` bytes that would leave less than the floor free; the free bytes."""
+async def admit(directory: Path, incoming: int, min_free_bytes: int, *, announced: int = 0) -> None:
+    """Refuse (507) `incoming` bytes that would leave less than the floor free, once the
+    bytes other uploads have `announced` and not sent yet have come too."""
     free = await asyncio.to_thread(free_bytes, directory)
-    if free - incoming < min_free_bytes:
-        raise NoRoom.below_floor(min_free_bytes)
-    return free
+    if free - announced - incoming >= min_free_bytes:
+        return
+    if announced:
+        raise NoRoom(f"not enough free disk space for {incoming} more bytes: {free} bytes are free, and the "
+                     f"uploads not finished yet have announced {announced} bytes still to come; the import "
+                     f"directory must keep {min_free_bytes} bytes free (UPLOAD_MIN_FREE_BYTES)")
+    raise NoRoom.below_floor(min_free_bytes)
 
 
 def check_header(head: bytes, *, max_line_bytes: int) -> None:

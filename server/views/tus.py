@@ -53,7 +53,9 @@ async def options_upload(request: web.Request) -> web.Response:
 @describe("tus creation: Upload-Length (and Upload-Metadata, `filename` shown to people); "
           "201 with Location and Upload-Expires", tags=TAGS,
           responses={201: "Location: /uploads/ID", 400: "bad headers", 412: "not Tus-Resumable: 1.0.0",
-                     413: "over UPLOAD_MAX_BYTES", 507: "not enough free space"})
+                     413: "over UPLOAD_MAX_BYTES",
+                     429: "the user already holds UPLOADS_MAX_PER_USER uploads",
+                     507: "not enough free space, counting what unfinished uploads announced"})
 async def create_upload(request: web.Request) -> web.Response:
     protocol.check_version(request)
     config: Config = request.app[config_key]
@@ -75,8 +77,11 @@ async def create_upload(request: web.Request) -> web.Response:
 
 @routes.head(UPLOAD)
 @requires(Role.admin)
+@describe("tus core: how many bytes the server has (Upload-Offset) of how many (Upload-Length); "
+          "Upload-Metadata as sent, Upload-Expires", tags=TAGS,
+          responses={200: "Upload-Offset, Upload-Length, Upload-Metadata, Upload-Expires (headers only)",
+                     404: "no such upload", 410: "expired", 412: "not Tus-Resumable: 1.0.0"})
 async def upload_offset(request: web.Request) -> web.Response:
-    """tus core: how many bytes the server has (Upload-Offset) of how many (Upload-Length)."""
     protocol.check_version(request)
     upload = await request.app[tus_key].get(request.match_info["id"])
     headers = {**NO_STORE, "Upload-Offset": str(upload.offset), "Upload-Length": str(upload.size),
