@@ -18,7 +18,7 @@ from server.auth.roles import Role
 from server.keys import pool_key
 
 from .test_tus import CSV, TUS, create, files_of, patch
-from .test_uploads import FILE_HEADERS, partials, stored
+from .test_uploads import FILE_HEADERS, eventually, partials, stored
 
 
 async def raw_request(client, head_lines: list[str], body: bytes = b"") -> tuple[int, bytes]:
@@ -58,13 +58,6 @@ async def test_a_non_ascii_upload_checksum_is_400_naming_the_header(client):
     assert (await client.head(url, headers=TUS)).headers["Upload-Offset"] == "0"
 
 
-async def _until(predicate, timeout: float = 15) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await predicate():
-        assert asyncio.get_running_loop().time() < deadline, "timed out"
-        await asyncio.sleep(0.02)
-
-
 @dataclasses.dataclass
 class Served:
     host: str
@@ -98,14 +91,14 @@ async def _cut_short(served: Served, head_lines: list[str], body: bytes, written
     writer.write(("\r\n".join([*head_lines, "Host: localhost", f"Authorization: Bearer {served.token}"])
                   + "\r\n\r\n").encode() + body)
     await writer.drain()
-    await _until(written)
+    await eventually(written)
     writer.close()
 
 
 def _answered(caplog, request_line: str):
-    async def seen() -> bool:
+    def answered() -> bool:
         return any(r.name == "aiohttp.access" and request_line in r.getMessage() for r in caplog.records)
-    return seen
+    return answered
 
 
 def _errors(caplog) -> list[str]:
@@ -115,12 +108,12 @@ def _errors(caplog) -> list[str]:
 async def test_a_multipart_client_that_goes_away_mid_body_is_no_server_error(served, config, db, caplog):
     caplog.set_level(logging.INFO)
 
-    async def writing() -> bool:
+    def writing() -> bool:
         return bool(partials(config))
     await _cut_short(served, ["POST /import HTTP/1.1", "Content-Type: multipart/form-data; boundary=raw",
                                       f"Content-Length: {10 * len(CSV)}"],
                      f"--raw\r\n{FILE_HEADERS}\r\n\r\n".encode() + CSV, writing)
-    await _until(_answered(caplog, "POST /import"))
+    await eventually(_answered(caplog, "POST /import"))
     [access] = [r.getMessage() for r in caplog.records if r.name == "aiohttp.access"]
     assert '" 500 ' not in access, access
     assert _errors(caplog) == []
@@ -132,12 +125,12 @@ async def test_a_tus_client_that_goes_away_mid_body_is_no_server_error(served, c
     caplog.set_level(logging.INFO)
     url = await create(served.session, len(CSV))
 
-    async def writing() -> bool:
+    def writing() -> bool:
         return any((config.import_dir / "uploads" / name).stat().st_size for name in files_of(config))
     await _cut_short(served, [f"PATCH {url} HTTP/1.1", "Tus-Resumable: 1.0.0", "Upload-Offset: 0",
                                       "Content-Type: application/offset+octet-stream",
                                       f"Content-Length: {len(CSV)}"], CSV[:300_000], writing)
-    await _until(_answered(caplog, f"PATCH {url}"))
+    await eventually(_answered(caplog, f"PATCH {url}"))
     assert _errors(caplog) == []
     # What the server had taken in is kept (tus core), and counted.
     offset = int((await served.session.head(url, headers=TUS)).headers["Upload-Offset"])
