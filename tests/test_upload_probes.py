@@ -149,6 +149,10 @@ async def test_a_chunked_body_on_post_uploads_is_refused_and_creates_nothing(cli
     assert "PATCH" in (await resp.json())["error"]
     assert await db.value("SELECT count(*) FROM uploads") == 0
     assert files_of(config) == []
+    # An empty body, as a browser's XMLHttpRequest announces it, is no body.
+    status, body = await raw_request(client, ["POST /uploads HTTP/1.1", "Tus-Resumable: 1.0.0",
+                                              "Upload-Length: 100", "Content-Length: 0"])
+    assert status == 201, body
 
 
 async def test_head_of_an_upload_is_in_the_openapi_document(client):

@@ -151,11 +151,13 @@ class Uploads:
             await self._remove(cur, upload.id)
             raise UploadGone(f"the stored bytes of upload {upload.id} were lost; start it again") from None
         cached = self._sha256.get(upload.id)
+        running: Any = None
         if upload.offset == 0:
             running = hashlib.sha256()
-        else:
-            running = cached[1].copy() if cached and cached[0] == upload.offset else None
-        check = hashlib.new(checksum[0]) if checksum else None
+        elif cached and cached[0] == upload.offset:
+            running = cached[1].copy()
+        algorithm, expected = checksum or ("", b"")
+        check = hashlib.new(algorithm) if algorithm else None
         sink = Sink(out, running, check, min_free_bytes=self.config.upload_min_free_bytes)
         received = Body(body, self.config.upload_stall_seconds)
         try:
@@ -163,8 +165,8 @@ class Uploads:
                 if upload.offset + sink.written + len(buffer) > upload.size:
                     raise UploadTooLarge(f"the body runs past the upload's Upload-Length of {upload.size}")
                 await sink.write(buffer)  # a body of no stated length keeps the floor too
-            if check is not None and check.digest() != checksum[1]:
-                raise ChecksumMismatch(checksum[0])
+            if check is not None and check.digest() != expected:
+                raise ChecksumMismatch(algorithm)
         except (ChecksumMismatch, UploadTooLarge, NoRoom, OSError):  # refused, or the disk failed: none counts
             await shielded(loop.run_in_executor(None, disk.cut_back, out, upload.offset))
             raise
