@@ -14,6 +14,9 @@ leave (UPLOAD_MIN_FREE_BYTES), the time it may stay silent or nearly so
 (UPLOAD_STALL_SECONDS, Pace) and the form fields it may send before the file
 (MULTIPART_MAX_PARTS). Concurrent uploads are capped by the caller (Slots).
 Any refusal closes the connection rather than read the rest of the body.
+
+The multipart framing is this module's own; the rest (pace, sink, checks,
+names, errors) is server/upload_core, which tus uses too.
 """
 from __future__ import annotations
 
