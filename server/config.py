@@ -72,6 +72,9 @@ class Config:
                                          "free space an upload must leave in IMPORT_DIR, else 507")
     uploads_max_concurrent: int = setting(UPLOADS, "UPLOADS_MAX_CONCURRENT", 4, Whole(low=1),
                                           "uploads at once per process; one more gets 429 with Retry-After")
+    uploads_max_per_user: int = setting(
+        UPLOADS, "UPLOADS_MAX_PER_USER", 20, Whole(low=1),
+        "unfinished uploads (tus, kept previews) one user or token may hold; one more gets 429")
     upload_stall_seconds: float = setting(UPLOADS, "UPLOAD_STALL_SECONDS", 60.0, SECONDS,
                                           "an upload body that sends nothing (or a trickle) this long gets 408")
     multipart_max_parts: int = setting(UPLOADS, "MULTIPART_MAX_PARTS", 16, Whole(low=1, high=1000),

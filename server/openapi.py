@@ -34,7 +34,7 @@ def build_spec(app: web.Application) -> dict[str, Any]:
         info = route.resource.get_info() if route.resource else {}
         path = info.get("formatter") or info.get("path")
         described = getattr(route.handler, ATTR, None)
-        if path is None or described is None or route.method == "HEAD":
+        if path is None or described is None or _implied_head(route):
             continue
         op = _operation(path, described, components)
         _secure(op, declared_role(route))
@@ -46,6 +46,13 @@ def build_spec(app: web.Application) -> dict[str, Any]:
         "components": {"schemas": components, "securitySchemes": SECURITY_SCHEMES},
         "security": [{"bearer": []}, {"session": []}],
     }
+
+
+def _implied_head(route: web.AbstractRoute) -> bool:
+    """aiohttp adds a HEAD beside every GET, with the GET's handler: it is described by the GET.
+    A HEAD of its own (tus's HEAD /uploads/{id}) is described like any route."""
+    return route.method == "HEAD" and route.resource is not None and any(
+        other.method == "GET" and other.handler is route.handler for other in route.resource)
 
 
 SECURITY_SCHEMES = {

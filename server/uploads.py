@@ -14,27 +14,23 @@ leave (UPLOAD_MIN_FREE_BYTES), the time it may stay silent or nearly so
 (UPLOAD_STALL_SECONDS, Pace) and the form fields it may send before the file
 (MULTIPART_MAX_PARTS). Concurrent uploads are capped by the caller (Slots).
 Any refusal closes the connection rather than read the rest of the body.
+
+The multipart framing is this module's own; the rest (pace, sink, checks,
+names, errors) is server/upload_core, which tus uses too.
 """
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import dataclasses
 import errno
 import hashlib
 import logging
-import os
 import re
-import shutil
-import time
-import unicodedata
 import uuid
 from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path, PurePosixPath
 from typing import TypeVar
-from urllib.parse import unquote
 
-from aiohttp import BodyPartReader, MultipartReader, StreamReader, hdrs, web
+from aiohttp import BodyPartReader, MultipartReader, hdrs, web
 from aiohttp.helpers import parse_mimetype
 from aiohttp.http_exceptions import HttpProcessingError
 
@@ -42,84 +38,35 @@ from .capacity import Busy, Slots
 from .config import Config
 from .errors import DomainError, NotFound
 from .importer import inflate
-from .importer.parse import FileRejected, NotCsvText, parse_header
 from .keys import config_key
+from .upload_core import disk
+from .upload_core.body import CHUNK_BYTES, Pace, refuse_encoded
+from .upload_core.checks import UploadLimits, admit, check_header, display_name, readable
+from .upload_core.disk import StoredFile, remove
+from .upload_core.errors import BadUpload, UploadTooLarge
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-CHUNK_BYTES = 256 * 1024
 UPLOAD_FIELD = "file"
-PARTIAL_SUFFIX = ".part"
+PARTIAL_SUFFIX = ".csv.part"
 MAX_BOUNDARY = 70  # RFC 2046
 MAX_FIELD_BYTES = 64 * 1024  # an option field (a mapping of many columns is the largest)
-# What a body must bring in every UPLOAD_STALL_SECONDS (about 1 KB/s at the default 60 s):
-# a client that trickles a byte now and then holds a slot and a file as surely as a silent one.
-MIN_PACE_BYTES = 64 * 1024
+MULTIPART_FRAMING = 64 * 1024  # room beside the file for the multipart framing and small fields
 _PERCENT_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
-# Controls, format characters (bidi overrides and isolates, zero-width ones) and
-# line separators: invisible in a name, or able to make it read as another one.
-_INVISIBLE = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+
+__all__ = ["BadRequest", "ImportFileNotFound", "StoredFile", "UploadLimits", "find_in_import_dir", "remove",
+           "save_upload", "slots", "uploads_ctx"]
 
 
 class BadRequest(DomainError):
+    """A path to import that is not one (absolute, climbing out, not a file)."""
+
     status = 400
-
-
-class MalformedUpload(DomainError):
-    status = 400
-
-
-class UploadTooLarge(DomainError):
-    status = 413
-
-
-class EncodedUpload(DomainError):
-    status = 415
-
-
-class NoRoom(DomainError):
-    status = 507
-
-
-class UploadStalled(DomainError):
-    status = 408
-
-
-class NotCsv(DomainError):
-    status = 415
-
-
-class BadCsvHeader(DomainError):
-    status = 422
 
 
 class ImportFileNotFound(NotFound):
     pass
-
-
-@dataclasses.dataclass(frozen=True)
-class StoredFile:
-    path: Path          # where the server reads it
-    filename: str       # what people call it
-    size: int
-    sha256: str | None = None  # known for uploads, which were hashed while written
-    fields: dict[str, str] = dataclasses.field(default_factory=dict)  # the form's other fields (options)
-
-
-@dataclasses.dataclass(frozen=True)
-class UploadLimits:
-    max_bytes: int
-    max_line_bytes: int
-    min_free_bytes: int
-    stall_seconds: float
-    max_parts: int
-
-    @classmethod
-    def of(cls, config: Config) -> UploadLimits:
-        return cls(max_bytes=config.upload_max_bytes, max_line_bytes=config.max_record_bytes,
-                   min_free_bytes=config.upload_min_free_bytes,
-                   stall_seconds=config.upload_stall_seconds, max_parts=config.multipart_max_parts)
 
 
 def slots(config: Config) -> Slots:
@@ -129,21 +76,11 @@ def slots(config: Config) -> Slots:
         "try again shortly", retry_after=30, close_connection=True))
 
 
-def check_header(head: bytes, *, max_line_bytes: int) -> None:
-    """Refuse content whose first line cannot be a customer CSV header: the engine's own rules."""
-    try:
-        parse_header(inflate.head(head, max_line_bytes), max_line_bytes)
-    except NotCsvText as exc:
-        raise NotCsv(str(exc)) from None
-    except FileRejected as exc:
-        raise BadCsvHeader(str(exc)) from None
-
-
 async def save_upload(request: web.Request, upload_dir: Path, limits: UploadLimits) -> StoredFile:
     """Stream the `file` field of a multipart request to a new file under upload_dir.
 
     Nothing is left on any failure: a client that goes away mid-upload
-    surfaces here as an exception (or a cancellation), which removes the
+    surfaces here as ClientGone (or a cancellation), which removes the
     partial file like any other failure.
     """
     try:
@@ -155,76 +92,50 @@ async def save_upload(request: web.Request, upload_dir: Path, limits: UploadLimi
 
 async def _save(request: web.Request, upload_dir: Path, limits: UploadLimits) -> StoredFile:
     refuse_encoded(request)
-    loop = asyncio.get_running_loop()
-    free = await loop.run_in_executor(None, _free_bytes, upload_dir)
-    _check_declared_length(request.content_length, free, limits)
+    if request.content_length is not None:
+        limits.check_size(request.content_length - MULTIPART_FRAMING)
+        await admit(upload_dir, request.content_length, limits.min_free_bytes)
     reader = _multipart_reader(request)
     pace = Pace(request.content, limits.stall_seconds)
     fields: dict[str, str] = {}
     part = await _file_part(reader, pace, limits, fields)
     name = uuid.uuid4().hex
-    partial = upload_dir / f"{name}.csv{PARTIAL_SUFFIX}"
-    out = await loop.run_in_executor(None, _create, partial)
-    digest = hashlib.sha256()
-    size = 0
-    head = b""
+    partial = upload_dir / f"{name}{PARTIAL_SUFFIX}"
+    loop = asyncio.get_running_loop()
+    out = await loop.run_in_executor(None, disk.create, partial)
+    sink = disk.Sink(out, hashlib.sha256(), min_free_bytes=limits.min_free_bytes)
+    head: bytes | None = b""
     try:
         while not part.at_eof():
             chunk = await pace.step(_read(part.read_chunk(CHUNK_BYTES)))
-            size += len(chunk)
-            if size > limits.max_bytes:
-                raise UploadTooLarge(f"the upload is larger than the limit of {limits.max_bytes} bytes")
+            limits.check_size(sink.written + len(chunk))
             if head is not None:
                 head += chunk
                 # A gzip head is only read once there is enough of it to inflate the first line.
                 if (b"\n" in head and not head.startswith(inflate.MAGIC)) or len(head) >= limits.max_line_bytes:
                     await loop.run_in_executor(None, _check_head, head, limits)
                     head = None
-            free = await loop.run_in_executor(None, _write, out, digest, chunk, upload_dir)
-            if free < limits.min_free_bytes:
-                raise _no_room(limits)
+            await sink.write(chunk)
         if head is not None:
             await loop.run_in_executor(None, _check_head, head, limits)
         await _form_fields(reader, pace, limits, fields)  # and the boundary after the file must be there
-        path = upload_dir / f"{name}.csv"
-        await loop.run_in_executor(None, _finish, out, partial, path)
+        await loop.run_in_executor(None, disk.durable, out)
+        path = await loop.run_in_executor(None, disk.put_in_place, partial, disk.final_path(upload_dir, name))
     except BaseException:
         # Shielded: a cancelled handler must still not leave a partial file behind.
-        await asyncio.shield(loop.run_in_executor(None, _discard, out, partial))
+        await disk.shielded(sink.settled())
+        await disk.shielded(loop.run_in_executor(None, disk.discard, out, partial))
         raise
-    return StoredFile(path=path, filename=_display_name(part.filename), size=size,
-                      sha256=digest.hexdigest(), fields=fields)
-
-
-def refuse_encoded(request: web.Request) -> None:
-    # aiohttp would inflate a gzip body before we see it, so a small request could
-    # write a file a thousand times its size past every byte limit.
-    coding = request.headers.get(hdrs.CONTENT_ENCODING, "identity").strip().lower()
-    if coding not in ("", "identity"):
-        raise EncodedUpload(f"uploads are not accepted with Content-Encoding {coding!r}: send the file "
-                            "as it is (a compressed .gz file is a file like any other)")
-
-
-def _check_declared_length(length: int | None, free: int, limits: UploadLimits) -> None:
-    if length is None:
-        return
-    if length > limits.max_bytes + 64 * 1024:  # room for the multipart framing and small fields
-        raise UploadTooLarge(f"the upload is larger than the limit of {limits.max_bytes} bytes")
-    if free - length < limits.min_free_bytes:
-        raise _no_room(limits)
-
-
-def _no_room(limits: UploadLimits) -> NoRoom:
-    return NoRoom(f"not enough free disk space for this upload: the import directory must keep "
-                  f"{limits.min_free_bytes} bytes free (UPLOAD_MIN_FREE_BYTES)")
+    return StoredFile(path=path, filename=display_name(part.filename), size=sink.written,
+                      sha256=sink.digests[0].hexdigest(), fields=fields)
 
 
 def _multipart_reader(request: web.Request) -> MultipartReader:
     boundary = parse_mimetype(request.headers.get(hdrs.CONTENT_TYPE, "")).parameters.get("boundary", "")
     if not boundary:
-        raise MalformedUpload("the multipart Content-Type names no boundary")
+        raise BadUpload("the multipart Content-Type names no boundary")
     if len(boundary) > MAX_BOUNDARY:
-        raise MalformedUpload(f"the multipart boundary is longer than {MAX_BOUNDARY} characters")
+        raise BadUpload(f"the multipart boundary is longer than {MAX_BOUNDARY} characters")
     return MultipartReader(request.headers, request.content, max_field_size=8190, max_headers=32)
 
 
@@ -233,42 +144,10 @@ async def _read(step: Awaitable[T]) -> T:
     try:
         return await step
     except HttpProcessingError as exc:
-        raise MalformedUpload(f"a multipart part has a malformed header: {exc.message}") from None
+        raise BadUpload(f"a multipart part has a malformed header: {exc.message}") from None
     except ValueError as exc:  # aiohttp's word for a boundary it cannot find
-        raise MalformedUpload(f"the multipart body does not follow its boundary (it may be cut short): "
-                              f"{exc}") from None
-
-
-class Pace:
-    """What a request body must keep up: something within every `seconds`, and at least
-    `min_bytes` over each such period. Silence and a trickle are both dropped (408).
-
-    Progress is the bytes the connection has brought (`total_bytes` of the request's
-    stream), whatever the reader makes of them, so part headers count as much as a file.
-    """
-
-    def __init__(self, stream: StreamReader, seconds: float, min_bytes: int = MIN_PACE_BYTES) -> None:
-        self.stream = stream
-        self.seconds = seconds
-        self.min_bytes = min_bytes
-        self._since = time.monotonic()
-        self._mark = stream.total_bytes
-
-    async def step(self, step: Awaitable[T]) -> T:
-        """Await one read of the body, within the pace."""
-        try:
-            async with asyncio.timeout(self.seconds):
-                result = await step
-        except TimeoutError:
-            raise UploadStalled(f"the upload sent nothing for {self.seconds:g} seconds "
-                                "(UPLOAD_STALL_SECONDS) and was dropped") from None
-        now = time.monotonic()
-        if now - self._since >= self.seconds:
-            if self.stream.total_bytes - self._mark < self.min_bytes:
-                raise UploadStalled(f"the upload sent less than {self.min_bytes} bytes in "
-                                    f"{self.seconds:g} seconds (UPLOAD_STALL_SECONDS) and was dropped")
-            self._since, self._mark = now, self.stream.total_bytes
-        return result
+        raise BadUpload(f"the multipart body does not follow its boundary (it may be cut short): "
+                        f"{exc}") from None
 
 
 async def _file_part(reader: MultipartReader, pace: Pace, limits: UploadLimits,
@@ -289,7 +168,7 @@ async def _file_part(reader: MultipartReader, pace: Pace, limits: UploadLimits,
     else:
         raise UploadTooLarge(f"the field {UPLOAD_FIELD!r} must come within the first "
                              f"{limits.max_parts} parts of the multipart body (MULTIPART_MAX_PARTS)")
-    raise MalformedUpload(f"the multipart body has no field {UPLOAD_FIELD!r} holding the file")
+    raise BadUpload(f"the multipart body has no field {UPLOAD_FIELD!r} holding the file")
 
 
 async def _form_fields(reader: MultipartReader, pace: Pace, limits: UploadLimits,
@@ -309,7 +188,7 @@ async def _field(part, pace: Pace, fields: dict[str, str]) -> None:
     if isinstance(part, BodyPartReader) and part.name and part.filename is None and part.name != UPLOAD_FIELD:
         value = await pace.step(_read(part.read(decode=False)))
         if len(value) > MAX_FIELD_BYTES:
-            raise MalformedUpload(f"the form field {part.name!r} is longer than {MAX_FIELD_BYTES} bytes")
+            raise BadUpload(f"the form field {part.name!r} is longer than {MAX_FIELD_BYTES} bytes")
         fields[part.name] = value.decode("utf-8", "replace")
         return
     await pace.step(_read(part.release()))  # some other part: skip its bytes
@@ -319,51 +198,16 @@ def _check_head(head: bytes, limits: UploadLimits) -> None:
     check_header(head, max_line_bytes=limits.max_line_bytes)
 
 
-def _free_bytes(folder: Path) -> int:
-    folder.mkdir(parents=True, exist_ok=True)
-    return shutil.disk_usage(folder).free
-
-
-def _create(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return open(path, "xb")  # a fresh uuid: never someone else's file
-
-
-def _write(out, digest, chunk: bytes, folder: Path) -> int:
-    """Append a chunk; return the free space left (statvfs: cheap beside the write)."""
-    digest.update(chunk)
-    out.write(chunk)
-    return shutil.disk_usage(folder).free
-
-
-def _finish(out, partial: Path, path: Path) -> None:
-    out.flush()
-    os.fsync(out.fileno())  # the whole file is on disk before it has its final name
-    out.close()
-    os.replace(partial, path)
-
-
-def _discard(out, path: Path) -> None:
-    with contextlib.suppress(OSError):
-        out.close()
-    path.unlink(missing_ok=True)
-
-
 def remove_stale_partials(upload_dir: Path, older_than: float) -> int:
-    """Delete `.part` files nobody has written for `older_than` seconds (a process died mid-upload).
+    """Delete partial files nobody has written for `older_than` seconds (a process died mid-upload).
 
     A live upload writes at least every UPLOAD_STALL_SECONDS or is dropped, so
     an older partial file belongs to no one, whichever process made it.
     """
-    removed = 0
-    cutoff = time.time() - older_than
-    with contextlib.suppress(FileNotFoundError):
-        for path in upload_dir.glob(f"*{PARTIAL_SUFFIX}"):
-            with contextlib.suppress(FileNotFoundError):
-                if path.stat().st_mtime < cutoff:
-                    path.unlink()
-                    removed += 1
-    return removed
+    stale = disk.stale(upload_dir, PARTIAL_SUFFIX, older_than)
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return len(stale)
 
 
 async def uploads_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -374,25 +218,6 @@ async def uploads_ctx(app: web.Application) -> AsyncIterator[None]:
     if removed:
         log.info("removed %d partial uploads left by a process that stopped mid-upload", removed)
     yield
-
-
-def remove(path: Path):
-    """Delete a stored upload that no job will read (an awaitable, run on a thread)."""
-    return asyncio.get_running_loop().run_in_executor(None, lambda: path.unlink(missing_ok=True))
-
-
-def _display_name(name: str | None) -> str:
-    """The client's file name, for people to read only; it never becomes a path.
-
-    Some clients percent-encode it (aiohttp does), so it is decoded first.
-    """
-    base = readable(PurePosixPath(unquote(name or "").replace("\\", "/")).name)[:255]
-    return base or "upload.csv"
-
-
-def readable(name: str) -> str:
-    """A name as people should see it: no invisible or direction-changing characters."""
-    return "".join(ch for ch in name if unicodedata.category(ch) not in _INVISIBLE).strip()
 
 
 async def find_in_import_dir(import_dir: Path, name: str, *, max_line_bytes: int) -> StoredFile:

@@ -13,8 +13,9 @@ import uuid
 import pytest
 
 from server.app import create_app
-from server.keys import tus_key
+from server.keys import tus_key, uploads_key
 from tests.importing import HEADER, TERMINAL, row, wait_for_status
+from tests.test_uploads import eventually
 
 TUS = {"Tus-Resumable": "1.0.0"}
 CSV = ("\n".join([HEADER] + [row(i, f"T{i}", f"Tus{i}") for i in range(1, 1001)]) + "\n").encode()
@@ -46,6 +47,19 @@ def sha1_header(data: bytes) -> str:
 def files_of(config) -> list[str]:
     folder = config.import_dir / "uploads"
     return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+def bytes_of(config, url: str) -> int:
+    """The size of the upload's file on disk, whatever its name (part or final)."""
+    upload_id = url.rsplit("/", 1)[1]
+    return sum((config.import_dir / "uploads" / name).stat().st_size
+               for name in files_of(config) if name.startswith(upload_id))
+
+
+async def locks_held(db) -> int:
+    """Upload locks held in the test's database: a request is writing, deleting or importing one."""
+    return await db.value("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 7343 "
+                          "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())")
 
 
 async def test_options_tells_what_the_server_speaks(client, config):
@@ -131,7 +145,7 @@ async def test_over_the_size_cap_is_413_at_creation(client_as, config):
     assert resp.status == 413
 
 
-async def test_a_second_patch_while_one_is_writing_is_423(client):
+async def test_a_second_patch_while_one_is_writing_is_423(client, db):
     url = await create(client, 10 * 1024**2)
     release = asyncio.Event()
     sent = asyncio.Event()
@@ -144,7 +158,10 @@ async def test_a_second_patch_while_one_is_writing_is_423(client):
 
     first = asyncio.create_task(patch(client, url, 0, slow_body()))
     await sent.wait()
-    await asyncio.sleep(0.3)  # the server holds the upload now
+
+    async def the_server_holds_it() -> bool:
+        return await locks_held(db) == 1
+    await eventually(the_server_holds_it)
     second = await patch(client, url, 0, b"c" * 100)
     assert second.status == 423
     release.set()
@@ -169,10 +186,10 @@ async def test_an_expired_upload_is_swept(client_as, config, db):
     url = await create(client, len(CSV))
     assert (await patch(client, url, 0, CSV[:500])).status == 204
     assert files_of(config)
-    for _ in range(100):
-        if not files_of(config) and not await db.value("SELECT count(*) FROM uploads"):
-            break
-        await asyncio.sleep(0.1)
+
+    async def swept() -> bool:
+        return not files_of(config) and not await db.value("SELECT count(*) FROM uploads")
+    await eventually(swept)
     assert files_of(config) == []
     assert await db.value("SELECT count(*) FROM uploads") == 0
     assert (await client.head(url, headers=TUS)).status == 404
@@ -216,16 +233,24 @@ async def test_a_sweep_leaves_uploads_in_use_and_imported_files_alone(client, co
     assert files_of(config) == [f"{upload_id}.csv"]
 
 
-async def cut_short_patch(client, url: str, data: bytes, announced: int, **headers) -> None:
-    """A PATCH whose client goes away after `data` of the `announced` bytes."""
+async def cut_short_patch(client, config, db, url: str, data: bytes, announced: int, **headers) -> int:
+    """A PATCH whose client goes away after `data` of the `announced` bytes, once the server
+    is writing them; returns, with how many were on disk at the cut, when the server has let
+    go of the upload (has answered it)."""
     reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
     lines = [f"PATCH {url} HTTP/1.1", "Host: localhost", "Tus-Resumable: 1.0.0", "Upload-Offset: 0",
              "Content-Type: application/offset+octet-stream", f"Content-Length: {announced}",
              *(f"{k}: {v}" for k, v in {**headers, **client_headers(client)}.items())]
     writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + data)
     await writer.drain()
-    await asyncio.sleep(0.3)
+    await eventually(lambda: bytes_of(config, url) > 0)  # mid-body: part of it is on disk
+    on_disk = bytes_of(config, url)
     writer.close()
+
+    async def let_go() -> bool:
+        return await locks_held(db) == 0
+    await eventually(let_go)
+    return on_disk
 
 
 def client_headers(client) -> dict[str, str]:
@@ -233,26 +258,27 @@ def client_headers(client) -> dict[str, str]:
     return dict(client.session.headers)
 
 
-async def wait_for_offset(client, url: str, offset: int) -> None:
-    for _ in range(100):
-        head = await client.head(url, headers=TUS)
-        if head.headers["Upload-Offset"] == str(offset):
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"the offset stayed {head.headers['Upload-Offset']}, not {offset}")
+async def offset_of(client, url: str) -> int:
+    return int((await client.head(url, headers=TUS)).headers["Upload-Offset"])
 
 
-async def test_a_chunk_cut_short_keeps_what_arrived_unless_it_had_a_checksum(client, config):
+async def test_a_chunk_cut_short_keeps_what_arrived_unless_it_had_a_checksum(client, config, db):
     url = await create(client, 10**6)
-    await cut_short_patch(client, url, b"a" * 300_000, announced=10**6)
-    await wait_for_offset(client, url, 300_000)
-    assert (await patch(client, url, 300_000, b"b" * 700_000)).status == 204
+    on_disk = await cut_short_patch(client, config, db, url, b"a" * 300_000, announced=10**6)
+    # Kept: what was on disk at the cut, and what the server had read but not written yet.
+    kept = await offset_of(client, url)
+    assert on_disk <= kept <= 300_000 and bytes_of(config, url) == kept
+    assert (await patch(client, url, kept, b"b" * (10**6 - kept))).status == 204
+    assert (config.import_dir / "uploads" / f"{url.rsplit('/', 1)[1]}.csv").read_bytes() == \
+        b"a" * kept + b"b" * (10**6 - kept)
 
+    # Part of this chunk was on disk when its client went away (cut_short_patch waits for
+    # that), and the server has answered since: none of it stays, as it cannot be verified.
     url = await create(client, 10**6)
-    await cut_short_patch(client, url, b"a" * 300_000, announced=10**6,
+    await cut_short_patch(client, config, db, url, b"a" * 300_000, announced=10**6,
                           **{"Upload-Checksum": sha1_header(b"a" * 10**6)})
-    await asyncio.sleep(0.5)
-    await wait_for_offset(client, url, 0)
+    assert await offset_of(client, url) == 0
+    assert bytes_of(config, url) == 0
 
 
 async def test_a_patch_to_a_finished_upload_changes_nothing(client, config):
@@ -296,7 +322,7 @@ async def test_past_the_concurrency_cap_a_patch_is_429_with_retry_after(client_a
 
     first = asyncio.create_task(patch(client, first_url, 0, slow_body()))
     await sent.wait()
-    await asyncio.sleep(0.3)
+    await eventually(lambda: client.app[uploads_key].in_use == 1)  # the first holds the only slot
     resp = await patch(client, second_url, 0, b"b" * 1000)
     assert resp.status == 429 and resp.headers["Retry-After"] == "30"
     assert "UPLOADS_MAX_CONCURRENT" in (await resp.json())["error"]

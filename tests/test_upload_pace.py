@@ -9,7 +9,7 @@ import gzip
 import shutil
 
 from server.app import create_app
-from server.uploads import MIN_PACE_BYTES
+from server.upload_core.body import MIN_PACE_BYTES
 
 from .test_tus import CSV, TUS, create, files_of, patch
 from .test_uploads import partials, stored

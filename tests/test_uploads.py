@@ -2,6 +2,8 @@
 import asyncio
 import dataclasses
 import hashlib
+import inspect
+import os
 import sys
 import time
 
@@ -20,6 +22,14 @@ def form(data: bytes, filename: str = "customers.csv") -> aiohttp.FormData:
     body.add_field("note", "ignored")
     body.add_field("file", data, filename=filename, content_type="text/csv")
     return body
+
+
+async def eventually(predicate, timeout: float = 15) -> None:
+    """Until `predicate()` (a plain or an async function) is true; fails after `timeout` seconds."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not (await result if inspect.isawaitable(result := predicate()) else result):
+        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {predicate.__name__}"
+        await asyncio.sleep(0.02)
 
 
 def stored(config) -> list:
@@ -82,17 +92,9 @@ async def test_a_client_that_goes_away_mid_upload_leaves_no_file_and_no_job(clie
                   f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
                   f"Content-Length: {len(head) + 50 * len(CSV)}\r\n\r\n").encode() + head + CSV)
     await writer.drain()
-    for _ in range(200):  # the server has started writing the file...
-        if stored(config):
-            break
-        await asyncio.sleep(0.02)
-    assert stored(config)
+    await eventually(lambda: stored(config))  # the server has started writing the file...
     writer.close()  # ...and the client is gone
-    for _ in range(200):
-        if not stored(config):
-            break
-        await asyncio.sleep(0.02)
-    assert stored(config) == []
+    await eventually(lambda: not stored(config))
     assert await db.value("SELECT count(*) FROM import_jobs") == 0
 
 
@@ -229,13 +231,6 @@ async def _start_raw_upload(host: str, port: int, first: bytes, total: int | Non
     return reader, writer
 
 
-async def _eventually(predicate, timeout: float = 10) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        assert asyncio.get_running_loop().time() < deadline, "timed out"
-        await asyncio.sleep(0.02)
-
-
 def partials(config) -> list:
     folder = config.import_dir / "uploads"
     return sorted(folder.glob("*.part")) if folder.exists() else []
@@ -246,7 +241,7 @@ async def test_one_upload_too_many_is_429_with_retry_after(client_as, config, db
     tail = b"\r\n--raw--\r\n"
     total = len(f"--raw\r\n{FILE_HEADERS}\r\n\r\n") + len(CSV) + len(tail)
     reader, writer = await _start_raw_upload(client.server.host, client.server.port, CSV[:1000], total, client.token)
-    await _eventually(lambda: partials(config))
+    await eventually(lambda: partials(config))
     resp = await client.post("/import", data=form(CSV))
     assert resp.status == 429
     assert int(resp.headers["Retry-After"]) > 0
@@ -284,7 +279,7 @@ async def test_an_upload_that_would_leave_too_little_free_space_is_507(client_as
 async def test_a_body_that_stalls_is_dropped_and_its_file_removed(client_as, config, db):
     client = await client_as("admin", app=create_app(dataclasses.replace(config, upload_stall_seconds=1)))
     reader, writer = await _start_raw_upload(client.server.host, client.server.port, CSV[:5000], 10**7, client.token)
-    await _eventually(lambda: partials(config))
+    await eventually(lambda: partials(config))
     answer = await asyncio.wait_for(reader.read(3000), 10)  # nothing more is sent
     writer.close()
     assert answer.startswith(b"HTTP/1.1 408 ") and b"Connection: close" in answer
@@ -303,7 +298,7 @@ async def test_a_server_killed_mid_upload_leaves_no_file_that_looks_complete(db_
         await wait_healthy(f"http://127.0.0.1:{port}", proc)
         token = (await admin_headers(db_url))["Authorization"].removeprefix("Bearer ")
         reader, writer = await _start_raw_upload("127.0.0.1", port, CSV[:100_000], 10**7, token)
-        await _eventually(lambda: any(uploads.iterdir()) if uploads.exists() else False)
+        await eventually(lambda: any(uploads.iterdir()) if uploads.exists() else False)
         proc.kill()
         proc.wait(timeout=10)
         writer.close()
@@ -311,8 +306,9 @@ async def test_a_server_killed_mid_upload_leaves_no_file_that_looks_complete(db_
         proc.kill()
     left = sorted(uploads.iterdir())
     assert left and all(p.name.endswith(".csv.part") for p in left), left
-    # The next start clears what nobody is writing any more.
-    await asyncio.sleep(1.2)
+    # The next start clears what nobody has written for twice UPLOAD_STALL_SECONDS (1 s here).
+    for path in left:
+        os.utime(path, (time.time() - 2, time.time() - 2))
     proc = cli("serve", "--port", str(port), env=env)
     try:
         await wait_healthy(f"http://127.0.0.1:{port}", proc)

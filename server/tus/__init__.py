@@ -1,9 +1,10 @@
 """Resumable uploads with the tus 1.0.0 protocol at /uploads (views in server/views/tus.py).
 
-protocol.py speaks the protocol's headers and errors, store.py keeps uploads
-(rows, locks, offsets), stream.py takes a PATCH body to disk, files.py is the
-disk, limits.py says whether a write may start, and tus_ctx owns the periodic
-sweep of expired uploads.
+An adapter over server/upload_core (body pacing, the write-hash-free-space
+sink, header checks, names, errors), as multipart uploads are: protocol.py
+speaks the protocol's headers and errors, store.py keeps uploads (rows, locks,
+offsets, per-user caps), files.py names an upload's files on disk, and tus_ctx
+owns the periodic sweep of expired uploads.
 """
 from __future__ import annotations
 

@@ -1,23 +1,20 @@
-"""An upload's bytes on disk. Every function here blocks: callers run them on a thread.
+"""An upload's bytes on disk, by its id. Every function here blocks: callers run them on a thread.
 
 An upload in progress is IMPORT_DIR/uploads/<id>.tus; once complete it is
-renamed <id>.csv, so a file with that name is always whole (a `.tus` file is
-never mistaken for an importable one, and never for a multipart upload's
-temporary file either).
+renamed <id>.csv (upload_core.disk's final name), so a file with that name is
+always whole (a `.tus` file is never mistaken for an importable one, and never
+for a multipart upload's temporary file either).
 """
 from __future__ import annotations
 
-import hashlib
 import os
-import time
 from pathlib import Path
 from typing import BinaryIO
 
-from ..uploads import check_header
+from ..upload_core import disk
 
 PART_SUFFIX = ".tus"
-FINAL_SUFFIX = ".csv"
-HASH_BLOCK = 1024**2
+final_path = disk.final_path
 
 
 class FileLost(Exception):
@@ -28,13 +25,8 @@ def part_path(directory: Path, upload_id: str) -> Path:
     return directory / f"{upload_id}{PART_SUFFIX}"
 
 
-def final_path(directory: Path, upload_id: str) -> Path:
-    return directory / f"{upload_id}{FINAL_SUFFIX}"
-
-
 def create(directory: Path, upload_id: str) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    part_path(directory, upload_id).touch(exist_ok=False)
+    disk.create(part_path(directory, upload_id)).close()
 
 
 def open_at(directory: Path, upload_id: str, offset: int) -> BinaryIO:
@@ -53,41 +45,9 @@ def open_at(directory: Path, upload_id: str, offset: int) -> BinaryIO:
     return out
 
 
-def keep(out: BinaryIO) -> None:
-    """Make what was written durable before the offset that counts it is committed."""
-    with out:
-        out.flush()
-        os.fsync(out.fileno())
-
-
-def drop_from(out: BinaryIO, offset: int) -> None:
-    """Forget everything written past `offset` (a chunk refused or cut short)."""
-    with out:
-        out.flush()
-        out.truncate(offset)
-
-
 def finish(directory: Path, upload_id: str) -> Path:
-    """Rename a complete upload to its final name; idempotent (a crash may come in between)."""
-    final = final_path(directory, upload_id)
-    part = part_path(directory, upload_id)
-    if part.exists():
-        os.replace(part, final)
-    return final
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(HASH_BLOCK):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def check_head(path: Path, max_line_bytes: int) -> None:
-    """The import engine's header rules on the file's first line (raises NotCsv / BadCsvHeader)."""
-    with open(path, "rb") as f:
-        check_header(f.read(max_line_bytes), max_line_bytes=max_line_bytes)
+    """The complete upload under its final name (renamed now, or before a crash)."""
+    return disk.put_in_place(part_path(directory, upload_id), final_path(directory, upload_id))
 
 
 def remove(directory: Path, upload_id: str) -> None:
@@ -97,11 +57,4 @@ def remove(directory: Path, upload_id: str) -> None:
 
 def stale_parts(directory: Path, older_than_seconds: float) -> list[str]:
     """Ids of part files untouched for that long (whose rows may be gone)."""
-    if not directory.is_dir():
-        return []
-    cutoff = time.time() - older_than_seconds
-    found = []
-    for entry in os.scandir(directory):
-        if entry.name.endswith(PART_SUFFIX) and entry.stat().st_mtime < cutoff:
-            found.append(entry.name[: -len(PART_SUFFIX)])
-    return found
+    return [path.name[: -len(PART_SUFFIX)] for path in disk.stale(directory, PART_SUFFIX, older_than_seconds)]

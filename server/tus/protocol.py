@@ -8,7 +8,6 @@ under /uploads carries are added in one place (protocol_headers).
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 from datetime import datetime, timezone
 from email.utils import format_datetime
@@ -17,6 +16,7 @@ from aiohttp import hdrs, web
 
 from ..errors import Conflict, DomainError, NotFound
 from ..keys import config_key
+from ..upload_core.errors import BadUpload, UnsupportedUpload
 
 VERSION = "1.0.0"
 EXTENSIONS = ("creation", "termination", "checksum", "expiration")
@@ -32,10 +32,6 @@ EXPOSED_HEADERS = ("Location", "Upload-Offset", "Upload-Length", "Upload-Metadat
                    "Tus-Checksum-Algorithm")
 
 
-class BadTusRequest(DomainError):
-    status = 400
-
-
 class VersionNotSupported(DomainError):
     status = 412
 
@@ -44,13 +40,6 @@ class VersionNotSupported(DomainError):
 
     def headers(self) -> dict[str, str]:
         return {"Tus-Version": VERSION}
-
-
-class WrongContentType(DomainError):
-    status = 415
-
-    def __init__(self) -> None:
-        super().__init__(f"a PATCH body must be sent as Content-Type: {OFFSET_CONTENT_TYPE}")
 
 
 class UploadNotFound(NotFound):
@@ -79,10 +68,6 @@ class UploadBusy(DomainError):
                          "try again when it ends")
 
 
-class UploadTooLarge(DomainError):
-    status = 413
-
-
 class ChecksumMismatch(DomainError):
     status = 460  # the checksum extension's own code ("Checksum Mismatch")
 
@@ -96,12 +81,17 @@ def check_version(request: web.Request) -> None:
         raise VersionNotSupported()
 
 
+def check_content_type(request: web.Request) -> None:
+    if request.content_type != OFFSET_CONTENT_TYPE:
+        raise UnsupportedUpload(f"a PATCH body must be sent as Content-Type: {OFFSET_CONTENT_TYPE}")
+
+
 def header_int(request: web.Request, name: str) -> int:
     raw = request.headers.get(name)
     if raw is None:
-        raise BadTusRequest(f"the {name} header is missing")
+        raise BadUpload(f"the {name} header is missing")
     if not (raw.isascii() and raw.isdigit()) or len(raw) > 19:
-        raise BadTusRequest(f"{name} must be a whole number of bytes, got {raw[:40]!r}")
+        raise BadUpload(f"{name} must be a whole number of bytes, got {raw[:40]!r}")
     return int(raw)
 
 
@@ -110,16 +100,16 @@ def parse_metadata(raw: str | None) -> dict[str, bytes]:
     if not raw:
         return {}
     if len(raw) > MAX_METADATA_CHARS:
-        raise BadTusRequest(f"Upload-Metadata is longer than {MAX_METADATA_CHARS} characters")
+        raise BadUpload(f"Upload-Metadata is longer than {MAX_METADATA_CHARS} characters")
     found: dict[str, bytes] = {}
     for pair in raw.split(","):
         key, _, value = pair.strip().partition(" ")
         if not key or not key.isascii() or " " in value.strip():
-            raise BadTusRequest("Upload-Metadata must be comma-separated `key base64value` pairs")
+            raise BadUpload("Upload-Metadata must be comma-separated `key base64value` pairs")
         try:
             found[key] = base64.b64decode(value.strip(), validate=True)
-        except binascii.Error:
-            raise BadTusRequest(f"Upload-Metadata: the value of {key!r} is not base64") from None
+        except ValueError:  # binascii.Error, or a character outside ASCII
+            raise BadUpload(f"Upload-Metadata: the value of {key!r} is not base64") from None
     return found
 
 
@@ -129,14 +119,14 @@ def parse_checksum(raw: str | None) -> tuple[str, bytes] | None:
         return None
     algorithm, _, encoded = raw.strip().partition(" ")
     if algorithm not in CHECKSUM_ALGORITHMS:
-        raise BadTusRequest(f"Upload-Checksum algorithm {algorithm[:20]!r} is not supported; "
+        raise BadUpload(f"Upload-Checksum algorithm {algorithm[:20]!r} is not supported; "
                             f"use one of {', '.join(CHECKSUM_ALGORITHMS)}")
     try:
         digest = base64.b64decode(encoded.strip(), validate=True)
-    except binascii.Error:
-        raise BadTusRequest("Upload-Checksum: the digest is not base64") from None
+    except ValueError:  # binascii.Error, or a character outside ASCII
+        raise BadUpload("Upload-Checksum: the digest is not base64") from None
     if len(digest) != hashlib.new(algorithm).digest_size:
-        raise BadTusRequest(f"Upload-Checksum: a {algorithm} digest is {hashlib.new(algorithm).digest_size} bytes")
+        raise BadUpload(f"Upload-Checksum: a {algorithm} digest is {hashlib.new(algorithm).digest_size} bytes")
     return algorithm, digest
 
 

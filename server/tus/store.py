@@ -29,12 +29,13 @@ from ..capacity import Slots
 from ..config import Config
 from ..errors import Conflict
 from ..sqlfiles import queries
-from ..uploads import StoredFile
+from ..upload_core import disk
+from ..upload_core.body import Body
+from ..upload_core.checks import admit, check_file_head
+from ..upload_core.disk import Sink, StoredFile, shielded
+from ..upload_core.errors import ClientGone, NoRoom, TooManyUploads, UploadTooLarge
 from . import files
-from .limits import NoSpace, admit, no_space_message
-from .protocol import (ChecksumMismatch, OffsetMismatch, UploadBusy, UploadGone, UploadNotFound,
-                       UploadTooLarge)
-from .stream import Body, ClientGone, Digests, Sink, shielded
+from .protocol import ChecksumMismatch, OffsetMismatch, UploadBusy, UploadGone, UploadNotFound
 
 log = logging.getLogger(__name__)
 SQL = queries("uploads")
@@ -76,13 +77,23 @@ class Uploads:
         self._sha256: dict[str, tuple[int, Any]] = {}
 
     async def create(self, *, size: int, filename: str, metadata: str | None, owner: str | None) -> Upload:
-        await admit(self.config, self.directory, incoming=size)
+        """A new upload, within the caller's cap and the disk's room for what every live upload announced."""
         upload_id = uuid.uuid4().hex
         async with self.pool.acquire() as conn, conn.cursor() as cur:
-            await cur.execute(SQL["create"], {"id": upload_id, "filename": filename, "size": size,
-                                              "metadata": metadata, "owner": owner,
-                                              "ttl": self.config.tus_expire_seconds})
-            (expires,) = await cur.fetchone()
+            async with cur.begin():
+                await cur.execute(SQL["take_turns"])
+                await cur.execute(SQL["held"], {"owner": owner})
+                mine, announced = await cur.fetchone()
+                if mine >= self.config.uploads_max_per_user:
+                    raise TooManyUploads(
+                        f"{owner or 'this user'} already holds {mine} uploads, the most one user may "
+                        f"(UPLOADS_MAX_PER_USER is {self.config.uploads_max_per_user}): import or "
+                        "DELETE one first, or wait until an unused one expires")
+                await admit(self.directory, size, self.config.upload_min_free_bytes, announced=announced)
+                await cur.execute(SQL["create"], {"id": upload_id, "filename": filename, "size": size,
+                                                  "metadata": metadata, "owner": owner,
+                                                  "ttl": self.config.tus_expire_seconds})
+                (expires,) = await cur.fetchone()
         # After the row: a crash in between leaves a row without a file, which the sweep removes.
         await asyncio.to_thread(files.create, self.directory, upload_id)
         return Upload(upload_id, filename, size, 0, metadata, owner, expires, None, False)
@@ -118,7 +129,7 @@ class Uploads:
                     length: int | None, checksum: tuple[str, bytes] | None) -> Upload:
         """Append the request body at `offset`; the upload as it is afterwards."""
         with self.slots.hold():  # taken before the first await: two requests never share the last place
-            await admit(self.config, self.directory, incoming=length or 0)
+            await admit(self.directory, length or 0, self.config.upload_min_free_bytes)
             async with self._locked(upload_id) as cur:
                 upload = await _live_row(cur, upload_id)
                 if offset != upload.offset:
@@ -140,24 +151,24 @@ class Uploads:
             await self._remove(cur, upload.id)
             raise UploadGone(f"the stored bytes of upload {upload.id} were lost; start it again") from None
         cached = self._sha256.get(upload.id)
+        running: Any = None
         if upload.offset == 0:
             running = hashlib.sha256()
-        else:
-            running = cached[1].copy() if cached and cached[0] == upload.offset else None
-        check = hashlib.new(checksum[0]) if checksum else None
-        sink = Sink(out, Digests(running, check))
+        elif cached and cached[0] == upload.offset:
+            running = cached[1].copy()
+        algorithm, expected = checksum or ("", b"")
+        check = hashlib.new(algorithm) if algorithm else None
+        sink = Sink(out, running, check, min_free_bytes=self.config.upload_min_free_bytes)
         received = Body(body, self.config.upload_stall_seconds)
         try:
             async for buffer in received.buffers():
                 if upload.offset + sink.written + len(buffer) > upload.size:
                     raise UploadTooLarge(f"the body runs past the upload's Upload-Length of {upload.size}")
-                sink.pending = loop.run_in_executor(None, sink.write, buffer)
-                if await sink.pending < self.config.upload_min_free_bytes:  # a body of no stated length too
-                    raise NoSpace(no_space_message(self.config))
-            if check is not None and check.digest() != checksum[1]:
-                raise ChecksumMismatch(checksum[0])
-        except (ChecksumMismatch, UploadTooLarge, NoSpace, OSError):  # refused, or the disk failed: none counts
-            await shielded(loop.run_in_executor(None, files.drop_from, out, upload.offset))
+                await sink.write(buffer)  # a body of no stated length keeps the floor too
+            if check is not None and check.digest() != expected:
+                raise ChecksumMismatch(algorithm)
+        except (ChecksumMismatch, UploadTooLarge, NoRoom, OSError):  # refused, or the disk failed: none counts
+            await shielded(loop.run_in_executor(None, disk.cut_back, out, upload.offset))
             raise
         except BaseException as exc:
             # The client went away (aiohttp may cancel the handler), or the server is
@@ -166,9 +177,9 @@ class Uploads:
             await sink.settled()
             leftover = received.leftover()
             if check is None and upload.offset + sink.written + len(leftover) <= upload.size:
-                await shielded(loop.run_in_executor(None, sink.write, leftover))
+                await shielded(loop.run_in_executor(None, sink.write_now, leftover))
             if check is not None or sink.written == 0:
-                await shielded(loop.run_in_executor(None, files.drop_from, out, upload.offset))
+                await shielded(loop.run_in_executor(None, disk.cut_back, out, upload.offset))
                 kept = upload
             else:
                 kept = await shielded(self._commit(cur, loop, out, upload, sink.written, running))
@@ -178,7 +189,7 @@ class Uploads:
         return await self._commit(cur, loop, out, upload, sink.written, running)
 
     async def _commit(self, cur, loop, out, upload: Upload, written: int, running) -> Upload:
-        await loop.run_in_executor(None, files.keep, out)
+        await loop.run_in_executor(None, disk.durable, out)
         offset = upload.offset + written
         sha256 = None
         if offset == upload.size:
@@ -186,7 +197,7 @@ class Uploads:
             if running is not None:
                 sha256 = running.hexdigest()
             else:
-                sha256 = await asyncio.to_thread(files.sha256_of, files.part_path(self.directory, upload.id))
+                sha256 = await asyncio.to_thread(disk.sha256_of, files.part_path(self.directory, upload.id))
         await cur.execute(SQL["advance"], {"id": upload.id, "from": upload.offset, "offset": offset,
                                            "sha256": sha256, "ttl": self.config.tus_expire_seconds})
         (expires,) = await cur.fetchone()  # the lock makes the row ours: it is there
@@ -213,7 +224,7 @@ class Uploads:
             if not upload.complete:
                 raise UploadIncomplete(upload)
             path = await asyncio.to_thread(files.finish, self.directory, upload_id)
-            await asyncio.to_thread(files.check_head, path, self.config.max_record_bytes)
+            await asyncio.to_thread(check_file_head, path, self.config.max_record_bytes)
             yield StoredFile(path=path, filename=upload.filename, size=upload.size, sha256=upload.sha256)
             await cur.execute(SQL["delete"], {"id": upload_id})
 

@@ -15,9 +15,10 @@ from ..errors import DomainError
 from ..keys import config_key, tus_key
 from ..openapi import describe
 from ..tus import protocol
-from ..tus.protocol import BadTusRequest, UploadTooLarge, http_date
-from ..uploads import _display_name as display_name
-from ..uploads import refuse_encoded
+from ..tus.protocol import http_date
+from ..upload_core.body import refuse_body, refuse_encoded
+from ..upload_core.checks import UploadLimits, display_name
+from ..upload_core.errors import BadUpload
 
 routes = web.RouteTableDef()
 UPLOAD = r"/uploads/{id:[0-9a-f]{32}}"
@@ -52,17 +53,18 @@ async def options_upload(request: web.Request) -> web.Response:
 @describe("tus creation: Upload-Length (and Upload-Metadata, `filename` shown to people); "
           "201 with Location and Upload-Expires", tags=TAGS,
           responses={201: "Location: /uploads/ID", 400: "bad headers", 412: "not Tus-Resumable: 1.0.0",
-                     413: "over UPLOAD_MAX_BYTES", 507: "not enough free space"})
+                     413: "over UPLOAD_MAX_BYTES",
+                     429: "the user already holds UPLOADS_MAX_PER_USER uploads",
+                     507: "not enough free space, counting what unfinished uploads announced"})
 async def create_upload(request: web.Request) -> web.Response:
     protocol.check_version(request)
     config: Config = request.app[config_key]
     if "Upload-Defer-Length" in request.headers:
-        raise BadTusRequest("Upload-Defer-Length is not supported: send Upload-Length")
+        raise BadUpload("Upload-Defer-Length is not supported: send Upload-Length")
     size = protocol.header_int(request, "Upload-Length")
-    if size > config.upload_max_bytes:
-        raise UploadTooLarge(f"the upload is larger than the limit of {config.upload_max_bytes} bytes")
-    if request.content_length:
-        raise BadTusRequest("send the bytes with PATCH (creation-with-upload is not supported)")
+    UploadLimits.of(config).check_size(size)
+    # Whether announced by Content-Length or sent chunked: a body here is not read, but refused.
+    refuse_body(request, "send the bytes with PATCH (creation-with-upload is not supported)")
     raw = request.headers.get("Upload-Metadata")
     metadata = protocol.parse_metadata(raw)
     name = metadata.get("filename") or metadata.get("name") or b""
@@ -75,8 +77,11 @@ async def create_upload(request: web.Request) -> web.Response:
 
 @routes.head(UPLOAD)
 @requires(Role.admin)
+@describe("tus core: how many bytes the server has (Upload-Offset) of how many (Upload-Length); "
+          "Upload-Metadata as sent, Upload-Expires", tags=TAGS,
+          responses={200: "Upload-Offset, Upload-Length, Upload-Metadata, Upload-Expires (headers only)",
+                     404: "no such upload", 410: "expired", 412: "not Tus-Resumable: 1.0.0"})
 async def upload_offset(request: web.Request) -> web.Response:
-    """tus core: how many bytes the server has (Upload-Offset) of how many (Upload-Length)."""
     protocol.check_version(request)
     upload = await request.app[tus_key].get(request.match_info["id"])
     headers = {**NO_STORE, "Upload-Offset": str(upload.offset), "Upload-Length": str(upload.size),
@@ -101,8 +106,7 @@ async def upload_offset(request: web.Request) -> web.Response:
 async def append_chunk(request: web.Request) -> web.Response:
     try:
         protocol.check_version(request)
-        if request.content_type != protocol.OFFSET_CONTENT_TYPE:
-            raise protocol.WrongContentType()
+        protocol.check_content_type(request)
         refuse_encoded(request)  # aiohttp would inflate it past every byte limit
         offset = protocol.header_int(request, "Upload-Offset")
         checksum = protocol.parse_checksum(request.headers.get("Upload-Checksum"))

@@ -3,6 +3,19 @@
 -- PATCHes, a DELETE, an import and the sweep never act on one upload at once,
 -- whichever processes they run in.
 
+-- name: take_turns
+-- Creations take turns, in every process, from checking what is held to the INSERT
+-- (in one transaction): two at once could otherwise each fit alone and not together.
+-- A one-key lock: never one of the two-key upload locks (7343, id).
+SELECT pg_advisory_xact_lock(7344)
+
+-- name: held
+-- What the live uploads hold: how many the caller has, and the bytes all of them still
+-- announce (Upload-Length less what is on disk already; a complete upload announces none).
+SELECT count(*) FILTER (WHERE owner IS NOT DISTINCT FROM %(owner)s),
+       coalesce(sum(size - "offset"), 0)::bigint
+FROM uploads WHERE expires > now()
+
 -- name: create
 INSERT INTO uploads (id, filename, size, metadata, owner, expires)
 VALUES (%(id)s, %(filename)s, %(size)s, %(metadata)s, %(owner)s,
