@@ -67,6 +67,10 @@ class Config:
     search_rebuild_share: float = 0.3
     search_rebuild_min_rows: int = 200_000
     search_build_memory_mb: int = 256
+    # History and undo (issue 24, docs/history.md): how long customer history is kept,
+    # and how often the pruning looks for older rows.
+    history_days: int = 90
+    history_prune_seconds: float = 3600.0
 
     @property
     def pgdata(self) -> Path:
@@ -138,6 +142,9 @@ class Config:
             keepalive_count=_int(env, "DB_KEEPALIVE_COUNT", cls.keepalive_count, low=1, high=100),
             # The proxies in front (nginx: 127.0.0.1): their X-Forwarded-For and -Proto are believed.
             trusted_proxies=_addresses(env, "TRUSTED_PROXIES"),
+            # History and undo (issue 24): days of customer history kept; an older import cannot be undone.
+            history_days=_int(env, "HISTORY_DAYS", cls.history_days, low=1),
+            history_prune_seconds=_float(env, "HISTORY_PRUNE_SECONDS", cls.history_prune_seconds),
             # When an import rebuilds the search index instead of feeding it row by row.
             search_rebuild_share=_float(env, "IMPORT_SEARCH_REBUILD_SHARE", cls.search_rebuild_share),
             search_rebuild_min_rows=_int(env, "IMPORT_SEARCH_REBUILD_MIN_ROWS", cls.search_rebuild_min_rows,
