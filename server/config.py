@@ -71,6 +71,7 @@ class Config:
     # and how often the pruning looks for older rows.
     history_days: int = 90
     history_prune_seconds: float = 3600.0
+    undo_slice_rows: int = 5_000             # customers an undo takes back per transaction
 
     @property
     def pgdata(self) -> Path:
@@ -145,6 +146,7 @@ class Config:
             # History and undo (issue 24): days of customer history kept; an older import cannot be undone.
             history_days=_int(env, "HISTORY_DAYS", cls.history_days, low=1),
             history_prune_seconds=_float(env, "HISTORY_PRUNE_SECONDS", cls.history_prune_seconds),
+            undo_slice_rows=_int(env, "UNDO_SLICE_ROWS", cls.undo_slice_rows, low=1),
             # When an import rebuilds the search index instead of feeding it row by row.
             search_rebuild_share=_float(env, "IMPORT_SEARCH_REBUILD_SHARE", cls.search_rebuild_share),
             search_rebuild_min_rows=_int(env, "IMPORT_SEARCH_REBUILD_MIN_ROWS", cls.search_rebuild_min_rows,

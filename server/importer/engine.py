@@ -86,7 +86,7 @@ async def _run_claimed(job_id, worker, config, processes, call, conn, on_progres
              extra={"event": "job_started", "job_id": job_id, "file": claim.path.name,
                     "resumed_at_byte": claim.bytes_done, "worker": worker})
     if claim.kind == "undo":
-        return await _run_undo(job_id, worker, claim, call, conn, on_progress)
+        return await _run_undo(job_id, worker, claim, config.undo_slice_rows, call, conn, on_progress)
     try:
         await call(prepare_session, conn, config.batch_bytes)
         header, file_size = await _prepare(job_id, claim, config, processes, call, conn)
@@ -114,13 +114,14 @@ async def _run_claimed(job_id, worker, config, processes, call, conn, on_progres
                 await call(forget_ended, conn)
 
 
-async def _run_undo(job_id: int, worker: str, claim: Claim, call, conn, on_progress) -> str:
+async def _run_undo(job_id: int, worker: str, claim: Claim, slice_rows: int, call, conn, on_progress) -> str:
     """An undo job (undo.py): slice after slice until it ends, is paused or cancelled."""
     try:
         after = await call(undo.prepare_session, conn, job_id, claim.undoes)
         dry_run = bool(claim.options.get("dry_run"))
         while True:
-            written, after = await call(undo.undo_slice, conn, job_id, worker, claim.undoes, after, dry_run)
+            written, after = await call(undo.undo_slice, conn, job_id, worker, claim.undoes, after, dry_run,
+                                        slice_rows)
             if on_progress:
                 on_progress(written.job)
             if written.status != "running":

@@ -21,7 +21,6 @@ from .jobs import JobActive, JobNotFound
 from .writer import CheckpointMoved, Written
 
 SQL = queries("import_undo")
-SLICE = 5_000  # customers a transaction
 
 
 class CannotUndo(Conflict):
@@ -80,7 +79,7 @@ def prepare_session(conn, job_id: int, undoes: int) -> int:
 
 
 def undo_slice(conn, job_id: int, worker: str, undoes: int, after: int, dry_run: bool,
-               size: int = SLICE) -> tuple[Written, int]:
+               size: int) -> tuple[Written, int]:
     """Undo (or count, in a dry run) one slice and commit it with its checkpoint; (written, last id).
 
     Blocking: call from the job's thread. A job paused or cancelled meanwhile
