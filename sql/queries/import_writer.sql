@@ -103,7 +103,7 @@ SELECT count(*) FROM added
 WITH batch AS (
     SELECT * FROM unnest(%(ids)s::text[], %(lines)s::bigint[]) AS b (customer_id, line_no)
 ), found AS (
-    SELECT o.id, o.updated_manually_at IS NOT NULL AS manual,
+    SELECT o.id, s.customer_id, o.updated_manually_at IS NOT NULL AS manual,
            ('first_name' = ANY(%(present)s) AND s.first_name IS DISTINCT FROM o.first_name)
         OR ('last_name' = ANY(%(present)s) AND s.last_name IS DISTINCT FROM o.last_name)
         OR ('company' = ANY(%(present)s) AND s.company IS DISTINCT FROM o.company)
@@ -114,15 +114,14 @@ WITH batch AS (
         OR ('email' = ANY(%(present)s) AND s.email IS DISTINCT FROM o.email)
         OR ('subscription_date' = ANY(%(present)s) AND s.subscription_date IS DISTINCT FROM o.subscription_date)
         OR ('website' = ANY(%(present)s) AND s.website IS DISTINCT FROM o.website)
-        OR ('about' = ANY(%(present)s) AND s.about IS DISTINCT FROM o.about) AS differs,
-           s.*, s AS staged, o AS stored
+        OR ('about' = ANY(%(present)s) AND s.about IS DISTINCT FROM o.about) AS differs
     FROM import_stage s JOIN customers o ON o.customer_id = s.customer_id
 ), changed AS (
     -- Before-images only for what changes: an unchanged row costs no JSON.
-    SELECT f.*, customer_changes(to_jsonb(f.stored), to_jsonb(f.stored) || (
-               SELECT jsonb_object_agg(key, value) FROM jsonb_each(to_jsonb(f.staged))
+    SELECT f.id, s.*, customer_changes(to_jsonb(o), to_jsonb(o) || (
+               SELECT jsonb_object_agg(key, value) FROM jsonb_each(to_jsonb(s))
                WHERE key = ANY(%(present)s))) AS changes
-    FROM found f
+    FROM found f JOIN import_stage s USING (customer_id) JOIN customers o ON o.id = f.id
     WHERE f.differs AND NOT f.manual
 ), written AS (
     UPDATE customers c SET
