@@ -1,6 +1,10 @@
 """POST /import/jobs/{id}/undo: an import taken back, as a job of its own."""
+import asyncio
 import csv
+import dataclasses
 import io
+
+from server.app import create_app
 
 from tests.importing import HEADER, TERMINAL, import_file, row, wait_for_status, write_csv
 
@@ -97,3 +101,22 @@ async def test_an_undo_that_cannot_run_answers_409_with_the_reason(client, db, t
 async def test_only_an_admin_may_undo(client_as, tmp_path):
     editor = await client_as("editor")
     assert (await editor.post("/import/jobs/1/undo")).status == 403
+
+
+async def test_an_undo_pauses_resumes_and_counts_each_customer_once(client_as, config, db, tmp_path):
+    client = await client_as("admin", app=create_app(dataclasses.replace(config, undo_slice_rows=2)))
+    job = await import_file(client.app, write_csv(tmp_path / "a.csv", [HEADER] + [row(i, f"P{i}") for i in range(300)]))
+    resp = await client.post(f"/import/jobs/{job['id']}/undo")
+    undo = await resp.json()
+    while (await db.value("SELECT bytes_done FROM import_jobs WHERE id = %s", (undo["id"],))) < 10:
+        await asyncio.sleep(0.01)
+    assert (await client.post(f"/import/jobs/{undo['id']}/pause")).status == 200
+    paused = await wait_for_status(client.app, undo["id"], ("paused",))
+    assert 0 < paused["deleted"] < 300
+    assert await db.value("SELECT count(*) FROM customers") == 300 - paused["deleted"]
+    resp = await client.post(f"/import/jobs/{job['id']}/undo")
+    assert resp.status == 409 and (await resp.json())["job"]["id"] == undo["id"], "one job at a time"
+    assert (await client.post(f"/import/jobs/{undo['id']}/resume")).status == 200
+    done = await wait_for_status(client.app, undo["id"], TERMINAL)
+    assert (done["status"], done["deleted"], done["rows_done"]) == ("completed", 300, 300)
+    assert await db.value("SELECT count(*) FROM customers") == 0
