@@ -40,8 +40,10 @@ CREATE TABLE customer_history (
 );
 -- An undo walks what one job did, customer by customer.
 CREATE INDEX customer_history_job ON customer_history (job_id, id) WHERE job_id IS NOT NULL;
--- Pruning walks the oldest first.
-CREATE INDEX customer_history_at ON customer_history (at);
+-- Pruning finds the oldest rows. Rows arrive in time order, so a block range
+-- index serves, at almost no cost per inserted row (a btree here cost a first
+-- import more than the rest of its history).
+CREATE INDEX customer_history_at ON customer_history USING brin (at);
 
 -- {"field": [old, new]} for every customer field that differs between two rows as jsonb.
 CREATE FUNCTION customer_changes(old jsonb, new jsonb) RETURNS jsonb

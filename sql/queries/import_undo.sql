@@ -48,11 +48,19 @@ WITH slice AS (
     WHERE job_id = %(undoes)s AND id > %(after)s
     GROUP BY id ORDER BY id LIMIT %(n)s
 ), later AS (
+    -- Changed since: a later history row, or a hand-edit mark (also one an edit
+    -- that changed no value left, which writes no history).
     SELECT DISTINCT ON (s.id) s.id, s.line_no, h.at, h.action, h.by_user, h.job_id
     FROM slice s JOIN customer_history h ON h.id = s.id AND h.seq > s.last_seq
     ORDER BY s.id, h.seq DESC
+), conflicts AS (
+    SELECT * FROM later
+    UNION ALL
+    SELECT s.id, s.line_no, c.updated_manually_at, 'update', c.updated_manually_by, NULL
+    FROM slice s JOIN customers c ON c.id = s.id
+    WHERE c.updated_manually_at IS NOT NULL AND s.id NOT IN (SELECT id FROM later)
 ), todo AS (
-    SELECT s.* FROM slice s WHERE s.id NOT IN (SELECT id FROM later)
+    SELECT s.* FROM slice s WHERE s.id NOT IN (SELECT id FROM conflicts)
 ), before AS (
     SELECT t.id, jsonb_object_agg(f.key, f.old) AS old, jsonb_object_agg(f.key, jsonb_build_array(f.new, f.old)) AS changes
     FROM todo t CROSS JOIN LATERAL (
@@ -100,7 +108,7 @@ WITH slice AS (
                   coalesce(l.by_user, 'job ' || l.job_id, 'another writer'),
                   to_char(l.at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS "UTC"')),
            convert_to(coalesce(c.customer_id, ''), 'UTF8')
-    FROM later l LEFT JOIN customers c ON c.id = l.id
+    FROM conflicts l LEFT JOIN customers c ON c.id = l.id
     ON CONFLICT (job_id, line_no) DO NOTHING
 )
 SELECT (SELECT count(*) FROM slice),

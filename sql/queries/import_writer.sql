@@ -103,7 +103,14 @@ SELECT count(*) FROM added
 WITH batch AS (
     SELECT * FROM unnest(%(ids)s::text[], %(lines)s::bigint[]) AS b (customer_id, line_no)
 ), found AS (
-    SELECT o.id, s.customer_id, o.updated_manually_at IS NOT NULL AS manual,
+    SELECT o.id, s.customer_id, o.updated_manually_at IS NOT NULL AS manual, d.differs,
+           -- Before-images only for what changes: an unchanged row costs no JSON.
+           CASE WHEN d.differs AND o.updated_manually_at IS NULL
+                THEN customer_changes(to_jsonb(o), to_jsonb(o) || (
+                         SELECT jsonb_object_agg(key, value) FROM jsonb_each(to_jsonb(s))
+                         WHERE key = ANY(%(present)s))) END AS changes
+    FROM import_stage s JOIN customers o ON o.customer_id = s.customer_id
+    CROSS JOIN LATERAL (SELECT
            ('first_name' = ANY(%(present)s) AND s.first_name IS DISTINCT FROM o.first_name)
         OR ('last_name' = ANY(%(present)s) AND s.last_name IS DISTINCT FROM o.last_name)
         OR ('company' = ANY(%(present)s) AND s.company IS DISTINCT FROM o.company)
@@ -114,14 +121,9 @@ WITH batch AS (
         OR ('email' = ANY(%(present)s) AND s.email IS DISTINCT FROM o.email)
         OR ('subscription_date' = ANY(%(present)s) AND s.subscription_date IS DISTINCT FROM o.subscription_date)
         OR ('website' = ANY(%(present)s) AND s.website IS DISTINCT FROM o.website)
-        OR ('about' = ANY(%(present)s) AND s.about IS DISTINCT FROM o.about) AS differs
-    FROM import_stage s JOIN customers o ON o.customer_id = s.customer_id
+        OR ('about' = ANY(%(present)s) AND s.about IS DISTINCT FROM o.about) AS differs) AS d
 ), changed AS (
-    -- Before-images only for what changes: an unchanged row costs no JSON.
-    SELECT f.id, s.*, customer_changes(to_jsonb(o), to_jsonb(o) || (
-               SELECT jsonb_object_agg(key, value) FROM jsonb_each(to_jsonb(s))
-               WHERE key = ANY(%(present)s))) AS changes
-    FROM found f JOIN import_stage s USING (customer_id) JOIN customers o ON o.id = f.id
+    SELECT f.id, f.changes, s.* FROM found f JOIN import_stage s USING (customer_id)
     WHERE f.differs AND NOT f.manual
 ), written AS (
     UPDATE customers c SET
