@@ -120,3 +120,16 @@ async def test_an_undo_pauses_resumes_and_counts_each_customer_once(client_as, c
     done = await wait_for_status(client.app, undo["id"], TERMINAL)
     assert (done["status"], done["deleted"], done["rows_done"]) == ("completed", 300, 300)
     assert await db.value("SELECT count(*) FROM customers") == 0
+
+
+async def test_a_hand_edit_mark_that_changed_no_value_still_keeps_the_customer(client, db, tmp_path):
+    """A PATCH with the values the customer has writes no history, yet imports leave it alone
+    from then on: so does the undo, and it says so."""
+    job = await import_file(client.app, write_csv(tmp_path / "a.csv", [HEADER, row(1, "M1"), row(2, "M2")]))
+    m1 = await db.value("SELECT id FROM customers WHERE customer_id = 'M1'")
+    assert (await client.patch(f"/customers/{m1}", json={"first_name": "Ann"})).status == 200
+    undo = await _undo(client, job["id"])
+    assert (undo["deleted"], undo["rejected"]) == (1, 1)
+    assert await db.all("SELECT customer_id FROM customers") == [("M1",)]
+    [(line, _, reason, raw)] = await _rejects(client, undo["id"])
+    assert (line, raw) == ("2", "M1") and client.principal_name in reason
