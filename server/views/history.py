@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-
 from aiohttp import web
 from pydantic import BaseModel, Field
 
@@ -11,6 +10,7 @@ from .. import history
 from ..auth.roles import Role, requires
 from ..keys import pool_key
 from ..openapi import describe
+from .customers import Invalid
 from .params import query_params
 
 routes = web.RouteTableDef()
@@ -38,11 +38,6 @@ class HistoryPage(BaseModel):
     next: str | None
 
 
-class Invalid(BaseModel):
-    error: str
-    fields: list[dict[str, Any]]
-
-
 @routes.get(r"/customers/{id:\d{1,18}}/history")
 @requires(Role.viewer)
 @describe("Every recorded change of a customer, newest first; still there after it was deleted",
@@ -52,6 +47,3 @@ async def customer_history(request: web.Request) -> web.Response:
     items, last = await history.page(request.app[pool_key], int(request.match_info["id"]),
                                      limit=query.limit, after=query.after)
     return web.json_response({"items": items, "next": None if last is None else str(last)})
-
-
-

@@ -11,6 +11,7 @@ from ..errors import DomainError, validation_body
 from ..importer import undo
 from ..keys import config_key, pool_key, runner_key
 from ..openapi import describe
+from .customers import Problem
 
 routes = web.RouteTableDef()
 JOB_ID = r"{id:\d{1,18}}"
@@ -19,10 +20,6 @@ JOB_ID = r"{id:\d{1,18}}"
 class UndoBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     dry_run: bool = Field(False, description="count what the undo would do, change no customer")
-
-
-class Problem(BaseModel):
-    error: str
 
 
 class BadBody(DomainError):
