@@ -34,6 +34,9 @@ async def test_undo_shows_the_dry_runs_counts_and_starts_only_when_asked(page, l
     undo = await db.value("SELECT max(id) FROM import_jobs WHERE kind = 'undo'")
     assert (await wait_for_status(app, undo, TERMINAL))["status"] == "completed"
     assert await db.all("SELECT customer_id, first_name FROM customers ORDER BY 1") == [("U1", "Ann"), ("U2", "Ann")]
+    # The import panel follows the undo as it follows an import, in customers instead of bytes.
+    await expect(page.locator("#job-file")).to_have_text(f"undo of import {later['id']} (later.csv)")
+    await expect(page.locator("#job-bytes")).to_have_text("3 customers / 3 customers")
 
 
 async def test_the_customer_dialog_shows_what_changed_it_and_by_what(page, live_app, config, db):
