@@ -1,4 +1,5 @@
 """A re-import writes only what changed, and every change of a customer is in its history."""
+import asyncio
 import datetime
 
 from server import history
@@ -11,7 +12,13 @@ UPDATES = "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relnam
 
 
 async def _table_updates(db) -> tuple:
-    # This backend's own counts reach the shared statistics only when flushed.
+    # A backend's counts reach the shared statistics when it ends (or now and then): the
+    # job's connection is closed just after the job's last commit, so wait for that first.
+    deadline = asyncio.get_running_loop().time() + 20
+    while await db.value("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                         "AND application_name LIKE 'csv-import job %%'"):
+        assert asyncio.get_running_loop().time() < deadline, "the job's connection stayed open"
+        await asyncio.sleep(0.05)
     await db.all("SELECT pg_stat_force_next_flush()")
     await db.all("SELECT pg_stat_clear_snapshot()")
     return await db.one(UPDATES)
