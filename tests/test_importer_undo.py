@@ -73,7 +73,11 @@ async def test_a_customer_changed_after_the_import_is_left_alone_and_named(clien
         ("A1", "Ann", "Lee"), ("A2", "Di", "ByHand")]
     [(line, _, reason, raw)] = await _rejects(client, undo["id"])
     assert line == "3" and raw == "A2"
-    assert "A2" in reason and client.principal_name in reason and "updated" in reason
+    assert "'A2'" in reason and client.principal_name in reason and "updated" in reason
+    resp = await client.get(f"/import/jobs/{undo['id']}/reject-reasons")
+    assert (await resp.json())["items"] == [{
+        "reason": f"customer … was changed after import {job['id']}: updated by {client.principal_name} at …; "
+                  "left as it is", "rows": 1, "first_line": 3}]
 
 
 async def test_an_undo_that_cannot_run_answers_409_with_the_reason(client, db, tmp_path):

@@ -100,9 +100,10 @@ WITH slice AS (
     UNION ALL
     SELECT b.id, 'undo', %(job_id)s, b.changes FROM restored r JOIN before b USING (id)
 ), rejects AS (
+    -- The customer and the moment quoted, so that reject-reasons groups by who and how.
     INSERT INTO import_rejects (job_id, line_no, byte_offset, reason, raw)
     SELECT %(job_id)s, coalesce(l.line_no, l.id), 0,
-           format('customer %%s was changed after import %%s: %%s by %%s at %%s; left as it is',
+           format('customer ''%%s'' was changed after import %%s: %%s by %%s at ''%%s''; left as it is',
                   coalesce(c.customer_id, 'id ' || l.id), %(undoes)s::bigint,
                   CASE WHEN l.action = 'undo' THEN 'undone' ELSE l.action || 'd' END,
                   coalesce(l.by_user, 'job ' || l.job_id, 'another writer'),
