@@ -5,7 +5,7 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
-from . import csvout, openapi, uploads
+from . import csvout, history, openapi, uploads
 from .auth import views as access_views
 from .auth.wiring import access_middlewares, setup_access
 from .config import Config
@@ -21,7 +21,7 @@ from .metrics import setup_metrics
 from .resources import resource_dir
 from .security import same_origin_middleware
 from .tus import protocol_headers, tus_ctx
-from .views import customers, health, imports, metrics, pages, tus
+from .views import customers, health, history as history_views, imports, metrics, pages, tus, undo as undo_views
 
 
 def create_app(config: Config) -> web.Application:
@@ -45,11 +45,13 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(database_ctx)
     app.cleanup_ctx.append(events_ctx)
     app.cleanup_ctx.append(runner_ctx)
+    app.cleanup_ctx.append(history.pruning_ctx)
     app.cleanup_ctx.append(uploads.uploads_ctx)
     app.cleanup_ctx.append(tus_ctx)  # its sweep stops first
     app.on_shutdown.append(stop_streams)  # SSE streams end before the server waits for handlers
     app.on_response_prepare.append(protocol_headers)
-    for module in (health, metrics, pages, access_views, imports, customers, tus, openapi):
+    for module in (health, metrics, pages, access_views, imports, customers, history_views, undo_views, tus,
+                   openapi):
         app.add_routes(module.routes)
     app.router.add_static("/static", resource_dir("web_static"))
     setup_access(app)  # after the routes: CORS covers them all

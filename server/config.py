@@ -29,6 +29,7 @@ ACCESS = Section("Access", "access.md")
 EDGE = Section("The HTTP edge: what one process takes on, and how long it waits", "http-limits.md")
 OPERATIONS = Section("Operations", "operations.md")
 SEARCH = Section("The search index during large imports", "scaling.md")
+HISTORY = Section("History and undo", "history.md")
 SECONDS = Positive()
 
 
@@ -75,6 +76,13 @@ class Config:
     uploads_max_per_user: int = setting(
         UPLOADS, "UPLOADS_MAX_PER_USER", 20, Whole(low=1),
         "unfinished uploads (tus, kept previews) one user or token may hold; one more gets 429")
+    # History and undo.
+    history_days: int = setting(HISTORY, "HISTORY_DAYS", 90, Whole(low=1),
+                                "days of customer history kept; an older import cannot be undone")
+    history_prune_seconds: float = setting(HISTORY, "HISTORY_PRUNE_SECONDS", 3600.0, SECONDS,
+                                           "how often history older than HISTORY_DAYS is pruned, in slices")
+    undo_slice_rows: int = setting(HISTORY, "UNDO_SLICE_ROWS", 5_000, Whole(low=1),
+                                   "customers an undo takes back per transaction (each with its checkpoint)")
     upload_stall_seconds: float = setting(UPLOADS, "UPLOAD_STALL_SECONDS", 60.0, SECONDS,
                                           "an upload body that sends nothing (or a trickle) this long gets 408")
     multipart_max_parts: int = setting(UPLOADS, "MULTIPART_MAX_PARTS", 16, Whole(low=1, high=1000),

@@ -276,9 +276,11 @@ async def release(pool: aiopg.Pool, customer_id: int, versions: list[int] | None
     return customer
 
 
-async def delete(pool: aiopg.Pool, customer_id: int, versions: list[int] | None = None) -> None:
+async def delete(pool: aiopg.Pool, customer_id: int, versions: list[int] | None = None,
+                 by: str | None = None) -> None:
+    """Delete the customer (by `by`, as its history will say); with `versions`, only if it is at one."""
     async with pool.acquire() as conn, conn.cursor() as cur:
-        await cur.execute(SQL["delete"], {"id": customer_id, "versions": versions})
+        await cur.execute(SQL["delete"], {"id": customer_id, "versions": versions, "by": by})
         if await cur.fetchone() is None:
             raise CustomerChanged(await get(pool, customer_id))
 

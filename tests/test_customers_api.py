@@ -550,7 +550,8 @@ async def test_a_cursor_of_one_order_is_refused_in_another_and_search_takes_no_s
 async def test_filters_from_one_import_and_edited_by_hand(client, config, db):
     write_csv(config.import_dir / "one.csv", [HEADER, row(1, "F1"), row(2, "F2")])
     first = await import_file(client.app, config.import_dir / "one.csv")
-    write_csv(config.import_dir / "two.csv", [HEADER, row(1, "F2"), row(2, "F3")])
+    # F2 changes (an unchanged row is not written at all, so stays the first import's).
+    write_csv(config.import_dir / "two.csv", [HEADER, row(1, "F2", "Other"), row(2, "F3")])
     second = await import_file(client.app, config.import_dir / "two.csv")
     await create(client, customer_id="F-HAND")
 

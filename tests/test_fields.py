@@ -1,6 +1,7 @@
 """The one description of the customer fields (server/fields.py) and the SQL that must agree with it."""
 from __future__ import annotations
 
+import json
 import re
 from html.parser import HTMLParser
 
@@ -24,13 +25,18 @@ def test_the_import_writers_column_lists_are_the_imported_fields_in_copy_order()
     # New customers come with ids reserved from the sequence first (their search rows need them).
     assert column_list(sql["copy_customers"], "COPY customers (") == ["id", *expected]
     assert column_list(sql["create_stage"], "import_stage (") == expected
-    assert column_list(sql["upsert_from_stage"], "INSERT INTO customers AS c (") == expected
+    assert column_list(sql["insert_from_stage"], "INSERT INTO customers AS c (") == expected
 
 
-def test_the_upsert_sets_every_imported_field_but_the_key_when_the_file_has_it():
-    upsert = queries("import_writer")["upsert_from_stage"]
-    assert re.findall(r"(\w+) = CASE WHEN '(\w+)' = ANY", upsert) == \
-        [(name, name) for name in fields.IMPORTED_NAMES if name != "customer_id"]
+def test_the_upsert_compares_and_sets_every_imported_field_but_the_key_when_the_file_has_it():
+    update = queries("import_writer")["update_from_stage"]
+    but_the_key = [name for name in fields.IMPORTED_NAMES if name != "customer_id"]
+    assert re.findall(r"(\w+) = CASE WHEN '(\w+)' = ANY", update) == [(name, name) for name in but_the_key]
+    assert re.findall(r"'(\w+)' = ANY\(%\(present\)s\) AND s\.(\w+) IS DISTINCT FROM o\.(\w+)", update) == \
+        [(name, name, name) for name in but_the_key]
+    # An undo gives each of them back (the key never changes by an import).
+    restore = queries("import_undo")["slice"]
+    assert re.findall(r"(\w+) = CASE WHEN b\.old \? '(\w+)'", restore) == [(name, name) for name in but_the_key]
 
 
 async def test_the_customers_table_has_a_column_of_each_field_of_its_type(db):
@@ -115,3 +121,9 @@ def test_header_names_match_loosely_and_suggest_close_fields():
     assert suggestions("FIRSNAME")[0] == "first_name"
     assert suggestions("E-Mial")[0] == "email"
     assert suggestions("zzzz") == []
+
+
+async def test_history_records_a_change_of_each_imported_field(db):
+    new = {name: f"v-{name}" for name in fields.IMPORTED_NAMES}
+    changes = await db.value("SELECT customer_changes('{}', %s::jsonb)", (json.dumps(new),))
+    assert set(changes) == set(fields.IMPORTED_NAMES)

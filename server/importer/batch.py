@@ -49,6 +49,7 @@ class Batch:
     accepted_lines: int = 0        # physical lines in accepted records
     stream_end: int | None = None  # gzip: end_offset in the inflated stream (end_offset is the file's)
     blank_lines: int = 0           # physical lines skipped as blank
+    line_nos: list[int] = dataclasses.field(default_factory=list)  # line of each id's last occurrence
 
     @property
     def accepted(self) -> int:
@@ -97,6 +98,7 @@ class BatchBuilder:
         # An absent column reads the empty field appended to every row, which becomes NULL.
         self.positions = [header.width if p is None else p for p in header.positions]
         self.by_id: dict[str, bytes] = {}
+        self.line_of: dict[str, int] = {}  # the line each id's kept occurrence starts at (its history)
         self.repeats: dict[str, int] = {}
         self.rows = 0
         self.rejects: list[tuple[int, int, str, bytes]] = []
@@ -159,6 +161,7 @@ class BatchBuilder:
             start_offset=self.start_offset, end_offset=self.offset, end_line=self.line, eof=self.reached_end,
             ids=list(self.by_id), lines=list(self.by_id.values()),
             repeats=self.repeats, rejects=self.rejects, recent=self._recent_rows(),
+            line_nos=[self.line_of[customer_id] for customer_id in self.by_id],
             accepted_lines=self.accepted_lines, blank_lines=self.blank_lines,
         )
 
@@ -288,6 +291,7 @@ class BatchBuilder:
             copy_line = "\t".join(values)
         # Encoded here, in the worker process, so the server's threads only join bytes.
         self.by_id[customer_id] = (copy_line + "\n").encode("utf-8")
+        self.line_of[customer_id] = line
         self.recent.append((line, values))
 
     def _invalid(self, values: list[str]) -> str | None:

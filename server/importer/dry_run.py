@@ -13,19 +13,27 @@ from __future__ import annotations
 
 from ..sqlfiles import queries
 from .parse import Batch
-from .writer import Written, checkpoint_batch
+from .writer import COPY_BUFFER, SQL as WRITER_SQL, Written, checkpoint_batch, payload
 
 SQL = queries("import_dry_run")
 
 
-def count_batch(conn, job_id: int, worker: str, batch: Batch, reject_limit: int) -> Written:
-    """Count one batch and commit its checkpoint. Blocking: call from a thread."""
+def count_batch(conn, job_id: int, worker: str, batch: Batch, present: tuple[str, ...],
+                reject_limit: int) -> Written:
+    """Count one batch and commit its checkpoint. Blocking: call from a thread.
+
+    The batch's rows go to the session's stage (emptied at commit), to be held
+    against the stored ones.
+    """
     try:
         with conn.cursor() as cur:
+            cur.copy_expert(WRITER_SQL["copy_stage"], payload(batch.lines), size=COPY_BUFFER)
             cur.execute(SQL["count_batch"], {
-                "job_id": job_id, "ids": batch.ids, "extra": [batch.repeats.get(cid, 0) for cid in batch.ids]})
-            inserted, updated, skipped_manual = cur.fetchone()
-            counts = {"inserted": inserted, "updated": updated, "skipped_manual": skipped_manual}
+                "job_id": job_id, "ids": batch.ids, "extra": [batch.repeats.get(cid, 0) for cid in batch.ids],
+                "present": list(present)})
+            inserted, updated, unchanged, skipped_manual = cur.fetchone()
+            counts = {"inserted": inserted, "updated": updated, "unchanged": unchanged,
+                      "skipped_manual": skipped_manual}
             return checkpoint_batch(conn, cur, job_id, worker, batch, counts, reject_limit, build_kilobytes=None,
                                     at_end=lambda cur: cur.execute(SQL["forget_job"], {"job_id": job_id}))
     except BaseException:

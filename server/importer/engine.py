@@ -20,6 +20,7 @@ from ..config import Config
 from ..db import job_connection
 from ..sqlfiles import queries
 from .batch import Batch
+from . import undo
 from .dry_run import count_batch, forget_ended
 from .hosts import leave_to_another_host
 from .parse import FileRejected, Header, fingerprint, notice_dead_workers, parse_batch, read_header
@@ -52,6 +53,8 @@ class Claim:
     fingerprint: dict | None
     rejected: int
     options: dict  # effective, as detected or chosen when the job was created
+    kind: str = "import"     # or "undo" (undo.py)
+    undoes: int | None = None
 
 
 async def run_job(job_id: int, *, config: Config, database_url: str, worker: str,
@@ -82,6 +85,8 @@ async def _run_claimed(job_id, worker, config, processes, call, conn, on_progres
     log.info("import job %s started at byte %s of %s", job_id, claim.bytes_done, claim.path.name,
              extra={"event": "job_started", "job_id": job_id, "file": claim.path.name,
                     "resumed_at_byte": claim.bytes_done, "worker": worker})
+    if claim.kind == "undo":
+        return await _run_undo(job_id, worker, claim, config.undo_slice_rows, call, conn, on_progress)
     try:
         await call(prepare_session, conn, config.batch_bytes)
         header, file_size = await _prepare(job_id, claim, config, processes, call, conn)
@@ -107,6 +112,23 @@ async def _run_claimed(job_id, worker, config, processes, call, conn, on_progres
                 if not claim.options.get("dry_run"):  # which never drops it, nor builds it
                     await call(build_search_index, conn, config.search_build_memory_mb * 1024)
                 await call(forget_ended, conn)
+
+
+async def _run_undo(job_id: int, worker: str, claim: Claim, slice_rows: int, call, conn, on_progress) -> str:
+    """An undo job (undo.py): slice after slice until it ends, is paused or cancelled."""
+    try:
+        after = await call(undo.prepare_session, conn, job_id, claim.undoes)
+        dry_run = bool(claim.options.get("dry_run"))
+        while True:
+            written, after = await call(undo.undo_slice, conn, job_id, worker, claim.undoes, after, dry_run,
+                                        slice_rows)
+            if on_progress:
+                on_progress(written.job)
+            if written.status != "running":
+                return written.status
+    finally:
+        with contextlib.suppress(Exception):
+            await call(_release, conn, job_id, worker)
 
 
 async def _prepare(job_id, claim: Claim, config: Config, processes, call, conn) -> tuple[Header, int]:
@@ -155,7 +177,7 @@ async def _pump(job_id, worker: str, claim: Claim, header: Header, file_size: in
             upcoming = None if last else parse(batch.end_offset, batch.end_line, batch.stream_end)
             started = loop.time()
             if dry_run:
-                written = await call(count_batch, conn, job_id, worker, batch, config.reject_limit)
+                written = await call(count_batch, conn, job_id, worker, batch, header.present, config.reject_limit)
             else:
                 written = await call(write_batch, conn, job_id, worker, batch, header.present,
                                      config.reject_limit, config.search_build_memory_mb * 1024, assume_new)
@@ -257,8 +279,8 @@ def _claim(conn, job_id: int, worker: str, file_wait_seconds: float) -> Claim | 
     conn.commit()
     if row is None:
         return None
-    path, data_offset, bytes_done, line_no, fp, rejected, options = row
-    return Claim(Path(path), data_offset, bytes_done, line_no, fp, rejected, options or {})
+    path, data_offset, bytes_done, line_no, fp, rejected, options, kind, undoes = row
+    return Claim(Path(path), data_offset, bytes_done, line_no, fp, rejected, options or {}, kind, undoes)
 
 
 def _set_header(conn, job_id: int, header: Header, found: dict) -> None:

@@ -52,6 +52,7 @@ def prepare_session(conn, batch_bytes: int) -> None:
         # in work_mem; at the default 4 MB a batch went through temporary files.
         cur.execute(SQL["batch_memory"], {"kilobytes": max(4096, 3 * batch_bytes // 1024)})
         cur.execute(SQL["search_kept_by_writer"])
+        cur.execute(SQL["history_kept_by_writer"])
         cur.execute(SQL["create_stage"])
     conn.commit()
 
@@ -86,7 +87,7 @@ def write_batch(conn, job_id: int, worker: str, batch: Batch, present: tuple[str
 def _write(conn, job_id: int, worker: str, batch: Batch, present, reject_limit: int,
            build_kilobytes: int, existing_from: str) -> Written:
     """`existing_from`: which customers exist: "none", "look" them up, or all ("stage")."""
-    counts = {"inserted": 0, "updated": 0, "skipped_manual": 0}
+    counts = {"inserted": 0, "updated": 0, "unchanged": 0, "skipped_manual": 0}
     skipped_ids: set[str] = set()
     with conn.cursor() as cur:
         existing: set[str] = set()
@@ -95,24 +96,30 @@ def _write(conn, job_id: int, worker: str, batch: Batch, present, reject_limit: 
         elif existing_from == "look" and batch.ids:
             cur.execute(SQL["existing_ids"], {"ids": batch.ids})
             existing = {row[0] for row in cur.fetchall()}
-        new_lines = [line for cid, line in zip(batch.ids, batch.lines) if cid not in existing]
-        old_lines = [line for cid, line in zip(batch.ids, batch.lines) if cid in existing]
-        if new_lines:
-            cur.execute(SQL["new_ids"], {"n": len(new_lines)})
+        rows = list(zip(batch.ids, batch.lines, batch.line_nos))
+        new = [row for row in rows if row[0] not in existing]
+        old = [row for row in rows if row[0] in existing]
+        if new:
+            cur.execute(SQL["new_ids"], {"n": len(new)})
             ids = [row[0] for row in cur.fetchall()]
-            payload = io.BytesIO(b"".join(b"%d\t%b" % pair for pair in zip(ids, new_lines)))
-            cur.copy_expert(SQL["copy_customers"], payload, size=COPY_BUFFER)
+            copied = io.BytesIO(b"".join(b"%d\t%b" % (id_, line) for id_, (_, line, _) in zip(ids, new)))
+            cur.copy_expert(SQL["copy_customers"], copied, size=COPY_BUFFER)
             cur.execute(SQL["search_add"], {"ids": ids})
-            counts["inserted"] += len(new_lines)
-        if old_lines:
-            cur.copy_expert(SQL["copy_stage"], _payload(old_lines), size=COPY_BUFFER)
-            cur.execute(SQL["upsert_from_stage"], {"present": list(present)})
-            written = cur.fetchall()
-            for _, inserted in written:
-                counts["inserted" if inserted else "updated"] += 1
-            counts["skipped_manual"] += len(old_lines) - len(written)
-            if len(written) < len(old_lines):
-                skipped_ids = existing - {cid for cid, _ in written}
+            cur.execute(SQL["history_inserted"], {"job_id": job_id, "ids": ids,
+                                                  "lines": [line_no for _, _, line_no in new]})
+            counts["inserted"] += len(new)
+        if old:
+            cur.copy_expert(SQL["copy_stage"], payload([line for _, line, _ in old]), size=COPY_BUFFER)
+            keys = {"job_id": job_id, "ids": [cid for cid, _, _ in old], "lines": [n for _, _, n in old]}
+            cur.execute(SQL["insert_from_stage"], keys)
+            added = cur.fetchone()[0]
+            cur.execute(SQL["update_from_stage"], {**keys, "present": list(present)})
+            updated, skipped = cur.fetchone()
+            skipped_ids = set(skipped)
+            counts["inserted"] += added
+            counts["updated"] += updated
+            counts["skipped_manual"] += len(skipped_ids)
+            counts["unchanged"] += len(old) - added - updated - len(skipped_ids)
         # A Customer Id repeated within the batch: the repeats found it existing.
         for cid, extra in batch.repeats.items():
             counts["skipped_manual" if cid in skipped_ids else "updated"] += extra
@@ -202,5 +209,5 @@ def _build_search_index(cur, build_kilobytes: int) -> None:
     cur.execute(SQL["search_index_build"])
 
 
-def _payload(lines: list[bytes]) -> io.BytesIO:
+def payload(lines: list[bytes]) -> io.BytesIO:
     return io.BytesIO(b"".join(lines))

@@ -157,7 +157,8 @@ async def release_customer(request: web.Request) -> web.Response:
           responses={204: "deleted", 404: Problem, 412: Stale})
 async def delete_customer(request: web.Request) -> web.Response:
     customer_id = _path_id(request)
-    await customers.delete(request.app[pool_key], customer_id, _if_match(request, customer_id))
+    await customers.delete(request.app[pool_key], customer_id, _if_match(request, customer_id),
+                           by=principal(request).label)
     return web.Response(status=204)
 
 

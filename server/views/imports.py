@@ -62,6 +62,11 @@ class Job(pydantic.BaseModel):
     event_seq: int = pydantic.Field(description="id of the last event about this job")
     options: dict[str, Any] = pydantic.Field(
         default_factory=dict, description="effective encoding, delimiter, date_format, mapping, dry_run")
+    # issue 24: history and undo (docs/history.md)
+    unchanged: int = pydantic.Field(0, description="rows whose values equal the stored ones: not written")
+    deleted: int = pydantic.Field(0, description="an undo: customers it removed (the undone import inserted them)")
+    kind: Literal["import", "undo"] = "import"
+    undoes: int | None = pydantic.Field(None, description="an undo: the job it takes back")
 
 
 class Idle(pydantic.BaseModel):

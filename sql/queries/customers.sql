@@ -145,9 +145,12 @@ RETURNING id, customer_id, first_name, last_name, company, city, country, phone_
        updated_manually_by
 
 -- name: delete
--- Conditional like update: see there.
+-- Conditional like update: see there. Who deletes is named for the history
+-- trigger (sql/019_*), for this statement's transaction only.
+WITH actor AS (SELECT set_config('csvimp.actor', coalesce(%(by)s, ''), true) AS name)
 DELETE FROM customers
 WHERE id = %(id)s
+  AND (SELECT name IS NOT NULL FROM actor)
   AND (%(versions)s::bigint[] IS NULL
        OR (extract(epoch FROM updated_at) * 1000000)::bigint = ANY(%(versions)s::bigint[]))
 RETURNING id

@@ -4,7 +4,9 @@
 -- What the import's upsert (import_writer.sql) would do with each distinct
 -- Customer Id of the batch: skip a customer edited by hand, update one in the
 -- table or one an earlier batch of this dry run counted as inserted, insert
--- any other, which is remembered from now on. `extra`: the id's repeats
+-- any other, which is remembered from now on. A customer in the table whose
+-- stored values equal the staged row's (the columns the file has) is
+-- unchanged, as the import would count it. `extra`: the id's repeats
 -- within the batch, which find it existing. No customer, no search row and no
 -- sequence value is touched.
 WITH batch AS (
@@ -12,8 +14,12 @@ WITH batch AS (
 ), found AS (
     SELECT b.customer_id, b.extra,
            CASE WHEN c.updated_manually_at IS NOT NULL THEN 'skipped_manual'
+                WHEN c.id IS NOT NULL AND customer_changes(to_jsonb(c), to_jsonb(c) || (
+                         SELECT jsonb_object_agg(key, value) FROM jsonb_each(to_jsonb(s))
+                         WHERE key = ANY(%(present)s))) = '{}' THEN 'unchanged'
                 WHEN c.id IS NOT NULL THEN 'updated' END AS outcome
     FROM batch b LEFT JOIN customers c ON c.customer_id = b.customer_id
+                 LEFT JOIN import_stage s ON s.customer_id = b.customer_id
 ), inserted AS (
     INSERT INTO import_dry_run_inserted (job_id, customer_id)
     SELECT %(job_id)s, customer_id FROM found WHERE outcome IS NULL
@@ -26,6 +32,7 @@ WITH batch AS (
 )
 SELECT count(*) FILTER (WHERE outcome = 'inserted'),
        count(*) FILTER (WHERE outcome = 'updated') + coalesce(sum(extra) FILTER (WHERE outcome <> 'skipped_manual'), 0),
+       count(*) FILTER (WHERE outcome = 'unchanged'),
        count(*) FILTER (WHERE outcome = 'skipped_manual') + coalesce(sum(extra) FILTER (WHERE outcome = 'skipped_manual'), 0)
 FROM counted
 

@@ -62,40 +62,102 @@ CREATE TEMP TABLE IF NOT EXISTS import_stage (
 -- name: copy_stage
 COPY import_stage FROM STDIN
 
--- name: upsert_from_stage
--- A column the file does not have keeps its value; a hand-edited customer keeps all.
--- Search rows follow, written only where the text changed.
-WITH written AS (
+-- name: history_kept_by_writer
+-- The history trigger on customers (sql/019_*) stands aside: each batch writes
+-- its customers' history set-based, with the job and the line of the file.
+SELECT set_config('csvimp.history_kept_by', 'writer', false)
+
+-- name: history_inserted
+-- A customer an import inserted: its values are the file's line, so no before-image.
+INSERT INTO customer_history (id, action, job_id, line_no)
+SELECT id, 'insert', %(job_id)s, line_no FROM unnest(%(ids)s::bigint[], %(lines)s::bigint[]) AS b (id, line_no)
+
+-- name: insert_from_stage
+-- Staged customers that are not in the table (created by someone else since the
+-- look-up, or all of them when the batch goes this way): inserted, with their
+-- search rows and history. One that appears meanwhile is left to the update.
+WITH batch AS (
+    SELECT * FROM unnest(%(ids)s::text[], %(lines)s::bigint[]) AS b (customer_id, line_no)
+), added AS (
     INSERT INTO customers AS c (customer_id, first_name, last_name, company, city, country,
                                 phone_1, phone_2, email, subscription_date, website, about,
                                 import_job_id)
-    SELECT * FROM import_stage
-    ON CONFLICT (customer_id) DO UPDATE SET
-        first_name = CASE WHEN 'first_name' = ANY(%(present)s) THEN excluded.first_name ELSE c.first_name END,
-        last_name = CASE WHEN 'last_name' = ANY(%(present)s) THEN excluded.last_name ELSE c.last_name END,
-        company = CASE WHEN 'company' = ANY(%(present)s) THEN excluded.company ELSE c.company END,
-        city = CASE WHEN 'city' = ANY(%(present)s) THEN excluded.city ELSE c.city END,
-        country = CASE WHEN 'country' = ANY(%(present)s) THEN excluded.country ELSE c.country END,
-        phone_1 = CASE WHEN 'phone_1' = ANY(%(present)s) THEN excluded.phone_1 ELSE c.phone_1 END,
-        phone_2 = CASE WHEN 'phone_2' = ANY(%(present)s) THEN excluded.phone_2 ELSE c.phone_2 END,
-        email = CASE WHEN 'email' = ANY(%(present)s) THEN excluded.email ELSE c.email END,
+    SELECT * FROM import_stage s
+    WHERE NOT EXISTS (SELECT 1 FROM customers o WHERE o.customer_id = s.customer_id)
+    ON CONFLICT (customer_id) DO NOTHING
+    RETURNING id, customer_id, customer_search_doc(first_name, last_name, email, company, city, country) AS doc
+), search AS (
+    INSERT INTO customer_search (id, doc) SELECT id, doc FROM added
+), history AS (
+    INSERT INTO customer_history (id, action, job_id, line_no)
+    SELECT a.id, 'insert', %(job_id)s, b.line_no FROM added a JOIN batch b USING (customer_id)
+)
+SELECT count(*) FROM added
+
+-- name: update_from_stage
+-- Only what changes is written: a staged customer whose values (of the columns
+-- the file has) equal the stored ones is read, never locked or written, and
+-- counts as unchanged. A hand-edited customer keeps all. The changed ones get
+-- one history row each with the old and new value of every changed field, and
+-- a search row where their text changed.
+WITH batch AS (
+    SELECT * FROM unnest(%(ids)s::text[], %(lines)s::bigint[]) AS b (customer_id, line_no)
+), found AS (
+    SELECT o.id, s.customer_id, o.updated_manually_at IS NOT NULL AS manual, d.differs,
+           -- Before-images only for what changes: an unchanged row costs no JSON.
+           CASE WHEN d.differs AND o.updated_manually_at IS NULL
+                THEN customer_changes(to_jsonb(o), to_jsonb(o) || (
+                         SELECT jsonb_object_agg(key, value) FROM jsonb_each(to_jsonb(s))
+                         WHERE key = ANY(%(present)s))) END AS changes
+    FROM import_stage s JOIN customers o ON o.customer_id = s.customer_id
+    CROSS JOIN LATERAL (SELECT
+           ('first_name' = ANY(%(present)s) AND s.first_name IS DISTINCT FROM o.first_name)
+        OR ('last_name' = ANY(%(present)s) AND s.last_name IS DISTINCT FROM o.last_name)
+        OR ('company' = ANY(%(present)s) AND s.company IS DISTINCT FROM o.company)
+        OR ('city' = ANY(%(present)s) AND s.city IS DISTINCT FROM o.city)
+        OR ('country' = ANY(%(present)s) AND s.country IS DISTINCT FROM o.country)
+        OR ('phone_1' = ANY(%(present)s) AND s.phone_1 IS DISTINCT FROM o.phone_1)
+        OR ('phone_2' = ANY(%(present)s) AND s.phone_2 IS DISTINCT FROM o.phone_2)
+        OR ('email' = ANY(%(present)s) AND s.email IS DISTINCT FROM o.email)
+        OR ('subscription_date' = ANY(%(present)s) AND s.subscription_date IS DISTINCT FROM o.subscription_date)
+        OR ('website' = ANY(%(present)s) AND s.website IS DISTINCT FROM o.website)
+        OR ('about' = ANY(%(present)s) AND s.about IS DISTINCT FROM o.about) AS differs) AS d
+), changed AS (
+    SELECT f.id, f.changes, s.* FROM found f JOIN import_stage s USING (customer_id)
+    WHERE f.differs AND NOT f.manual
+), written AS (
+    UPDATE customers c SET
+        first_name = CASE WHEN 'first_name' = ANY(%(present)s) THEN d.first_name ELSE c.first_name END,
+        last_name = CASE WHEN 'last_name' = ANY(%(present)s) THEN d.last_name ELSE c.last_name END,
+        company = CASE WHEN 'company' = ANY(%(present)s) THEN d.company ELSE c.company END,
+        city = CASE WHEN 'city' = ANY(%(present)s) THEN d.city ELSE c.city END,
+        country = CASE WHEN 'country' = ANY(%(present)s) THEN d.country ELSE c.country END,
+        phone_1 = CASE WHEN 'phone_1' = ANY(%(present)s) THEN d.phone_1 ELSE c.phone_1 END,
+        phone_2 = CASE WHEN 'phone_2' = ANY(%(present)s) THEN d.phone_2 ELSE c.phone_2 END,
+        email = CASE WHEN 'email' = ANY(%(present)s) THEN d.email ELSE c.email END,
         subscription_date = CASE WHEN 'subscription_date' = ANY(%(present)s)
-                                 THEN excluded.subscription_date ELSE c.subscription_date END,
-        website = CASE WHEN 'website' = ANY(%(present)s) THEN excluded.website ELSE c.website END,
-        about = CASE WHEN 'about' = ANY(%(present)s) THEN excluded.about ELSE c.about END,
-        import_job_id = excluded.import_job_id,
+                                 THEN d.subscription_date ELSE c.subscription_date END,
+        website = CASE WHEN 'website' = ANY(%(present)s) THEN d.website ELSE c.website END,
+        about = CASE WHEN 'about' = ANY(%(present)s) THEN d.about ELSE c.about END,
+        import_job_id = d.import_job_id,
         updated_at = now()
-    WHERE c.updated_manually_at IS NULL
-    RETURNING customer_id, xmax = 0 AS inserted, id,
-              customer_search_doc(first_name, last_name, email, company, city, country) AS doc,
-              -- As the statement found it: a row whose text stays is neither written nor locked.
+    FROM changed d
+    WHERE c.id = d.id AND c.updated_manually_at IS NULL  -- a hand edit since the look is kept
+    RETURNING c.id, c.customer_id,
+              customer_search_doc(c.first_name, c.last_name, c.email, c.company, c.city, c.country) AS doc,
               (SELECT s.doc FROM customer_search s WHERE s.id = c.id) AS old_doc
 ), search AS (
     INSERT INTO customer_search AS s (id, doc)
     SELECT id, doc FROM written WHERE old_doc IS DISTINCT FROM doc
     ON CONFLICT (id) DO UPDATE SET doc = excluded.doc
+), history AS (
+    INSERT INTO customer_history (id, action, job_id, line_no, changes)
+    SELECT w.id, 'update', %(job_id)s, b.line_no, d.changes
+    FROM written w JOIN changed d ON d.id = w.id JOIN batch b ON b.customer_id = w.customer_id
 )
-SELECT customer_id, inserted FROM written
+SELECT (SELECT count(*) FROM written),
+       (SELECT coalesce(array_agg(customer_id), '{}') FROM found
+        WHERE manual OR (differs AND id NOT IN (SELECT id FROM written)))
 
 -- name: insert_rejects
 INSERT INTO import_rejects (job_id, line_no, byte_offset, reason, raw)
@@ -119,6 +181,7 @@ UPDATE import_jobs SET
     line_no = %(end_line)s,
     inserted = inserted + %(inserted)s,
     updated = updated + %(updated)s,
+    unchanged = unchanged + %(unchanged)s,
     skipped_manual = skipped_manual + %(skipped_manual)s,
     rejected = rejected + %(rejected)s,
     recent = (SELECT coalesce(jsonb_agg(row ORDER BY n), '[]')

@@ -81,7 +81,7 @@ UPDATE import_jobs SET
     run_started_bytes = bytes_done,
     run_started_rows = rows_done
 WHERE id = %(id)s AND status IN ('queued', 'running')
-RETURNING path, data_offset, bytes_done, line_no, fingerprint, rejected, options
+RETURNING path, data_offset, bytes_done, line_no, fingerprint, rejected, options, kind, undoes
 
 -- name: forget_worker
 -- Claimed, but paused or ended before this run could start: whoever the job

@@ -112,3 +112,18 @@ export async function importUpload(uploadId, options = {}) {
 export async function previewUpload(uploadId, options = {}) {
   return (await request("POST", "/import/preview", { json: { upload: uploadId, ...options } })).body;
 }
+
+// History and undo (docs/history.md).
+export async function getJob(id) {
+  return (await request("GET", `/import/jobs/${encodeURIComponent(id)}`)).body;
+}
+
+export async function undoJob(id, { dryRun = false } = {}) {
+  return (await request("POST", `/import/jobs/${encodeURIComponent(id)}/undo`, { json: { dry_run: dryRun } })).body;
+}
+
+export async function customerHistory(id, { after, limit = 20 } = {}) {
+  const params = new URLSearchParams({ limit: String(limit) });
+  if (after != null) params.set("after", after);
+  return (await request("GET", `/customers/${encodeURIComponent(id)}/history?${params}`)).body;
+}

@@ -6,6 +6,7 @@
 
 import { ApiError, createCustomer, deleteCustomer, getCustomer, releaseCustomer, updateCustomer } from "./api.js";
 import { announce } from "./announce.js";
+import { CustomerHistory } from "./customer-history.js";
 import { $, setText } from "./dom.js";
 
 // The customer fields, as the page renders them from server/fields.py: one control each.
@@ -19,6 +20,7 @@ export class CustomerForm {
     this.dialog = $("customer-dialog");
     this.form = $("customer-form");
     this.fields = fieldNames();
+    this.history = new CustomerHistory(this.form, this.fields);
     this.customer = null; // null while creating
     this.etag = null;
     this.busy = false;
@@ -93,6 +95,7 @@ export class CustomerForm {
     this.fill({});
     this.clearErrors();
     this.showHandEdit(null);
+    this.history.show(null);
     setText($("customer-dialog-title"), "New customer");
     this.input("customer_id").readOnly = false;
     $("delete-customer-button").hidden = true;
@@ -111,6 +114,7 @@ export class CustomerForm {
     }
     setText($("customer-dialog-title"), "Edit customer");
     this.showHandEdit(this.customer);
+    this.history.show(id);
     // The Customer Id is what imports match on; changing it would detach the row from its source.
     this.input("customer_id").readOnly = true;
     $("delete-customer-button").hidden = false;

@@ -104,15 +104,17 @@ export class ImportPanel {
       : Number(job.percent ?? (total ? (100 * this.shownBytes) / total : 0));
     this.shownPercent = Math.max(this.shownPercent, percent);
 
+    // An undo counts customers where an import counts bytes (docs/history.md).
+    const size = job.kind === "undo" ? (n) => `${formatNumber(n)} customers` : formatBytes;
     const bar = $("job-bar");
     bar.setAttribute("aria-valuemax", String(total));
     bar.setAttribute("aria-valuenow", String(this.shownBytes));
-    bar.setAttribute("aria-valuetext", `${this.shownPercent.toFixed(1)}% (${formatBytes(this.shownBytes)} of ${formatBytes(total)})`);
+    bar.setAttribute("aria-valuetext", `${this.shownPercent.toFixed(1)}% (${size(this.shownBytes)} of ${size(total)})`);
     bar.dataset.status = job.status;
     $("job-bar-fill").style.width = `${Math.min(100, this.shownPercent)}%`;
 
     setText($("job-percent"), `${this.shownPercent.toFixed(1)}%`);
-    setText($("job-bytes"), `${formatBytes(this.shownBytes)} / ${formatBytes(total)}`);
+    setText($("job-bytes"), `${size(this.shownBytes)} / ${size(total)}`);
     const running = job.status === "running";
     setText($("job-rate"), running && job.rows_per_second != null ? formatNumber(Math.round(job.rows_per_second)) : "—");
     setText($("job-eta"), running ? formatDuration(job.eta_seconds) : "—");

@@ -3,6 +3,7 @@
 
 import { importJobs, rejectsUrl } from "./api.js";
 import { $, el, formatNumber, setText } from "./dom.js";
+import { undoButton } from "./undo.js";
 
 const PAGE = 10;
 
@@ -52,6 +53,8 @@ export class JobHistory {
     if (job.rejected > 0) {
       links.append(el("a", { href: rejectsUrl(job.id), download: "", text: "Rejected rows (CSV)" }));
     }
+    const undo = undoButton(job, { onMessage: (text) => setText($("history-message"), text) });
+    if (undo) links.append(undo);
     return el("tr", { dataset: { job: String(job.id) } },
       el("td", { className: "num", text: String(job.id) }),
       el("td", { className: "filename", text: job.filename }),

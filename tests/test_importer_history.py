@@ -1,0 +1,115 @@
+"""A re-import writes only what changed, and every change of a customer is in its history."""
+import asyncio
+import datetime
+
+from server import history
+from server.keys import pool_key
+
+from tests.importing import HEADER, import_file, row, write_csv
+
+XMINS = "SELECT customer_id, xmin::text FROM customers ORDER BY customer_id"
+UPDATES = "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'customers'"
+
+
+async def _table_updates(db) -> tuple:
+    # A backend's counts reach the shared statistics when it ends (or now and then): the
+    # job's connection is closed just after the job's last commit, so wait for that first.
+    deadline = asyncio.get_running_loop().time() + 20
+    while await db.value("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                         "AND application_name LIKE 'csv-import job %%'"):
+        assert asyncio.get_running_loop().time() < deadline, "the job's connection stayed open"
+        await asyncio.sleep(0.05)
+    await db.all("SELECT pg_stat_force_next_flush()")
+    await db.all("SELECT pg_stat_clear_snapshot()")
+    return await db.one(UPDATES)
+
+
+async def _history(client, customer_id: int, **query) -> dict:
+    resp = await client.get(f"/customers/{customer_id}/history", params=query)
+    assert resp.status == 200, await resp.text()
+    return await resp.json()
+
+
+async def test_a_re_import_of_the_same_file_writes_nothing_and_counts_unchanged(client, db, tmp_path):
+    path = write_csv(tmp_path / "a.csv", [HEADER] + [row(i, f"U{i}", f"N{i}") for i in range(1, 301)])
+    first = await import_file(client.app, path)
+    assert (first["inserted"], first["unchanged"]) == (300, 0)
+    xmins, before = await db.all(XMINS), await _table_updates(db)
+
+    again = await import_file(client.app, path)
+    assert again["status"] == "completed", again
+    assert (again["inserted"], again["updated"], again["unchanged"], again["rows_done"]) == (0, 0, 300, 300)
+    assert await db.all(XMINS) == xmins, "no row got a new version"
+    assert await _table_updates(db) == before
+    # Only the first import's inserts are in the history: nothing else happened.
+    assert await db.value("SELECT count(*) FROM customer_history") == 300
+
+
+async def test_a_re_import_with_one_changed_row_writes_that_row_only(client, db, tmp_path):
+    lines = [HEADER] + [row(i, f"U{i}", f"N{i}") for i in range(1, 51)]
+    await import_file(client.app, write_csv(tmp_path / "a.csv", lines))
+    xmins, (updates, _) = dict(await db.all(XMINS)), await _table_updates(db)
+    lines[7] = row(7, "U7", "Changed", about="Likes coffee")
+    job = await import_file(client.app, write_csv(tmp_path / "b.csv", lines))
+    assert (job["inserted"], job["updated"], job["unchanged"], job["rows_done"]) == (0, 1, 49, 50)
+    assert (await _table_updates(db))[0] == updates + 1
+    after = dict(await db.all(XMINS))
+    assert [cid for cid in after if after[cid] != xmins[cid]] == ["U7"]
+
+    customer_id = await db.value("SELECT id FROM customers WHERE customer_id = 'U7'")
+    items = (await _history(client, customer_id))["items"]
+    assert [(i["action"], i["job_id"], i["line_no"]) for i in items] == [
+        ("update", job["id"], 8), ("insert", job["id"] - 1, 8)]
+    assert items[0]["changes"] == {"first_name": ["N7", "Changed"], "email": ["n7@example.com",
+                                                                             "changed@example.com"],
+                                   "about": ["Likes tea", "Likes coffee"]}
+    assert items[0]["by"] is None
+
+
+async def test_a_dry_run_counts_unchanged_rows_too(client, db, tmp_path):
+    lines = [HEADER] + [row(i, f"D{i}") for i in range(1, 11)]
+    await import_file(client.app, write_csv(tmp_path / "a.csv", lines))
+    lines[3] = row(3, "D3", "Other")
+    lines.append(row(11, "D11"))
+    job = await import_file(client.app, write_csv(tmp_path / "b.csv", lines), options={"dry_run": True})
+    assert (job["inserted"], job["updated"], job["unchanged"], job["rows_done"]) == (1, 1, 9, 11)
+    assert await db.value("SELECT count(*) FROM customer_history") == 10, "a dry run records nothing"
+
+
+async def test_edits_and_a_delete_through_the_api_are_in_the_history_after_the_customer_is_gone(client, db):
+    resp = await client.post("/customers", json={"customer_id": "API1", "first_name": "Ann"})
+    assert resp.status == 201, await resp.text()
+    customer = await resp.json()
+    resp = await client.patch(f"/customers/{customer['id']}", json={"first_name": "Bea", "city": "Bergen"})
+    assert resp.status == 200, await resp.text()
+    resp = await client.delete(f"/customers/{customer['id']}")
+    assert resp.status == 204
+    assert (await client.get(f"/customers/{customer['id']}")).status == 404
+
+    page = await _history(client, customer["id"])
+    who = client.principal_name
+    assert [(i["action"], i["by"], i["job_id"]) for i in page["items"]] == [
+        ("delete", who, None), ("update", who, None), ("insert", who, None)]
+    assert page["items"][1]["changes"] == {"first_name": ["Ann", "Bea"], "city": [None, "Bergen"]}
+    assert page["items"][0]["changes"]["first_name"] == ["Bea", None]
+    assert page["items"][2]["changes"] == {"customer_id": [None, "API1"], "first_name": [None, "Ann"]}
+    # Newest first, a page at a time.
+    first = await _history(client, customer["id"], limit=2)
+    rest = await _history(client, customer["id"], limit=2, after=first["next"])
+    assert first["items"] + rest["items"] == page["items"] and rest["next"] is None
+
+
+async def test_a_viewer_reads_history_and_bad_queries_are_named(client_as):
+    viewer = await client_as("viewer")
+    assert (await viewer.get("/customers/1/history")).status == 200
+    resp = await viewer.get("/customers/1/history?limit=0")
+    assert resp.status == 422 and "limit" in (await resp.json())["error"]
+
+
+async def test_history_older_than_the_kept_days_is_pruned_in_slices(client, db):
+    await db.all("INSERT INTO customer_history (id, action, at) SELECT n, 'insert', now() - interval '91 days' "
+                 "FROM generate_series(1, 25) n")
+    await db.all("INSERT INTO customer_history (id, action, at) VALUES (1, 'update', now() - interval '89 days')")
+    assert await history.prune(client.app[pool_key], 90, slice_rows=10) == 25
+    assert await db.all("SELECT id, action FROM customer_history") == [(1, "update")]
+    assert isinstance(await db.value("SELECT min(at) FROM customer_history"), datetime.datetime)
