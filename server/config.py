@@ -67,6 +67,10 @@ class Config:
     search_rebuild_share: float = 0.3
     search_rebuild_min_rows: int = 200_000
     search_build_memory_mb: int = 256
+    # Issue 26 (docs/scaling.md): a process remembers whose a token or session is for this
+    # long (revocation takes as long to reach it); a standby for customer reads.
+    auth_cache_seconds: float = 5.0
+    database_read_url: str | None = None
 
     @property
     def pgdata(self) -> Path:
@@ -144,6 +148,9 @@ class Config:
                                          low=0),
             search_build_memory_mb=_int(env, "IMPORT_SEARCH_BUILD_MEMORY_MB", cls.search_build_memory_mb,
                                         low=1, high=64 * 1024),
+            # Issue 26: the access cache (0: off) and the read standby.
+            auth_cache_seconds=_int(env, "AUTH_CACHE_SECONDS", 5, low=0, high=300),
+            database_read_url=_url(env, "DATABASE_READ_URL", ("postgresql", "postgres")),
         )
 
 

@@ -59,6 +59,9 @@ def config(db_url: str, tmp_path: Path) -> Config:
         import_dir=import_dir,
         batch_bytes=64 * 1024,
         worker_poll_seconds=0.5,
+        # Tests that revoke access expect the very next request to be refused; the cache,
+        # and revocation within its time on every process: tests/test_access_cache.py.
+        auth_cache_seconds=0,
     )
 
 

@@ -10,10 +10,10 @@ from aiohttp import hdrs, web
 from yarl import URL
 
 from ..config import Config
-from ..keys import pool_key
+from ..keys import access_cache_key, pool_key
 from . import store
 from .roles import PUBLIC, Principal, required_role
-from .sessions import session_principal
+from .sessions import COOKIE, session_principal
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ async def access_middleware(request: web.Request, handler) -> web.StreamResponse
             return _unauthorized(request, 'Bearer error="invalid_token"',
                                  "the token is unknown, expired or revoked")
     else:
-        principal = await session_principal(request)
+        principal = await _session_principal(request)
         if principal is None:
             return _unauthorized(request, "Bearer", "sign in first: a session cookie or an "
                                                     "Authorization: Bearer token")
@@ -105,7 +105,16 @@ async def _bearer_principal(request: web.Request, authorization: str) -> Princip
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return None
-    return await store.token_principal(request.app[pool_key], token.strip())
+    return await request.app[access_cache_key].principal(
+        "token", token.strip(), lambda: store.token_principal(request.app[pool_key], token.strip()))
+
+
+async def _session_principal(request: web.Request) -> Principal | None:
+    cookie = request.cookies.get(COOKIE)
+    if not cookie:
+        return None  # no cookie, no query
+    # Keyed by the cookie as sent: the same cookie always holds the same session id.
+    return await request.app[access_cache_key].principal("session", cookie, lambda: session_principal(request))
 
 
 def _unauthorized(request: web.Request, challenge: str, message: str) -> web.Response:
