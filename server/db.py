@@ -12,12 +12,13 @@ import psycopg2
 from aiohttp import web
 from psycopg2 import sql
 
-from . import sqlfiles
+from . import multihost, sqlfiles
 from .config import Config
 from .embedded import start_embedded
 from .keys import config_key, database_url_key, pool_key
 
 log = logging.getLogger(__name__)
+multihost.install()  # aiopg follows libpq from host to host of a multi-host DATABASE_URL
 
 # Any constant will do as long as every process uses the same one.
 MIGRATION_LOCK = 7_342_001

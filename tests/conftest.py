@@ -20,6 +20,7 @@ from server.config import Config
 from server.db import drop_database, migrate_database, recreate_database
 from server.embedded import start_embedded
 from server.keys import pool_key
+from tests.replication import Pair
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -39,6 +40,16 @@ def template_db(server_url: str) -> Iterator[str]:
     asyncio.run(migrate_database(recreate_database(server_url, name)))
     yield name
     drop_database(server_url, name)
+
+
+@pytest.fixture(scope="session")
+def replication() -> Iterator[Pair]:
+    """A primary and a synchronous streaming standby (tests/replication.py), made when a
+    test first asks and stopped at the session's end; `await replication.ready()` first."""
+    pair = Pair(ROOT / "var" / f"test-replication-{os.getpid()}")
+    pair.create()
+    yield pair
+    pair.stop()
 
 
 @pytest.fixture
