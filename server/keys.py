@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from .importer.runner import JobRunner
     from .lag import LoopLag
     from .metrics import Metrics
+    from .replica import Reads
     from .tus import Uploads
 
 config_key = web.AppKey("config", Config)
@@ -29,3 +30,4 @@ uploads_key = web.AppKey("uploads", Slots)    # multipart uploads in progress
 exports_key = web.AppKey("exports", Slots)    # CSV downloads in progress
 metrics_key: web.AppKey["Metrics"] = web.AppKey("metrics")  # this app's Prometheus registry
 access_cache_key: web.AppKey["AccessCache"] = web.AppKey("access_cache")  # tokens and sessions seen lately
+reads_key: web.AppKey["Reads"] = web.AppKey("reads")  # the read standby (DATABASE_READ_URL), when named

@@ -10,8 +10,9 @@ from aiohttp import hdrs, web
 from yarl import URL
 
 from ..config import Config
-from ..keys import access_cache_key, pool_key
+from ..keys import access_cache_key, pool_key, reads_key
 from . import store
+from ..replica import SAFE_METHODS
 from .roles import PUBLIC, Principal, required_role
 from .sessions import COOKIE, session_principal
 
@@ -98,7 +99,10 @@ async def access_middleware(request: web.Request, handler) -> web.StreamResponse
     if principal.role < required:
         return web.json_response({"error": f"this needs the {required.name} role; "
                                            f"{principal.label} is {principal.role.name}"}, status=403)
-    return await handler(request)
+    response = await handler(request)
+    if request.method not in SAFE_METHODS and response.status < 400 and (reads := request.app.get(reads_key)):
+        reads.wrote(principal.label)  # their next reads see this write (server/replica.py)
+    return response
 
 
 async def _bearer_principal(request: web.Request, authorization: str) -> Principal | None:
@@ -127,6 +131,12 @@ def _unauthorized(request: web.Request, challenge: str, message: str) -> web.Res
 def principal(request: web.Request) -> Principal:
     """Who made this request (routes that need a role always have one)."""
     return request[principal_key]
+
+
+def principal_label(request: web.Request) -> str | None:
+    """Who made this request, as a name, or None on a public route."""
+    found = request.get(principal_key)
+    return None if found is None else found.label
 
 
 def signed_in_via_token(request: web.Request) -> bool:
