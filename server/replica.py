@@ -74,7 +74,11 @@ class Reads:
 
     async def watch(self) -> None:
         while True:
-            await self.look()
+            try:
+                await self.look()
+            except Exception:  # a surprise must not end the watch: reads would stay where they are
+                log.exception("the read standby's watch failed; it looks again shortly")
+                self.state = StandbyState(replayed_as_of=self.state.replayed_as_of)
             await asyncio.sleep(PROBE_SECONDS)
 
     async def look(self) -> None:

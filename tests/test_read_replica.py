@@ -21,14 +21,16 @@ def reads_from(samples: dict, server: str) -> float:
 
 
 @pytest.fixture
-async def on_the_pair(replication, tmp_path):
-    """A config whose DATABASE_URL is the pair (multi-host) and DATABASE_READ_URL its standby."""
+async def on_the_pair(replication, tmp_path, client_as):
+    """The pair, and an editor's and a viewer's client of an app whose DATABASE_URL is the
+    pair (multi-host) and DATABASE_READ_URL its standby."""
     pair = await replication.ready()
     database = await asyncio.to_thread(pair.new_database)
     (tmp_path / "pair-imports").mkdir()
     config = Config(database_url=pair.url(database), database_read_url=pair.standby.url(database),
                     data_dir=tmp_path / "pair-var", import_dir=tmp_path / "pair-imports", auth_cache_seconds=0)
-    return pair, config
+    app = create_app(config)
+    return pair, await client_as("editor", app=app), await client_as("viewer", app=app)
 
 
 async def first_name(client, customer_id: int, **headers) -> str:
@@ -38,11 +40,8 @@ async def first_name(client, customer_id: int, **headers) -> str:
 
 
 @pytest.mark.slow
-async def test_reads_come_from_the_standby_and_your_own_writes_from_the_primary(on_the_pair, client_as):
-    pair, config = on_the_pair
-    app = create_app(config)
-    editor = await client_as("editor", app=app)
-    viewer = await client_as("viewer", app=app)
+async def test_reads_come_from_the_standby_and_your_own_writes_from_the_primary(on_the_pair):
+    pair, editor, viewer = on_the_pair
     created = await editor.post("/customers", json={"customer_id": "R1", "first_name": "Old"})
     assert created.status == 201
     customer = (await created.json())["id"]
@@ -84,11 +83,8 @@ async def test_reads_come_from_the_standby_and_your_own_writes_from_the_primary(
 
 
 @pytest.mark.slow
-async def test_when_the_standby_is_gone_reads_go_to_the_primary_without_waiting(on_the_pair, client_as):
-    pair, config = on_the_pair
-    app = create_app(config)
-    viewer = await client_as("viewer", app=app)
-    editor = await client_as("editor", app=app)
+async def test_when_the_standby_is_gone_reads_go_to_the_primary_without_waiting(on_the_pair):
+    pair, editor, viewer = on_the_pair
     assert (await scrape(viewer))[("csv_import_db_standby_up", ())] == 1
     # The standby's host dies. The primary stops waiting for it, as Patroni (or an operator) makes it.
     await asyncio.to_thread(pair.primary.sql, "ALTER SYSTEM SET synchronous_standby_names = ''")
