@@ -46,6 +46,7 @@ def template_db(server_url: str) -> Iterator[str]:
 def replication() -> Iterator[Pair]:
     """A primary and a synchronous streaming standby (tests/replication.py), made when a
     test first asks and stopped at the session's end; `await replication.ready()` first."""
+    Pair.sweep(ROOT / "var", "test-replication-")
     pair = Pair(ROOT / "var" / f"test-replication-{os.getpid()}")
     pair.create()
     yield pair

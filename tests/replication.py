@@ -91,8 +91,10 @@ class Host:
         return int((self.pgdata / "postmaster.pid").read_text().split("\n", 1)[0])
 
     def running(self) -> bool:
+        """Whether this folder's postmaster runs (its pid, and a process of this folder: a
+        pid left in postmaster.pid may belong to someone else's server by now)."""
         try:
-            return psutil.Process(self.postmaster_pid()).name() == "postgres"
+            return _serves(psutil.Process(self.postmaster_pid()), self.pgdata)
         except (FileNotFoundError, ValueError, psutil.NoSuchProcess):
             return False
 
@@ -115,7 +117,7 @@ class Host:
     def wipe(self) -> None:
         """Remove the folder once no process of this server is left (orphaned backends end soon)."""
         deadline = time.monotonic() + 30
-        while any(_serves(proc, self.pgdata) for proc in psutil.process_iter(["name"])):
+        while any(_serves(proc, self.pgdata) for proc in psutil.process_iter()):
             if time.monotonic() > deadline:
                 raise AssertionError(f"processes of {self.pgdata} do not end")
             time.sleep(0.1)
@@ -131,7 +133,7 @@ def _is_primary(host: Host) -> bool:
 
 def _serves(proc: psutil.Process, pgdata: Path) -> bool:
     try:
-        return proc.info["name"] == "postgres" and Path(proc.cwd()) == pgdata
+        return proc.name() == "postgres" and Path(proc.cwd()) == pgdata
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return False
 
@@ -154,6 +156,15 @@ class Pair:
         return f"postgresql://postgres@{hosts}/{database}?target_session_attrs=read-write"
 
     # Making and mending
+
+    @staticmethod
+    def sweep(parent: Path, prefix: str) -> None:
+        """Stop and remove pairs that sessions killed before their end left running
+        (folders named PREFIX<pid> whose pid is gone)."""
+        for folder in parent.glob(f"{prefix}*"):
+            pid = folder.name.removeprefix(prefix)
+            if pid.isdigit() and not psutil.pid_exists(int(pid)):
+                Pair(folder).stop()
 
     def create(self) -> None:
         shutil.rmtree(self.base, ignore_errors=True)
