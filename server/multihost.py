@@ -21,8 +21,11 @@ import os
 import weakref
 
 import aiopg.connection
+import psycopg2.extensions
 
 _INSTALLED = "_csvimp_follows_host_switches"
+_CONNECTED = frozenset({psycopg2.extensions.STATUS_READY, psycopg2.extensions.STATUS_BEGIN,
+                        psycopg2.extensions.STATUS_PREPARED})
 
 
 def install() -> None:
@@ -35,15 +38,17 @@ def install() -> None:
         self = weak_self()
         if self is None:
             return
-        if not hasattr(self, "_csvimp_socket"):
+        # libpq changes sockets only while it connects; an open connection costs one look here.
+        connecting = self._conn.status not in _CONNECTED
+        if connecting and not hasattr(self, "_csvimp_socket"):
             self._csvimp_socket = _identity(self._fileno)
         try:
             original(weak_self)
         except (OSError, ValueError):
             # aiopg (un)watching the old socket's number after libpq closed it
-            if not _switched(self):
+            if not (connecting and _switched(self)):
                 raise
-        if _switched(self):
+        if connecting and _switched(self):
             _follow(self, weak_self)
 
     cls._ready = staticmethod(ready)
@@ -65,7 +70,7 @@ def _current(conn) -> tuple[int, int] | None:
         return None
     try:
         return _identity(raw.fileno())
-    except (OSError, ValueError, aiopg.connection.psycopg2.Error):
+    except (OSError, ValueError, psycopg2.Error):
         return None
 
 
