@@ -9,7 +9,6 @@ import time
 
 import aiopg
 import psycopg2
-import psycopg2.extensions
 import pytest
 from aiohttp.test_utils import TestServer
 
