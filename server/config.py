@@ -38,6 +38,9 @@ class Config:
     database_url: str | None = setting(
         FILES, "DATABASE_URL", None, DatabaseUrl(),
         "the PostgreSQL to use; without it, an embedded one with its data in `DATA_DIR/pgdata`")
+    database_read_url: str | None = setting(
+        FILES, "DATABASE_READ_URL", None, DatabaseUrl(),
+        "a streaming standby for customer reads (docs/scaling.md); unreachable: reads go to the primary")
     host: str = setting(FILES, "HOST", "127.0.0.1", Text("host name or address"), "where `serve` listens (also `serve --host`)")
     port: int = setting(FILES, "PORT", 8080, Whole(low=0, high=65535), "the port `serve` listens on (also `--port`)")
     data_dir: Path = setting(FILES, "DATA_DIR", Path("var"), Folder(),
@@ -94,6 +97,9 @@ class Config:
                                         Bytes(low=64 * 1024, high=1024**3),
                                         "the page's PATCH size: what a dropped connection costs")
     # Access.
+    auth_cache_seconds: float = setting(
+        ACCESS, "AUTH_CACHE_SECONDS", 5, Whole(low=0, high=300),
+        "how long a process remembers whose a token or session is (0: off); revocation takes as long")
     allowed_hosts: tuple[str, ...] = setting(
         ACCESS, "ALLOWED_HOSTS", (), HostNames(),
         "Host names answered (400 for others); none: the listening name, plus loopback names")

@@ -12,12 +12,15 @@ import psycopg2
 from aiohttp import web
 from psycopg2 import sql
 
-from . import sqlfiles
+from . import multihost, sqlfiles
 from .config import Config
 from .embedded import start_embedded
-from .keys import config_key, database_url_key, pool_key
+from .auth.middleware import principal_label
+from .keys import config_key, database_url_key, pool_key, reads_key
+from .replica import standby_reads
 
 log = logging.getLogger(__name__)
+multihost.install()  # aiopg follows libpq from host to host of a multi-host DATABASE_URL
 
 # Any constant will do as long as every process uses the same one.
 MIGRATION_LOCK = 7_342_001
@@ -104,13 +107,31 @@ async def migrate(pool: aiopg.Pool) -> list[str]:
 
 
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Database URL, migrated schema and pool for the app's lifetime."""
+    """Database URL, migrated schema and pool for the app's lifetime; with
+    DATABASE_READ_URL, the standby's pool and its watch too (server/replica.py)."""
     url = await resolve_database_url(app[config_key])
     app[database_url_key] = url
     async with aiopg.create_pool(url, minsize=1, maxsize=20, timeout=30) as pool:
         await migrate(pool)
         app[pool_key] = pool
-        yield
+        read_url = app[config_key].database_read_url
+        if read_url is None:
+            yield
+            return
+        async with standby_reads(pool, read_url) as reads:
+            app[reads_key] = reads
+            yield
+
+
+def read_pool(request: web.Request) -> aiopg.Pool:
+    """The pool for a customer read: the standby's (DATABASE_READ_URL) when it answers,
+    unless this request's principal has just written or it sends Cache-Control: no-cache;
+    the primary's otherwise (server/replica.py)."""
+    reads = request.app.get(reads_key)
+    if reads is None:
+        return request.app[pool_key]
+    fresh = "no-cache" in request.headers.get("Cache-Control", "").lower()
+    return reads.pool_for(principal_label(request), fresh=fresh)
 
 
 def keepalive_options(config: Config, database_url: str) -> dict[str, object]:

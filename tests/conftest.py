@@ -20,6 +20,7 @@ from server.config import Config
 from server.db import drop_database, migrate_database, recreate_database
 from server.embedded import start_embedded
 from server.keys import pool_key
+from tests.replication import Pair
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -41,6 +42,17 @@ def template_db(server_url: str) -> Iterator[str]:
     drop_database(server_url, name)
 
 
+@pytest.fixture(scope="session")
+def replication() -> Iterator[Pair]:
+    """A primary and a synchronous streaming standby (tests/replication.py), made when a
+    test first asks and stopped at the session's end; `await replication.ready()` first."""
+    Pair.sweep(ROOT / "var", "test-replication-")
+    pair = Pair(ROOT / "var" / f"test-replication-{os.getpid()}")
+    pair.create()
+    yield pair
+    pair.stop()
+
+
 @pytest.fixture
 def db_url(server_url: str, template_db: str) -> Iterator[str]:
     """A fresh, migrated database for one test."""
@@ -59,6 +71,9 @@ def config(db_url: str, tmp_path: Path) -> Config:
         import_dir=import_dir,
         batch_bytes=64 * 1024,
         worker_poll_seconds=0.5,
+        # Tests that revoke access expect the very next request to be refused; the cache,
+        # and revocation within its time on every process: tests/test_access_cache.py.
+        auth_cache_seconds=0,
     )
 
 

@@ -10,10 +10,11 @@ from aiohttp import hdrs, web
 from yarl import URL
 
 from ..config import Config
-from ..keys import pool_key
+from ..keys import access_cache_key, pool_key, reads_key
 from . import store
+from ..replica import SAFE_METHODS
 from .roles import PUBLIC, Principal, required_role
-from .sessions import session_principal
+from .sessions import COOKIE, session_principal
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ async def access_middleware(request: web.Request, handler) -> web.StreamResponse
             return _unauthorized(request, 'Bearer error="invalid_token"',
                                  "the token is unknown, expired or revoked")
     else:
-        principal = await session_principal(request)
+        principal = await _session_principal(request)
         if principal is None:
             return _unauthorized(request, "Bearer", "sign in first: a session cookie or an "
                                                     "Authorization: Bearer token")
@@ -98,14 +99,26 @@ async def access_middleware(request: web.Request, handler) -> web.StreamResponse
     if principal.role < required:
         return web.json_response({"error": f"this needs the {required.name} role; "
                                            f"{principal.label} is {principal.role.name}"}, status=403)
-    return await handler(request)
+    response = await handler(request)
+    if request.method not in SAFE_METHODS and response.status < 400 and (reads := request.app.get(reads_key)):
+        reads.wrote(principal.label)  # their next reads see this write (server/replica.py)
+    return response
 
 
 async def _bearer_principal(request: web.Request, authorization: str) -> Principal | None:
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return None
-    return await store.token_principal(request.app[pool_key], token.strip())
+    return await request.app[access_cache_key].principal(
+        "token", token.strip(), lambda: store.token_principal(request.app[pool_key], token.strip()))
+
+
+async def _session_principal(request: web.Request) -> Principal | None:
+    cookie = request.cookies.get(COOKIE)
+    if not cookie:
+        return None  # no cookie, no query
+    # Keyed by the cookie as sent: the same cookie always holds the same session id.
+    return await request.app[access_cache_key].principal("session", cookie, lambda: session_principal(request))
 
 
 def _unauthorized(request: web.Request, challenge: str, message: str) -> web.Response:
@@ -118,6 +131,12 @@ def _unauthorized(request: web.Request, challenge: str, message: str) -> web.Res
 def principal(request: web.Request) -> Principal:
     """Who made this request (routes that need a role always have one)."""
     return request[principal_key]
+
+
+def principal_label(request: web.Request) -> str | None:
+    """Who made this request, as a name, or None on a public route."""
+    found = request.get(principal_key)
+    return None if found is None else found.label
 
 
 def signed_in_via_token(request: web.Request) -> bool:

@@ -4,13 +4,15 @@ from __future__ import annotations
 import aiohttp_cors
 from aiohttp import hdrs, web
 
-from ..keys import config_key
+from ..keys import access_cache_key, config_key
+from .cache import AccessCache
 from .middleware import access_middleware, allowed_hosts, host_middleware, security_headers
 from .sessions import cookie_key_ctx, session_middleware
 
 
 def access_middlewares(app: web.Application) -> list:
     """Outermost first: a wrong Host is refused before anything else is read."""
+    app[access_cache_key] = AccessCache(app[config_key].auth_cache_seconds)
     return [host_middleware(allowed_hosts(app[config_key])), session_middleware(app), access_middleware]
 
 

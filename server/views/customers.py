@@ -10,6 +10,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, Field
 
 from .. import customers
 from ..csvout import stream_csv
+from ..db import read_pool
 from ..auth.middleware import principal
 from ..auth.roles import Role, requires
 from ..errors import DomainError
@@ -87,7 +88,7 @@ class Invalid(BaseModel):
           responses={200: CustomerPage, 422: Invalid})
 async def list_customers(request: web.Request) -> web.Response:
     query = query_params(PageQuery, request)
-    pool = request.app[pool_key]
+    pool = read_pool(request)
     items, last = await customers.page(pool, limit=query.limit, after=query.after, q=query.q, sort=query.sort,
                                        only=customers.ListFilter(job=query.job, edited=query.edited))
     body: dict[str, Any] = {"items": items, "next": None if last is None else customers.encode_cursor(last)}
@@ -105,7 +106,7 @@ async def export_customers(request: web.Request) -> web.StreamResponse:
     query = query_params(SearchQuery, request)
     with request.app[exports_key].hold():
         return await stream_csv(request, "customers.csv", customers.FIELDS,
-                                customers.export_rows(request.app[pool_key], query.q))
+                                customers.export_rows(read_pool(request), query.q))
 
 
 @routes.post("/customers")
@@ -124,7 +125,7 @@ async def create_customer(request: web.Request) -> web.Response:
 @requires(Role.viewer)
 @describe("One customer, with its ETag", tags=("customers",), responses={200: Customer, 404: Problem})
 async def get_customer(request: web.Request) -> web.Response:
-    return _customer_response(await customers.get(request.app[pool_key], _path_id(request)))
+    return _customer_response(await customers.get(read_pool(request), _path_id(request)))
 
 
 @routes.patch("/customers/{id}")
