@@ -83,7 +83,8 @@ def _devtools_endpoint(proc: subprocess.Popen, timeout: float = 60) -> str:
 @pytest.fixture
 async def browser(chromium: str) -> AsyncIterator[Browser]:
     async with async_playwright() as pw:
-        browser = await pw.chromium.connect_over_cdp(chromium)
+        # is_local: the same machine, so files go to the browser by path, not by copy (50 MB at most)
+        browser = await pw.chromium.connect_over_cdp(chromium, is_local=True)
         try:
             yield browser
         finally:
