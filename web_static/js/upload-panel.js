@@ -214,6 +214,8 @@ export class UploadPanel {
   renderColumns(preview) {
     const body = $("preview-columns");
     body.replaceChildren();
+    // The values column only when the server checked values (an older server does not).
+    body.closest("table").dataset.checks = String(preview.columns.some((column) => column.check));
     for (const column of preview.columns) {
       const select = el("select", { "aria-label": `Field for column ${column.name}`, dataset: { column: column.name } });
       select.append(el("option", { value: "", text: "— ignore —" }));
