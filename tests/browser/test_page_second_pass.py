@@ -1,4 +1,4 @@
-"""The page's second pass (issue 27), each at a laptop's size and a phone's:
+"""The page's second pass (issue 27), each at a laptop's size (1280x800) and a phone's (390x844):
 a start that cannot lose a column, tables that stay in their panels, counts
 that match what is shown, and the smaller fixes around them. Screenshots go
 to test-artifacts/screenshots/ (git-ignored), named by test and size."""
@@ -35,12 +35,6 @@ TABLES_OUTSIDE_PANELS = """() => [...document.querySelectorAll('table')]
 async def size(request, page) -> str:
     await page.set_viewport_size(DESKTOP if request.param == "desktop" else PHONE)
     return request.param
-
-
-async def show_import(page, size: str) -> None:
-    """On a phone the import panel is a tab of its own."""
-    if size == "phone":
-        await page.get_by_role("tab", name="Import").click()
 
 
 async def test_start_without_preview_keeps_a_misspelled_column_or_stops_first(page, live_app, db, tmp_path, size):
@@ -110,8 +104,8 @@ async def add_checks(route) -> None:
     await route.fulfill(response=response, body=json.dumps(body), headers={**response.headers})
 
 
-async def test_tables_stay_inside_their_panels_and_a_phone_never_scrolls_sideways(page, live_app, config, tmp_path,
-                                                                                     size):
+async def test_tables_stay_inside_their_panels_and_a_phone_never_scrolls_sideways(page, live_app, tmp_path):
+    """One preview and one job, looked at in both sizes (the page resized, as a person turning a tablet)."""
     url, app = live_app
     long = "x" * 400
     path = tmp_path / "wide.csv"
@@ -121,7 +115,6 @@ async def test_tables_stay_inside_their_panels_and_a_phone_never_scrolls_sideway
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     await page.route("**/import/preview", add_checks)
     await page.goto(url)
-    await show_import(page, size)
     await page.get_by_label("CSV file", exact=True).set_input_files(str(path))
     await page.get_by_role("button", name="Preview").click()
     await expect(page.locator("#preview")).to_be_visible()
@@ -138,10 +131,13 @@ async def test_tables_stay_inside_their_panels_and_a_phone_never_scrolls_sideway
     await expect(email.locator(".check-warning")).to_have_text("most values do not look like emails")
     await expect(page.locator("#preview-examples")).to_have_text(
         "Letters beyond ASCII, as they will be stored: Jürgen, Köln")
-    assert await page.evaluate(TABLES_OUTSIDE_PANELS) == []
-    assert await page.evaluate(NO_SIDEWAYS_SCROLL)
-    assert await violations(page) == []
-    await screenshot(page, f"preview-wide-file-{size}", full_page=True)
+    for size, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
+        await page.set_viewport_size(viewport)
+        await expect(page.locator("#preview")).to_be_visible()  # on a phone: the Import tab, first while empty
+        assert await page.evaluate(TABLES_OUTSIDE_PANELS) == [], size
+        assert await page.evaluate(NO_SIDEWAYS_SCROLL), size
+        assert await violations(page) == [], size
+        await screenshot(page, f"preview-wide-file-{size}", full_page=True)
 
     # The job card and the history: the same amber for a completed job with rejects, counters in view.
     job = await jobs.create(app[pool_key], filename="rejects.csv", path=path, bytes_total=path.stat().st_size)
@@ -161,10 +157,6 @@ async def test_tables_stay_inside_their_panels_and_a_phone_never_scrolls_sideway
     colours = await page.evaluate("""() => [document.getElementById('job-status'),
         document.querySelector('#history-body .badge')].map(b => getComputedStyle(b).backgroundColor)""")
     assert colours[0] == colours[1], colours
-    wrap = await page.locator("#history .table-wrap").bounding_box()
-    for cell in (2, 3):  # Imported, Rejected
-        box = await row.locator("td").nth(cell).bounding_box()
-        assert box["x"] + box["width"] <= wrap["x"] + wrap["width"] + 0.5, (cell, box, wrap)
     await expect(row.locator("td").nth(6)).to_have_text(re_number_of_seconds())
     # One date format: the person's locale, the same in the card and the history.
     started = await page.evaluate("""(iso) => new Intl.DateTimeFormat(undefined,
@@ -172,17 +164,24 @@ async def test_tables_stay_inside_their_panels_and_a_phone_never_scrolls_sideway
                                   (await jobs.get(app[pool_key], job["id"]))["started_at"])
     await expect(row.locator("td").nth(5)).to_have_text(started)
     await expect(page.locator("#job-duration")).to_contain_text(f"from {started}.")
-    assert await page.evaluate(TABLES_OUTSIDE_PANELS) == []
-    assert await page.evaluate(NO_SIDEWAYS_SCROLL)
-    assert await violations(page) == []
-    await screenshot(page, f"history-open-{size}", full_page=True)
+    for size, viewport in (("phone", PHONE), ("desktop", DESKTOP)):
+        await page.set_viewport_size(viewport)
+        wrap = await page.locator("#history .table-wrap").bounding_box()
+        for cell in (2, 3):  # Imported, Rejected
+            box = await row.locator("td").nth(cell).bounding_box()
+            assert box["x"] + box["width"] <= wrap["x"] + wrap["width"] + 0.5, (size, cell, box, wrap)
+        assert await page.evaluate(TABLES_OUTSIDE_PANELS) == [], size
+        assert await page.evaluate(NO_SIDEWAYS_SCROLL), size
+        assert await violations(page) == [], size
+        await screenshot(page, f"history-open-{size}", full_page=True)
 
 
 def re_number_of_seconds():
     return re.compile(r"^\d+\.\d s$")
 
 
-async def test_counts_search_and_rows_match_what_is_shown(page, live_app, db, size):
+async def test_counts_search_and_rows_match_what_is_shown(page, live_app, db):
+    """One list, looked at in both sizes (the page resized)."""
     url, _ = live_app
     await insert_customers(db, 3_000)
     await db.all("""UPDATE customers SET first_name = 'Heather', last_name = 'Callahan',
@@ -192,14 +191,16 @@ async def test_counts_search_and_rows_match_what_is_shown(page, live_app, db, si
     total = page.locator("#list-total")
     await expect(total).to_have_text("3,000 customers in all")
     search = page.get_by_role("searchbox")
-    # The placeholder fits its box.
-    assert await search.evaluate("""input => {
-      const style = getComputedStyle(input);
-      const context = document.createElement('canvas').getContext('2d');
-      context.font = `${style.fontSize} ${style.fontFamily}`;
-      const room = input.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
-      return context.measureText(input.placeholder).width <= room;
-    }""")
+    for viewport in (PHONE, DESKTOP):
+        await page.set_viewport_size(viewport)
+        # The placeholder fits its box.
+        assert await search.evaluate("""input => {
+          const style = getComputedStyle(input);
+          const context = document.createElement('canvas').getContext('2d');
+          context.font = `${style.fontSize} ${style.fontFamily}`;
+          const room = input.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+          return context.measureText(input.placeholder).width <= room;
+        }"""), viewport
 
     # Counts follow what is shown: a search, the edited-by-hand filter, and back.
     await search.fill("heather")
@@ -214,49 +215,53 @@ async def test_counts_search_and_rows_match_what_is_shown(page, live_app, db, si
     await page.get_by_label("Show").select_option("edited")
     await expect(total).to_have_text("2 matches")
 
-    # The edited mark never cuts the name, and both stay inside the row; the desktop list shows the Customer Id.
-    first = page.locator(f'{ROWS}[data-index="0"]')
-    await expect(first.locator(".mark-manual")).to_be_visible()
-    assert await first.evaluate("""row => {
-      const name = row.querySelector('.name'), mark = row.querySelector('.mark-manual');
-      const [n, m, r] = [name, mark, row].map(e => e.getBoundingClientRect());
-      return name.scrollWidth <= name.clientWidth && name.textContent === 'Heather Callahan'
-        && m.top >= n.bottom - 1 && n.top >= r.top && m.bottom <= r.bottom;
-    }""")
-    if size == "desktop":
-        await expect(page.get_by_role("columnheader", name="Customer Id")).to_be_visible()
-        await expect(first.locator(".c-cid")).to_have_text("EB54EF111")
-    assert await page.evaluate(NO_SIDEWAYS_SCROLL)
-    await screenshot(page, f"list-edited-filter-{size}")
-
-    # A click on the row opens the customer; an email that is none is refused at its field.
-    await first.locator(".c-name").click()
     dialog = page.get_by_role("dialog")
-    await expect(dialog.get_by_label("Customer Id")).to_have_value("EB54EF111")
     sent: list[str] = []
     page.on("request", lambda request: sent.append(request.method) if "/customers/" in request.url else None)
-    email = dialog.get_by_label("Email")
-    await email.fill("397.884.0519x718")
-    await dialog.get_by_label("City").focus()  # leaving the field checks it
-    await expect(page.locator("#e-email")).to_contain_text("This is not an email address")
-    await expect(email).to_have_attribute("aria-invalid", "true")
-    await dialog.get_by_role("button", name="Save").click()
-    await expect(page.locator("#form-message")).to_have_text("Please correct the marked fields.")
-    assert "PATCH" not in sent
-    await screenshot(page, f"dialog-email-refused-{size}")
+    for index, (size, viewport) in enumerate((("desktop", DESKTOP), ("phone", PHONE))):
+        await page.set_viewport_size(viewport)
+        await expect(total).to_be_visible()
+        # The edited mark never cuts the name, and both stay inside the row; the desktop list shows the Customer Id.
+        row = page.locator(f'{ROWS}[data-index="{index}"]')
+        await expect(row.locator(".mark-manual")).to_be_visible()
+        assert await row.evaluate("""row => {
+          const name = row.querySelector('.name'), mark = row.querySelector('.mark-manual');
+          const [n, m, r] = [name, mark, row].map(e => e.getBoundingClientRect());
+          return name.scrollWidth <= name.clientWidth && name.textContent === 'Heather Callahan'
+            && m.top >= n.bottom - 1 && n.top >= r.top && m.bottom <= r.bottom;
+        }"""), size
+        customer_id = f"EB54EF11{index + 1}"
+        if size == "desktop":
+            await expect(page.get_by_role("columnheader", name="Customer Id")).to_be_visible()
+            await expect(row.locator(".c-cid")).to_have_text(customer_id)
+        assert await page.evaluate(NO_SIDEWAYS_SCROLL), size
+        await screenshot(page, f"list-edited-filter-{size}")
 
-    # A good one is saved, and the page says so where it can be seen.
-    await email.fill("heather@example.com")
-    await dialog.get_by_role("button", name="Save").click()
-    await expect(dialog).to_be_hidden()
-    await expect(page.locator("#list-message")).to_have_text("Saved Heather Callahan (EB54EF111).")
-    await expect(page.locator("#list-message")).to_be_visible()
-    assert await violations(page) == []
+        # A click on the row opens the customer; an email that is none is refused at its field.
+        await row.locator(".c-name").click()
+        await expect(dialog.get_by_label("Customer Id")).to_have_value(customer_id)
+        email = dialog.get_by_label("Email")
+        await email.fill("397.884.0519x718")
+        await dialog.get_by_label("City").focus()  # leaving the field checks it
+        await expect(page.locator("#e-email")).to_contain_text("This is not an email address")
+        await expect(email).to_have_attribute("aria-invalid", "true")
+        await dialog.get_by_role("button", name="Save").click()
+        await expect(page.locator("#form-message")).to_have_text("Please correct the marked fields.")
+        assert sent.count("PATCH") == index  # nothing sent for this one
+        await screenshot(page, f"dialog-email-refused-{size}")
+
+        # A good one is saved, and the page says so where it can be seen.
+        await email.fill("heather@example.com")
+        await dialog.get_by_role("button", name="Save").click()
+        await expect(dialog).to_be_hidden()
+        await expect(page.locator("#list-message")).to_have_text(f"Saved Heather Callahan ({customer_id}).")
+        await expect(page.locator("#list-message")).to_be_visible()
+        assert sent.count("PATCH") == index + 1
+        assert await violations(page) == [], size
 
     # The server's own field errors still show at their field: a Customer Id taken.
-    if size == "desktop":
-        await page.get_by_role("button", name="New customer").click()
-        await dialog.get_by_label("Customer Id").fill("EB54EF111")
-        await dialog.get_by_role("button", name="Save").click()
-        await expect(page.locator("#e-customer_id")).to_have_text(
-            "Another customer already has this Customer Id; choose another one.")
+    await page.get_by_role("button", name="New customer").click()
+    await dialog.get_by_label("Customer Id").fill("EB54EF111")
+    await dialog.get_by_role("button", name="Save").click()
+    await expect(page.locator("#e-customer_id")).to_have_text(
+        "Another customer already has this Customer Id; choose another one.")
