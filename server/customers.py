@@ -228,6 +228,32 @@ async def _page(pool: aiopg.Pool, limit: int, after: int, q: str | None,
         return await cur.fetchall()
 
 
+# A count of matches stops here: "more than 1,000 matches" is as useful as the
+# exact figure, and counting further could read millions of rows.
+MATCH_COUNT_CAP = 1000
+
+
+async def count_matches(pool: aiopg.Pool, q: str | None = None, only: ListFilter = ListFilter(),
+                        cap: int = MATCH_COUNT_CAP) -> tuple[int, bool]:
+    """How many customers a search or a filter lists, up to `cap`; and whether more than `cap` do."""
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        if q:
+            words = SearchWords.of(q)
+            await cur.execute(SQL["search_count"], {
+                "cap": cap, "pattern": words.pattern, "others": words.others,
+                "index_pattern": words.index_pattern, "proposed": words.proposed, "id_prefix": q.strip()})
+        else:
+            await cur.execute(SQL["filter_count"], {"cap": cap, "job": only.job, "edited": only.edited})
+        (found,) = await cur.fetchone()
+        return min(int(found), cap), int(found) > cap
+
+
+async def any_customers(pool: aiopg.Pool) -> bool:
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute(SQL["any_customers"])
+        return bool((await cur.fetchone())[0])
+
+
 async def estimated_total(pool: aiopg.Pool) -> tuple[int, bool]:
     """How many customers there are, and whether that is an exact count (else the planner's estimate)."""
     async with pool.acquire() as conn, conn.cursor() as cur:

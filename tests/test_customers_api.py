@@ -384,11 +384,13 @@ async def test_the_search_table_migration_takes_in_customers_already_there(unmig
 
 async def test_search_has_one_trigram_index_and_customers_only_the_list_orders(db):
     """Each index is paid for again by every row an import copies in: customers has
-    only the keys and the three the list's orders and filters need (sql/014_*)."""
+    only the keys, the three the list's orders and filters need (sql/014_*) and the
+    one a Customer Id search in any case needs (sql/018_*)."""
     indexes = {row[0] for row in await db.all(
         "SELECT indexname FROM pg_indexes WHERE tablename IN ('customers', 'customer_search')")}
     assert indexes == {"customers_pkey", "customers_customer_id_key", "customer_search_pkey", "customer_search_trgm",
-                       "customers_updated_at_id", "customers_import_job_id_id", "customers_edited_by_hand"}
+                       "customers_updated_at_id", "customers_import_job_id_id", "customers_edited_by_hand",
+                       "customers_customer_id_lower"}
 
 
 # ETag and If-Match
@@ -680,3 +682,57 @@ async def test_released_customers_are_updated_by_the_next_import_again(client, d
     assert (job["updated"], job["skipped_manual"]) == (1, 0)
     assert await db.value("SELECT first_name FROM customers WHERE id = %s", (customer_id,)) == "Fresh"
     assert (await client.post("/customers/999999/release")).status == 404
+
+
+# Search by Customer Id in any case, and counts of what a search or filter shows (issue 27)
+
+async def test_a_customer_id_search_ignores_case(client):
+    await create(client, customer_id="EB54EF11aa00b1c", first_name="Heather")
+    await create(client, customer_id="eb54-other", first_name="Other")
+    await create(client, customer_id="XEB54EF11", first_name="Inside")  # not a prefix: not found
+
+    async def found(q: str) -> list[str]:
+        return [c["customer_id"] for c in await all_pages(client, "/customers", {"q": q, "limit": "1"})]
+    assert await found("eb54ef11") == ["EB54EF11aa00b1c"]
+    assert await found("EB54EF11AA00B1C") == ["EB54EF11aa00b1c"]  # the whole id, in another case
+    assert await found("EB54EF11aa00b1c") == ["EB54EF11aa00b1c"]  # exact, as before
+    assert await found("EB54") == ["EB54EF11aa00b1c", "eb54-other"]
+
+
+async def test_the_customer_id_search_is_a_range_of_an_index(db):
+    """The prefix branch reads customers_customer_id_lower (sql/018_*), not every row."""
+    await db.all("INSERT INTO customers (customer_id) SELECT 'K' || n FROM generate_series(1, 2000) AS n")
+    await db.all("ANALYZE customers")
+    words = SearchWords.of("k12")
+    async with db.pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute("SET enable_seqscan = off")
+        await cur.execute("EXPLAIN " + sqlfiles.queries("customers")["search_page"], {
+            "after": 0, "limit": 10, "pattern": words.pattern, "others": words.others,
+            "index_pattern": words.index_pattern, "proposed": words.proposed, "id_prefix": "k12"})
+        plan = "\n".join(line for (line,) in await cur.fetchall())
+        await cur.execute("RESET enable_seqscan")
+    assert "customers_customer_id_lower" in plan, plan
+
+
+async def test_a_search_or_a_filter_counts_its_matches(client, db):
+    await fill(db, 30, first="Plain")
+    await create(client, customer_id="M1", first_name="Heather", last_name="Callahan")
+    await create(client, customer_id="M2", first_name="Heather", last_name="Smith")
+
+    async def body(**params) -> dict:
+        return await (await client.get("/customers", params={"limit": 1, "total": "true", **params})).json()
+    searched = await body(q="heather")
+    assert (searched["matches"], searched["matches_capped"]) == (2, False)
+    assert searched["total"] == 32  # the table's total stays beside it
+    edited = await body(edited="true")
+    assert (edited["matches"], edited["matches_capped"]) == (2, False)
+    assert "matches" not in await body()  # the whole list has its total only
+    assert (await body(q="nobody"))["matches"] == 0
+
+
+async def test_a_count_of_matches_stops_at_its_cap(client, db):
+    await fill(db, 1005, first="Many")
+    searched = await (await client.get("/customers", params={"limit": 1, "total": "true", "q": "many"})).json()
+    assert (searched["matches"], searched["matches_capped"]) == (1000, True)
+    near = await (await client.get("/customers", params={"limit": 1, "total": "true", "q": "Many1000"})).json()
+    assert (near["matches"], near["matches_capped"]) == (1, False)

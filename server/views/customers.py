@@ -32,7 +32,7 @@ class SearchQuery(BaseModel):
         None, max_length=200,
         description="words separated by spaces, each a case-insensitive substring of first or last name, "
                     "email, company, city or country, in any order (every word must match); "
-                    "or the start of a Customer Id (exact case)")
+                    "or the start of a Customer Id (any case)")
 
 
 class PageQuery(SearchQuery):
@@ -44,7 +44,9 @@ class PageQuery(SearchQuery):
                             description="only customers the import job with this id wrote last; not with q")
     edited: bool = Field(False, description="only customers edited by hand; not with q")
     total: bool = Field(False, description="also `total`: an exact count for a small table, "
-                                           "else the planner's estimate (`total_is_estimate`)")
+                                           "else the planner's estimate (`total_is_estimate`); with q, "
+                                           "job or edited also `matches`, counted up to "
+                                           f"{customers.MATCH_COUNT_CAP} (`matches_capped`: more match)")
 
 
 class CustomerPage(BaseModel):
@@ -54,6 +56,9 @@ class CustomerPage(BaseModel):
     next: str | None
     total: int | None = Field(None, description="with ?total=true: how many customers the table holds")
     total_is_estimate: bool | None = Field(None, description="whether `total` comes from table statistics")
+    matches: int | None = Field(None, description="with ?total=true and q, job or edited: how many customers "
+                                                  f"match, at most {customers.MATCH_COUNT_CAP}")
+    matches_capped: bool | None = Field(None, description="whether more customers match than `matches`")
 
 
 class Problem(BaseModel):
@@ -95,6 +100,9 @@ async def list_customers(request: web.Request) -> web.Response:
     if query.total:
         body["total"], exact = await customers.estimated_total(pool)
         body["total_is_estimate"] = not exact
+        only = customers.ListFilter(job=query.job, edited=query.edited)
+        if query.q or only != customers.ListFilter():
+            body["matches"], body["matches_capped"] = await customers.count_matches(pool, query.q, only)
     return web.json_response(body)
 
 

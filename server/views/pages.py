@@ -1,10 +1,11 @@
 import aiohttp_jinja2
 from aiohttp import web
 
+from .. import customers
 from ..auth.middleware import principal
 from ..auth.roles import Role, public, requires
 from ..fields import IMPORTED
-from ..keys import config_key
+from ..keys import config_key, pool_key
 from ..openapi import describe
 from ..resources import resource_dir
 
@@ -17,9 +18,12 @@ routes = web.RouteTableDef()
 @aiohttp_jinja2.template("index.html")
 async def index(request: web.Request) -> dict:
     user = principal(request)
+    # On a phone one panel shows at a time: the import first while there is nothing to list.
+    empty = not await customers.any_customers(request.app[pool_key])
     # The page shows only what the role may do; the server refuses the rest anyway.
     return {"user": user, "can_edit": user.role >= Role.editor, "can_import": user.role >= Role.admin,
-            "upload_chunk_bytes": request.app[config_key].tus_page_chunk_bytes, "customer_fields": IMPORTED}
+            "upload_chunk_bytes": request.app[config_key].tus_page_chunk_bytes, "customer_fields": IMPORTED,
+            "first_tab": "import" if empty and user.role >= Role.admin else "customers"}
 
 
 @routes.get("/favicon.ico")

@@ -70,17 +70,46 @@ FROM (SELECT hit.id
                                     ARRAY(SELECT lower(other) FROM unnest(%(others)s::text[]) AS other),
                                     lower(%(index_pattern)s), lower(%(proposed)s), %(limit)s) AS hit (id)
       UNION
-      -- Customer Ids that start with the query, exact ones included: a range
-      -- of the unique index (C.UTF-8 sorts by code point, so the prefix's
-      -- rows lie between it and it followed by the last code point).
+      -- Customer Ids that start with the query in any case, exact ones
+      -- included: a range of customers_customer_id_lower (sql/018_*; C.UTF-8
+      -- sorts by code point, so the prefix's rows lie between it and it
+      -- followed by the last code point).
       (SELECT c.id FROM customers c
-       WHERE c.customer_id >= %(id_prefix)s AND c.customer_id < %(id_prefix)s || chr(1114111)
-         AND starts_with(c.customer_id, %(id_prefix)s) AND c.id > %(after)s
+       WHERE lower(c.customer_id) >= lower(%(id_prefix)s)
+         AND lower(c.customer_id) < lower(%(id_prefix)s) || chr(1114111)
+         AND starts_with(lower(c.customer_id), lower(%(id_prefix)s)) AND c.id > %(after)s
        ORDER BY c.id
        LIMIT %(limit)s)) AS hits
 JOIN customers USING (id)
 ORDER BY id
 LIMIT %(limit)s
+
+-- name: search_count
+-- How many customers search_page would list in all, counted up to `cap` + 1
+-- (each way of finding them stops there): a count that costs what a page of
+-- `cap` rows costs, however many match.
+SELECT least(count(*), %(cap)s + 1)
+FROM (SELECT hit.id
+      FROM customer_search_matching(0, lower(%(pattern)s),
+                                    ARRAY(SELECT lower(other) FROM unnest(%(others)s::text[]) AS other),
+                                    lower(%(index_pattern)s), lower(%(proposed)s), %(cap)s + 1) AS hit (id)
+      UNION
+      (SELECT c.id FROM customers c
+       WHERE lower(c.customer_id) >= lower(%(id_prefix)s)
+         AND lower(c.customer_id) < lower(%(id_prefix)s) || chr(1114111)
+         AND starts_with(lower(c.customer_id), lower(%(id_prefix)s))
+       LIMIT %(cap)s + 1)) AS hits
+
+-- name: filter_count
+-- How many customers a filter of page shows, counted up to `cap` + 1.
+SELECT count(*)
+FROM (SELECT 1 FROM customers
+      WHERE (%(job)s::bigint IS NULL OR import_job_id = %(job)s)
+        AND (NOT %(edited)s OR updated_manually_at IS NOT NULL)
+      LIMIT %(cap)s + 1) AS hits
+
+-- name: any_customers
+SELECT EXISTS (SELECT 1 FROM customers)
 
 -- name: by_id
 SELECT id, customer_id, first_name, last_name, company, city, country, phone_1, phone_2,

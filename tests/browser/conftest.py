@@ -7,10 +7,12 @@ with a message instead of skipping them.
 from __future__ import annotations
 
 import os
+import queue
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiopg
@@ -30,17 +32,63 @@ DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 
 
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
+@pytest.fixture(scope="session")
+def chromium(tmp_path_factory) -> Iterator[str]:
+    """One Chromium for the whole session; each test connects to it (CDP) and gets its own contexts.
+
+    Started here rather than by Playwright's launch(), which lives in one event
+    loop, while pytest-aiohttp gives every test a loop of its own.
+    """
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: install it with `apt-get install -y chromium` "
                     "(./run.sh test does); the browser tests never download one")
+    profile = tmp_path_factory.mktemp("chromium-profile")
+    # The flags Playwright's own headless launch adds that change what a page sees.
+    proc = subprocess.Popen(
+        [str(CHROMIUM), "--headless", "--hide-scrollbars", "--mute-audio", "--remote-debugging-port=0",
+         f"--user-data-dir={profile}", *CHROMIUM_ARGS, "about:blank"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    endpoint = _devtools_endpoint(proc)
+    try:
+        yield endpoint
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+
+def _devtools_endpoint(proc: subprocess.Popen, timeout: float = 60) -> str:
+    """The ws:// address Chromium prints on stderr once it listens; its stderr is drained after."""
+    found: queue.Queue[str] = queue.Queue()
+
+    def read() -> None:
+        for line in proc.stderr:
+            if line.startswith("DevTools listening on "):
+                found.put(line.split(" on ", 1)[1].strip())
+        found.put("")  # Chromium ended
+    threading.Thread(target=read, daemon=True).start()
+    try:
+        endpoint = found.get(timeout=timeout)
+    except queue.Empty:
+        endpoint = ""
+    if not endpoint:
+        proc.kill()
+        pytest.fail(f"{CHROMIUM} did not start (no DevTools address within {timeout} s)")
+    return endpoint
+
+
+@pytest.fixture
+async def browser(chromium: str) -> AsyncIterator[Browser]:
     async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        # is_local: the same machine, so files go to the browser by path, not by copy (50 MB at most)
+        browser = await pw.chromium.connect_over_cdp(chromium, is_local=True)
         try:
             yield browser
         finally:
-            await browser.close()
+            await browser.close()  # closes the contexts this test made; Chromium stays
 
 
 class PageWatch:

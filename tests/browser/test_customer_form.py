@@ -49,7 +49,9 @@ async def test_messages_are_plain_words_at_their_field(page, live_app, db):
     await dialog.get_by_label("Customer Id").fill("NEW-2")
     await dialog.get_by_label("Email").fill("not-an-address")
     await dialog.get_by_role("button", name="Save").click()
-    await expect(page.locator("#e-email")).to_have_text("This value is not an email address.")
+    # Refused at the field before the server is asked, in the same plain words.
+    await expect(page.locator("#e-email")).to_have_text(
+        "This is not an email address: it should look like name@example.com, without spaces.")
     await expect(page.locator("#e-customer_id")).to_have_text("")
 
     # The server gone: words, and the input kept.

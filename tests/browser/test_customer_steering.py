@@ -19,8 +19,9 @@ async def test_a_created_customer_is_confirmed_shown_first_and_found_by_its_id(p
     await insert_customers(db, 3_000)  # its row in id order would be far below the first page
     await page.goto(url)
     await expect(page.locator("#list-total")).to_have_text("3,000 customers in all")
+    await expect(page.get_by_role("searchbox")).to_have_attribute("placeholder", "Search customers")
     await expect(page.get_by_role("searchbox")).to_have_attribute(
-        "placeholder", "Name, email, company, city, country or Customer Id")
+        "title", "Name, email, company, city, country or Customer Id")
 
     await page.get_by_role("button", name="New customer").click()
     dialog = page.get_by_role("dialog")

@@ -40,7 +40,7 @@ async def test_a_file_whose_rows_were_all_rejected_says_so_with_its_reasons(page
     outcome = page.locator("#job-outcome")
     await expect(outcome).to_have_attribute("data-tone", "warning")
     await expect(page.locator("#job-outcome-text")).to_have_text(
-        "Completed with problems: 0 of 400 rows imported (400 rejected)")
+        "Completed with problems: 0 of 400 rows imported (400 rejected, 1 column ignored)")
     reasons = page.get_by_role("list", name="Why rows were rejected").get_by_role("listitem")
     await expect(reasons).to_have_count(2)
     await expect(reasons.nth(0)).to_have_text("300 rows: Subscription Date … is not a YYYY-MM-DD date (first on line 2)")
@@ -50,7 +50,7 @@ async def test_a_file_whose_rows_were_all_rejected_says_so_with_its_reasons(page
     await expect(page.get_by_role("link", name="Download rejected rows (400, CSV)")).to_be_visible()
     # The end was said once through the live region.
     await expect(page.locator("#announcer")).to_have_text(
-        "Import of all rejected.csv completed with problems: 0 of 400 rows imported (400 rejected)")
+        "Import of all rejected.csv completed with problems: 0 of 400 rows imported (400 rejected, 1 column ignored)")
     await screenshot(page, "job-completed-with-problems-desktop")
 
 

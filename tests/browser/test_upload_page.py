@@ -12,17 +12,38 @@ from server.generate import generate
 pytestmark = pytest.mark.browser
 
 
-async def slow_uploads(page, seconds: float = 1.5) -> list[str]:
-    """Each tus request held a while, so the test can act mid-upload; the methods seen are returned."""
-    seen: list[str] = []
+class HeldUploads:
+    """Every tus PATCH held until released, so the test acts mid-upload; the methods seen are kept."""
 
-    async def hold(route):
-        seen.append(route.request.method)
-        if route.request.method == "PATCH":
-            await asyncio.sleep(seconds)
-        await route.continue_()
-    await page.route("**/uploads**", hold)
-    return seen
+    def __init__(self, page) -> None:
+        self.seen: list[str] = []
+        self.release = asyncio.Event()
+        self.delete_seen = asyncio.Event()
+        self.patch_ended = asyncio.Event()  # a PATCH got its answer, or was given up
+        for event in ("requestfinished", "requestfailed"):
+            page.on(event, self._ended)
+
+    def _ended(self, request) -> None:
+        if request.method == "PATCH" and "/uploads" in request.url:
+            self.patch_ended.set()
+
+    async def route(self, route) -> None:
+        method = route.request.method
+        self.seen.append(method)
+        if method == "DELETE":
+            self.delete_seen.set()
+        if method == "PATCH":
+            await self.release.wait()
+        try:
+            await route.continue_()
+        except Exception:  # noqa: BLE001 - the page gave this request up meanwhile (a cancelled upload)
+            pass
+
+
+async def hold_uploads(page) -> HeldUploads:
+    held = HeldUploads(page)
+    await page.route("**/uploads**", held.route)
+    return held
 
 
 async def start_upload(page, path) -> None:
@@ -36,13 +57,13 @@ async def test_leaving_during_an_upload_asks_first(page, live_app, tmp_path):
     path = tmp_path / "leave.csv"
     generate(path, 2_000)
     await page.goto(url)
-    await slow_uploads(page, 4)
+    held = await hold_uploads(page)
     await start_upload(page, path)
+    dialog = asyncio.get_running_loop().create_future()
+    page.once("dialog", lambda d: dialog.done() or dialog.set_result(d.type))
     await page.close(run_before_unload=True)  # the test's answer is "stay"
-    for _ in range(50):
-        if page.watch.dialogs:
-            break
-        await asyncio.sleep(0.1)
+    assert await asyncio.wait_for(dialog, 10) == "beforeunload"
+    held.release.set()
     assert [d.split(":")[0] for d in page.watch.dialogs] == ["beforeunload"]
     assert not page.is_closed()
 
@@ -52,18 +73,15 @@ async def test_an_upload_can_be_cancelled_and_the_server_is_told(page, live_app,
     path = tmp_path / "cancel.csv"
     generate(path, 2_000)
     await page.goto(url)
-    seen = await slow_uploads(page, 3)
+    held = await hold_uploads(page)
     await start_upload(page, path)
     await page.get_by_role("button", name="Cancel upload").click()
     await expect(page.locator("#upload-message")).to_have_text("The upload was cancelled; nothing was imported.")
     await expect(page.locator("#upload-progress")).to_be_hidden()
     await expect(page.get_by_role("button", name="Start import")).to_be_enabled()  # the file is still chosen
-    for _ in range(50):
-        if "DELETE" in seen:
-            break
-        await asyncio.sleep(0.1)
-    assert "DELETE" in seen
-    await asyncio.sleep(3.5)  # the held PATCH ends; still no job
+    await asyncio.wait_for(held.delete_seen.wait(), 10)
+    held.release.set()  # the held PATCH goes on and ends; still no job after it
+    await asyncio.wait_for(held.patch_ended.wait(), 10)
     assert await db.value("SELECT count(*) FROM import_jobs") == 0
 
 

@@ -86,13 +86,19 @@ function main() {
   $("new-customer-button").addEventListener("click", () => form.openNew());
 
   // The phone's tabs (hidden on wider screens, where both panels show).
-  for (const [tab, name] of [["tab-customers", "customers"], ["tab-import", "import"]]) {
-    $(tab).addEventListener("click", () => {
-      document.body.dataset.tab = name;
-      $("tab-customers").setAttribute("aria-selected", String(name === "customers"));
-      $("tab-import").setAttribute("aria-selected", String(name === "import"));
-    });
+  function showTab(name) {
+    document.body.dataset.tab = name;
+    $("tab-customers").setAttribute("aria-selected", String(name === "customers"));
+    $("tab-import").setAttribute("aria-selected", String(name === "import"));
   }
+  $("tab-customers").addEventListener("click", () => showTab("customers"));
+  $("tab-import").addEventListener("click", () => showTab("import"));
+  // The empty list points to the import that fills it.
+  $("empty-import-button").addEventListener("click", () => {
+    showTab("import");
+    $("import-heading").scrollIntoView({ block: "start" });
+    $("file-input").focus();
+  });
 
   feed.start();
   list.render();

@@ -7,7 +7,10 @@
 import { ApiError, createCustomer, deleteCustomer, getCustomer, releaseCustomer, updateCustomer } from "./api.js";
 import { announce } from "./announce.js";
 import { CustomerHistory } from "./customer-history.js";
-import { $, setText } from "./dom.js";
+import { $, formatTime, setText } from "./dom.js";
+
+// The API's shape check for an email (server/views/customer_models.py): local@domain.tld, no spaces.
+const EMAIL = /^[^@\s]+@[^@\s]+\.[^@\s.]+$/;
 
 // The customer fields, as the page renders them from server/fields.py: one control each.
 function fieldNames() {
@@ -40,6 +43,17 @@ export class CustomerForm {
       if (this.customer && this.onClosedOn) this.onClosedOn(this.customer.id);
     });
     $("delete-customer-button").addEventListener("click", () => this.remove());
+    // A wrong email is said at its field as soon as the person leaves it, not only on Save.
+    for (const name of this.fields) {
+      const control = this.input(name);
+      if (control.type !== "email") continue;
+      control.addEventListener("change", () => {
+        const problem = fieldProblem(control);
+        setText($(`e-${name}`), problem || "");
+        if (problem) control.setAttribute("aria-invalid", "true");
+        else control.removeAttribute("aria-invalid");
+      });
+    }
     $("release-button").addEventListener("click", () => this.release());
   }
 
@@ -59,7 +73,7 @@ export class CustomerForm {
     const release = $("release-button");
     if (customer && customer.updated_manually_at) {
       const by = customer.updated_manually_by ? ` by ${customer.updated_manually_by}` : "";
-      setText(note, `Edited by hand${by} on ${new Date(customer.updated_manually_at).toLocaleString()}: `
+      setText(note, `Edited by hand${by} on ${formatTime(customer.updated_manually_at)}: `
         + "imports leave this customer alone. Saving keeps it so.");
       release.hidden = false;
     } else {
@@ -109,6 +123,7 @@ export class CustomerForm {
       await this.load(id);
     } catch (error) {
       if (error instanceof ApiError && error.status === 404) this.onGone(id);
+      delete $("list-message").dataset.tone;
       setText($("list-message"), `Could not open the customer: ${error.message}`);
       return;
     }
@@ -171,14 +186,12 @@ export class CustomerForm {
     if (first) first.focus();
   }
 
-  // What the browser knows is wrong before asking the server: a date input
-  // holding something that is no date gives "" as its value, which would
-  // otherwise be saved as no date at all.
+  // Refused at the field before anything is sent (see fieldProblem).
   checkLocally() {
-    const bad = this.fields.filter((name) => this.input(name).validity.badInput);
+    const bad = this.fields.map((name) => ({ field: name, message: fieldProblem(this.input(name)) }))
+      .filter((problem) => problem.message);
     if (bad.length) {
-      this.showErrors({ fields: bad.map((name) => ({ field: name,
-        message: "This is not a date of the calendar (check the day and the month), or leave the field empty." })) });
+      this.showErrors({ fields: bad });
       return false;
     }
     return true;
@@ -224,7 +237,12 @@ export class CustomerForm {
       this.etag = etag;
       this.dialog.close();
       this.onSaved(customer);
-      announce(`Saved ${customer.customer_id}.`);
+      const words = `Saved ${displayName(customer)} (${customer.customer_id}).`;
+      announce(words);
+      // Seen, not only heard: the list says so until its next change.
+      const message = $("list-message");
+      setText(message, words);
+      message.dataset.tone = "ok";
     } catch (error) {
       if (error instanceof ApiError && error.status === 412) {
         await this.reloadAfterConflict();
@@ -263,7 +281,7 @@ export class CustomerForm {
 
   async remove() {
     if (!this.customer) return;
-    const who = [this.customer.first_name, this.customer.last_name].filter(Boolean).join(" ") || this.customer.customer_id;
+    const who = displayName(this.customer);
     if (!window.confirm(`Delete ${who} (${this.customer.customer_id})? This cannot be undone.`)) return;
     try {
       await deleteCustomer(this.customer.id, this.etag);
@@ -274,6 +292,24 @@ export class CustomerForm {
       else this.fail(error);
     }
   }
+}
+
+function displayName(customer) {
+  return [customer.first_name, customer.last_name].filter(Boolean).join(" ") || customer.customer_id;
+}
+
+// What the browser can tell is wrong before the server is asked: a date input
+// holding no date of the calendar (its value is then "", which would save as
+// no date at all), an email not shaped like one.
+function fieldProblem(control) {
+  if (control.validity.badInput) {
+    return "This is not a date of the calendar (check the day and the month), or leave the field empty.";
+  }
+  const value = control.value.trim();
+  if (control.type === "email" && value !== "" && !EMAIL.test(value)) {
+    return "This is not an email address: it should look like name@example.com, without spaces.";
+  }
+  return null;
 }
 
 // pydantic's words as a person would say them: "Value error, is not an email

@@ -2,7 +2,7 @@
 // (GET /customers/{id}/history), a page at a time.
 
 import { customerHistory } from "./api.js";
-import { el, setText } from "./dom.js";
+import { el, formatTime, setText } from "./dom.js";
 
 const PAGE = 20;
 
@@ -45,7 +45,7 @@ export class CustomerHistory {
   }
 
   item(entry) {
-    const when = new Date(entry.at).toLocaleString("en", { dateStyle: "medium", timeStyle: "short" });
+    const when = formatTime(entry.at);
     const order = (field) => this.fields.indexOf(field);
     const changes = Object.entries(entry.changes || {}).sort(([a], [b]) => order(a) - order(b));
     return el("li", { dataset: { action: entry.action } },

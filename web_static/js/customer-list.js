@@ -8,7 +8,7 @@
 // scrolling back never asks the server again.
 
 import { ApiError, customersPage } from "./api.js";
-import { $, el, formatNumber, setText } from "./dom.js";
+import { $, el, formatDate, formatNumber, formatTime, setText } from "./dom.js";
 
 // The row height comes from the CSS (--row-height: taller on a phone, for 44 px targets).
 const DEFAULT_ROW_HEIGHT = 40;
@@ -58,6 +58,7 @@ export class CustomerList {
   reset(q = this.q) {
     this.q = q;
     this.notice = "";
+    delete $("list-message").dataset.tone;
     $("list-note").hidden = !q || (this.view.sort === "id" && this.view.job == null && !this.view.edited);
     this.generation += 1;
     this.clear();
@@ -94,14 +95,18 @@ export class CustomerList {
       const view = this.q ? {} : this.view;
       const first = this.next == null && this.items.length === 0;
       const page = await customersPage({ limit: this.pageSize, after: this.next, q: this.q, ...view,
-        total: first && !this.q }, this.controller.signal);
+        total: first }, this.controller.signal);
       if (generation !== this.generation) return;
       if (page.total != null) this.showTotal(page);
       this.items.push(...(page.items || []));
       this.next = page.next ?? null;
       this.done = this.next == null;
-      setText($("list-message"), this.done && this.items.length === 0
-        ? (this.q ? `No customer matches “${this.q}”.` : "No customers yet.") : this.notice);
+      const empty = this.done && this.items.length === 0;
+      const filtered = this.q || this.view.job != null || this.view.edited;
+      // An empty table (not an empty search) points to the import that fills it.
+      $("list-empty").hidden = !(empty && !filtered);
+      setText($("list-message"), empty && this.q ? `No customer matches “${this.q}”.`
+        : empty && filtered ? "No customer matches this filter." : this.notice);
     } catch (error) {
       if (generation !== this.generation || error.name === "AbortError") return;
       if (error instanceof ApiError && error.status === 422 && this.pageSize > MIN_PAGE_SIZE) {
@@ -179,7 +184,16 @@ export class CustomerList {
     this.reset();
   }
 
+  // What the words above the list count is what the list shows: the matches
+  // of a search or a filter (capped), else the table (an estimate when large).
   showTotal(page) {
+    if (page.matches != null) {
+      const words = page.matches_capped
+        ? `More than ${formatNumber(page.matches)} matches`
+        : `${formatNumber(page.matches)} ${page.matches === 1 ? "match" : "matches"}`;
+      setText($("list-total"), words);
+      return;
+    }
     const words = page.total_is_estimate
       ? `About ${formatNumber(page.total)} customers in all (an estimate from table statistics)`
       : `${formatNumber(page.total)} ${page.total === 1 ? "customer" : "customers"} in all`;
@@ -224,25 +238,33 @@ export class CustomerList {
 
   buildRow(customer, index) {
     const name = [customer.first_name, customer.last_name].filter(Boolean).join(" ") || customer.customer_id;
-    const nameCell = el("span", { role: "cell", className: "c-name" }, el("span", { className: "name", text: name }));
+    // The whole name in its title: a narrow column cuts it, the mark beside it never does.
+    const nameCell = el("span", { role: "cell", className: "c-name" },
+      el("span", { className: "name", text: name, title: name }));
     if (customer.updated_manually_at) {
       // The mark says imports will leave this row alone from now on.
       nameCell.append(el("span", {
         className: "mark-manual", text: "edited",
         title: `Edited by hand${customer.updated_manually_by ? ` by ${customer.updated_manually_by}` : ""} on `
-          + `${new Date(customer.updated_manually_at).toLocaleString()}; imports skip this customer`,
+          + `${formatTime(customer.updated_manually_at)}; imports skip this customer`,
       }));
     }
     const edit = el("button", { type: "button", className: "small", text: "Edit", "aria-label": `Edit ${name}` });
-    edit.addEventListener("click", () => this.onEdit(customer.id));
+    edit.addEventListener("click", (event) => {
+      event.stopPropagation();
+      this.onEdit(customer.id);
+    });
     const place = [customer.city, customer.country].filter(Boolean).join(", ");
     const row = el("div", { className: "list-row", role: "row", "aria-rowindex": String(index + 2) },
       nameCell,
+      el("span", { role: "cell", className: "c-cid mono", text: customer.customer_id ?? "" }),
       el("span", { role: "cell", className: "c-company", text: customer.company ?? "" }),
       el("span", { role: "cell", className: "c-email", text: customer.email ?? "" }),
       el("span", { role: "cell", className: "c-place", text: place }),
-      el("span", { role: "cell", className: "c-date num", text: customer.subscription_date ?? "" }),
+      el("span", { role: "cell", className: "c-date num", text: formatDate(customer.subscription_date) }),
       el("span", { role: "cell", className: "c-actions" }, edit));
+    // A click anywhere on the row opens the customer (the Edit button is its keyboard way in).
+    row.addEventListener("click", () => this.onEdit(customer.id));
     row.dataset.id = String(customer.id);
     if (customer.updated_manually_at) row.classList.add("manual");
     if (customer.id === this.freshId) row.classList.add("fresh");

@@ -39,14 +39,31 @@ export function formatBytes(bytes) {
   return `${value.toFixed(unit === 0 ? 0 : 1)} ${units[unit]}`;
 }
 
+// Short jobs to the tenth of a second ("Took 0 s" for 10,000 rows says nothing).
 export function formatDuration(seconds) {
   if (seconds == null || !Number.isFinite(seconds)) return "—";
+  if (seconds < 10) return `${Math.max(0, seconds).toFixed(1)} s`;
   const s = Math.max(0, Math.round(seconds));
   const h = Math.floor(s / 3600);
   const m = Math.floor((s % 3600) / 60);
   if (h > 0) return `${h} h ${m} min`;
   if (m > 0) return `${m} min ${s % 60} s`;
   return `${s} s`;
+}
+
+// One way to write dates on the whole page: the person's own (the browser's locale).
+const dateFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium" });
+const timeFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
+
+// An ISO date ("2021-05-03", a calendar day: no time zone moves it) in the person's format.
+export function formatDate(iso) {
+  const match = /^(\d{4})-(\d{2})-(\d{2})$/.exec(iso || "");
+  return match ? dateFormat.format(new Date(Number(match[1]), Number(match[2]) - 1, Number(match[3]))) : (iso ?? "");
+}
+
+// An ISO timestamp in the person's format and time zone.
+export function formatTime(iso) {
+  return iso ? timeFormat.format(new Date(iso)) : "";
 }
 
 export function debounce(fn, ms) {

@@ -6,7 +6,7 @@
 
 import { ApiError, controlJob, recentRows, rejectReasons, rejectsUrl } from "./api.js";
 import { announce } from "./announce.js";
-import { $, el, formatBytes, formatDuration, formatNumber, setText } from "./dom.js";
+import { $, el, formatBytes, formatDuration, formatNumber, formatTime, setText } from "./dom.js";
 
 export const ACTIVE = new Set(["queued", "running", "paused"]);
 const SETTLED = new Set(["paused", "completed", "failed", "cancelled"]);
@@ -96,7 +96,7 @@ export class ImportPanel {
     const shownStatus = job.status === "paused" && job.worker ? "pausing" : job.status;
     setText(badge, shownStatus === "pausing" ? "pausing…" : shownStatus);
     badge.dataset.status = shownStatus;
-    badge.dataset.problems = String(job.status === "completed" && job.rejected > 0);
+    badge.dataset.problems = String(hasProblems(job));
 
     const total = Number(job.bytes_total) || 0;
     this.shownBytes = Math.max(this.shownBytes, Number(job.bytes_done) || 0);
@@ -111,6 +111,7 @@ export class ImportPanel {
     bar.setAttribute("aria-valuenow", String(this.shownBytes));
     bar.setAttribute("aria-valuetext", `${this.shownPercent.toFixed(1)}% (${size(this.shownBytes)} of ${size(total)})`);
     bar.dataset.status = job.status;
+    bar.dataset.problems = String(hasProblems(job));
     $("job-bar-fill").style.width = `${Math.min(100, this.shownPercent)}%`;
 
     setText($("job-percent"), `${this.shownPercent.toFixed(1)}%`);
@@ -127,9 +128,10 @@ export class ImportPanel {
     error.hidden = !job.error;
     setText(error, job.error || "");
 
-    $("pause-button").disabled = !(job.status === "queued" || job.status === "running");
-    $("resume-button").disabled = job.status !== "paused";
-    $("cancel-button").disabled = !ACTIVE.has(job.status);
+    // Only the controls that apply now are shown; a finished job has none.
+    $("pause-button").hidden = !(job.status === "queued" || job.status === "running");
+    $("resume-button").hidden = job.status !== "paused";
+    $("cancel-button").hidden = !ACTIVE.has(job.status);
     const link = $("rejects-link");
     link.hidden = !(job.rejected > 0);
     const href = rejectsUrl(job.id);
@@ -147,9 +149,10 @@ export class ImportPanel {
     const { text, tone } = outcome(job);
     box.dataset.tone = tone;
     setText($("job-outcome-text"), text[0].toUpperCase() + text.slice(1));
-    const seconds = job.started_at ? (Date.parse(job.finished_at || job.updated_at) - Date.parse(job.started_at)) / 1000 : null;
+    const seconds = jobSeconds(job);
     setText($("job-duration"), seconds == null ? "" : `Took ${formatDuration(seconds)}, from ${formatTime(job.started_at)}.`);
     const ignored = $("job-ignored");
+    ignored.dataset.tone = "warning";
     const unknown = job.unknown_columns || [];
     ignored.hidden = unknown.length === 0;
     setText(ignored, unknown.length === 0 ? ""
@@ -236,6 +239,17 @@ export class ImportPanel {
   }
 }
 
+// How long a job ran, in seconds (null before it started).
+export function jobSeconds(job) {
+  if (!job.started_at) return null;
+  return (Date.parse(job.finished_at || job.updated_at) - Date.parse(job.started_at)) / 1000;
+}
+
+// A finished job that left something out (rejected rows, an ignored column) is amber, never green.
+export function hasProblems(job) {
+  return job.status === "completed" && (job.rejected > 0 || (job.unknown_columns || []).length > 0);
+}
+
 // What the job did, in a sentence that starts lower case; `tone` for its colour.
 export function outcome(job) {
   const rows = Number(job.rows_done) || 0;
@@ -243,11 +257,14 @@ export function outcome(job) {
   const counted = `${formatNumber(imported)} of ${formatNumber(rows)} ${rows === 1 ? "row" : "rows"} imported`;
   const notes = [];
   if (job.rejected > 0) notes.push(`${formatNumber(job.rejected)} rejected`);
+  if (job.unchanged > 0) notes.push(`${formatNumber(job.unchanged)} unchanged`);
   if (job.skipped_manual > 0) notes.push(`${formatNumber(job.skipped_manual)} skipped (edited by hand)`);
+  const ignored = (job.unknown_columns || []).length;
+  if (ignored > 0) notes.push(`${formatNumber(ignored)} ${ignored === 1 ? "column" : "columns"} ignored`);
   const tail = notes.length ? ` (${notes.join(", ")})` : "";
   switch (job.status) {
     case "completed":
-      return job.rejected > 0
+      return hasProblems(job)
         ? { text: `completed with problems: ${counted}${tail}`, tone: "warning" }
         : { text: `completed: ${counted}${tail}`, tone: "ok" };
     case "failed":
@@ -259,8 +276,4 @@ export function outcome(job) {
     default:
       return { text: `${job.status}: ${counted}${tail}`, tone: "ok" };
   }
-}
-
-function formatTime(iso) {
-  return new Date(iso).toLocaleString("en", { dateStyle: "medium", timeStyle: "short" });
 }

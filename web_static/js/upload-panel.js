@@ -75,15 +75,33 @@ export class UploadPanel {
     this.input.disabled = this.uploading;
   }
 
+  // Start applies what Preview would: the same detection, a misspelled column
+  // sent to its suggested field. When a column matches no field but looks like
+  // one, the import does not start: the preview opens with the suggestion
+  // chosen, for the person to confirm with a second Start.
   async start() {
     const file = this.input.files && this.input.files[0];
     if (!file || this.jobActive || this.uploading) return;
     const previewed = this.preview && this.preview.file === file ? this.preview : null;
     await this.withUpload(file, async (uploadId) => {
+      if (!previewed) {
+        setText($("upload-label"), "Reading the file");
+        const preview = await previewUpload(uploadId);
+        this.preview = { file, uploadId, detected: detectedFields(preview), options: {} };
+        const unplaced = preview.columns.filter((column) => !column.field && column.suggestions.length);
+        if (unplaced.length) {
+          this.renderPreview(preview, true);
+          $("preview-heading").focus();
+          return `Not started: ${unplaced.map((c) => `column ${c.name} matches no field (suggested: ${
+            c.suggestions.map((name) => fieldLabel(preview, name)).join(", ")})`).join("; ")}. `
+            + "Check where each column goes below, then press Start import again.";
+        }
+      }
       setText($("upload-label"), "Starting the import");
       this.onJob(await importUpload(uploadId, previewed ? this.chosenOptions() : {}));
       this.input.value = "";
       this.clearPreview();
+      return "";
     }, previewed && previewed.uploadId);
   }
 
@@ -93,13 +111,13 @@ export class UploadPanel {
     await this.withUpload(file, async (uploadId) => {
       setText($("upload-label"), "Reading the file");
       const preview = await previewUpload(uploadId);
-      const detected = Object.fromEntries(preview.columns.map((c) => [c.name, c.field]));
-      this.preview = { file, uploadId, detected, options: {} };
+      this.preview = { file, uploadId, detected: detectedFields(preview), options: {} };
       this.renderPreview(preview, true);
+      return "";
     });
   }
 
-  // Upload `file` (unless it is uploaded already), then `then(uploadId)`; errors shown under the form.
+  // Upload `file` (unless it is uploaded already), then `then(uploadId)`; its words (or the error) shown under the form.
   async withUpload(file, then, uploadedId = null) {
     const message = $("upload-message");
     setText(message, "");
@@ -120,8 +138,7 @@ export class UploadPanel {
         onStart: (cancel) => { this.cancel = cancel; },
       });
       this.cancel = null;
-      await then(uploadId);
-      setText(message, "");
+      setText(message, await then(uploadId));
     } catch (error) {
       setText(message, error.message);
       if (error instanceof ApiError && error.status === 409 && error.body.job) this.onJob(error.body.job);
@@ -169,31 +186,79 @@ export class UploadPanel {
       : `dates ${preview.date_format}`;
     setText($("preview-settings"),
       `${preview.encoding}, delimiter ${tab}, ${dates}; about ${formatNumber(preview.estimated_rows)} rows`);
-    if (withColumns) {
-      const body = $("preview-columns");
-      body.replaceChildren();
-      for (const column of preview.columns) {
-        const select = el("select", { "aria-label": `Field for column ${column.name}`, dataset: { column: column.name } });
-        select.append(el("option", { value: "", text: "— ignore —" }));
-        for (const field of preview.fields) select.append(el("option", { value: field.name, text: field.label }));
-        // A column the rules did not place gets the closest field, for the person to confirm or change.
-        select.value = column.field || column.suggestions[0] || "";
-        select.addEventListener("change", () => this.refreshRows());
-        const hint = !column.field && column.suggestions.length ? ` (suggested: ${column.suggestions.join(", ")})` : "";
-        body.append(el("tr", {}, el("td", { text: column.name + hint }), el("td", {}, select)));
-      }
-    }
+    const examples = preview.non_ascii_examples || [];
+    const accents = $("preview-examples");
+    accents.hidden = examples.length === 0;
+    setText(accents, examples.length ? `Letters beyond ASCII, as they will be stored: ${examples.join(", ")}` : "");
+    if (withColumns) this.renderColumns(preview);
     const rows = $("preview-rows");
     rows.replaceChildren();
     for (const row of preview.rows) {
-      const cells = row.reject
-        ? [row.line_no, row.raw || "", "", "", "", "", row.reject]
-        : [row.line_no, row.customer_id, row.first_name, row.last_name, row.email, row.subscription_date, ""];
-      rows.append(el("tr", { className: row.reject ? "rejected" : "" }, ...cells.map((v) => el("td", { text: v ?? "" }))));
+      if (row.reject) {
+        // The raw line has its own full-width row: it is the whole record, not one field.
+        rows.append(el("tr", { className: "rejected" },
+          el("td", { className: "num", text: row.line_no ?? "" }),
+          el("td", { colspan: "5", text: row.reject })));
+        rows.append(el("tr", { className: "rejected raw" },
+          el("td", {}), el("td", { colspan: "5" }, el("code", { text: row.raw || "" }))));
+      } else {
+        const cells = [row.customer_id, row.first_name, row.last_name, row.email, row.subscription_date];
+        rows.append(el("tr", {}, el("td", { className: "num", text: row.line_no ?? "" }),
+          ...cells.map((v) => el("td", { text: v ?? "" }))));
+      }
     }
     $("preview").hidden = false;
     if (withColumns && this.preview) this.refreshRows();
   }
+
+  renderColumns(preview) {
+    const body = $("preview-columns");
+    body.replaceChildren();
+    // The values column only when the server checked values (an older server does not).
+    body.closest("table").dataset.checks = String(preview.columns.some((column) => column.check));
+    for (const column of preview.columns) {
+      const select = el("select", { "aria-label": `Field for column ${column.name}`, dataset: { column: column.name } });
+      select.append(el("option", { value: "", text: "— ignore —" }));
+      for (const field of preview.fields) select.append(el("option", { value: field.name, text: field.label }));
+      // A column the rules did not place gets the closest field, for the person to confirm or change.
+      select.value = column.field || column.suggestions[0] || "";
+      const hint = !column.field && column.suggestions.length
+        ? ` (suggested: ${column.suggestions.map((name) => fieldLabel(preview, name)).join(", ")})` : "";
+      const check = checkCell(column.check);
+      const row = el("tr", {}, el("td", { text: column.name + hint }), el("td", {}, select), check);
+      const mark = () => { row.dataset.ignored = String(select.value === ""); };
+      select.addEventListener("change", () => {
+        mark();
+        this.refreshRows();
+      });
+      mark();
+      body.append(row);
+    }
+  }
+}
+
+function detectedFields(preview) {
+  return Object.fromEntries(preview.columns.map((c) => [c.name, c.field]));
+}
+
+function fieldLabel(preview, name) {
+  const field = (preview.fields || []).find((f) => f.name === name);
+  return field ? field.label : name;
+}
+
+const CHECK_WORDS = { email: "emails", date: "dates", phone: "phone numbers", url: "web addresses" };
+
+// How many sampled values look like what the field holds; a warning when most do not.
+function checkCell(check) {
+  if (!check) return el("td", { className: "check", text: "" });
+  const what = CHECK_WORDS[check.kind] || check.kind;
+  const cell = el("td", { className: "check" },
+    `${formatNumber(check.matching)} of ${formatNumber(check.sampled)} look like ${what}`);
+  if (check.warning) {
+    cell.dataset.warning = "true";
+    cell.append(el("span", { className: "check-warning", text: check.warning }));
+  }
+  return cell;
 }
 
 // The byte bar and its figures: bytes, percent, speed and time left.
