@@ -302,7 +302,8 @@ async def test_reject_reasons_group_rows_that_failed_the_same_way_whatever_their
     resp = await client.get(f"/import/jobs/{job['id']}/reject-reasons")
     assert resp.status == 200, await resp.text()
     items = (await resp.json())["items"]
-    assert items[0] == {"reason": "Subscription Date … is not a YYYY-MM-DD date", "rows": 3, "first_line": 3}
+    assert items[0] == {"reason": "Subscription Date … does not match the date layout YYYY-MM-DD",
+                        "rows": 3, "first_line": 3}
     assert {(i["reason"], i["rows"]) for i in items[1:]} == {
         ("Customer Id is empty", 1), ("expected 13 fields, found 4", 1)}
     assert sum(i["rows"] for i in items) == 5

@@ -7,7 +7,7 @@ import difflib
 import re
 
 from ..fields import IMPORTED_NAMES, header_names, normalise_name
-from .inflate import is_gzip, read_head
+from .inflate import BrokenGzip, is_gzip, read_head
 
 # The columns of the customers table that a file can fill, in COPY order.
 CUSTOMER_COLUMNS = IMPORTED_NAMES
@@ -25,6 +25,23 @@ MAX_UNKNOWN_NAMES = 50
 MAX_NAME_CHARS = 100
 MAX_SUGGESTIONS = 3
 _SEP_LINE = re.compile(r"sep=(.)\r?\n?")
+# The evidence for UTF-8: its valid multi-byte sequences (RFC 3629's table, no surrogates, no overlongs).
+_UTF8_SEQUENCE = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|\xe0[\xa0-\xbf][\x80-\xbf]|[\xe1-\xec\xee\xef][\x80-\xbf]{2}"
+                            rb"|\xed[\x80-\x9f][\x80-\xbf]|\xf0[\x90-\xbf][\x80-\xbf]{2}"
+                            rb"|[\xf1-\xf3][\x80-\xbf]{3}|\xf4[\x80-\x8f][\x80-\xbf]{2}")
+# A sequence the sample's end cut short is no evidence either way.
+_CUT_SEQUENCE = re.compile(rb"(?:[\xc2-\xf4]|[\xe0-\xf4][\x80-\xbf]|[\xf0-\xf4][\x80-\xbf]{2})\Z")
+_HIGH_BYTES = bytes(range(0x80, 0x100))
+# UTF-8 while at least this share of the evidence (valid sequences + invalid bytes) is valid UTF-8.
+UTF8_SHARE = 0.9
+# Bytes no text file holds: C0 controls but tab, LF, FF, CR (and ESC, SUB, which old exports keep).
+_CONTROL_BYTES = bytes(set(range(0x20)) - {0x09, 0x0a, 0x0c, 0x0d, 0x1a, 0x1b}) + b"\x7f"
+BINARY_SAMPLE = 8192
+BINARY_SHARE = 0.02  # of the sample's first bytes; a NUL in one row of a CSV is far fewer
+# The first bytes of files people mistake for a CSV (images, archives, documents, spreadsheets).
+_BINARY_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"%PDF-", b"PK\x03\x04", b"PK\x05\x06",
+                 b"\xd0\xcf\x11\xe0", b"7z\xbc\xaf", b"Rar!", b"\x7fELF", b"BZh", b"\xfd7zXZ\x00",
+                 b"\x28\xb5\x2f\xfd", b"RIFF", b"OggS", b"ID3", b"\x00\x00\x01\x00", b"SQLite format 3")
 
 
 class FileRejected(Exception):
@@ -33,6 +50,18 @@ class FileRejected(Exception):
 
 class NotCsvText(FileRejected):
     """Not text a CSV file is made of (binary, not UTF-8, no line breaks)."""
+
+
+class EncodingUnclear(FileRejected):
+    """The sample is partly valid UTF-8 and partly not: only the person can say which it is."""
+
+    choices = ("utf-8", "windows-1252")
+
+    def __init__(self, valid: int, invalid: int):
+        super().__init__(
+            f"the encoding is unclear: the sample holds {valid} valid UTF-8 characters and {invalid} bytes "
+            "that are not UTF-8; choose encoding utf-8 (lines that are not UTF-8 become rejects) or "
+            "windows-1252 (every line read as Windows-1252)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,12 +90,33 @@ class Header:
 
 
 def read_header(path, max_record_bytes: int, options: dict | None = None) -> Header:
-    header = parse_header(read_head(path, max_record_bytes), max_record_bytes, options)
+    header = parse_header(read_file_head(path, max_record_bytes), max_record_bytes, options)
     return dataclasses.replace(header, gzip=is_gzip(path))
 
 
+def read_file_head(path, limit: int) -> bytes:
+    """A file's first `limit` bytes (inflated if gzip); FileRejected names a broken gzip file."""
+    try:
+        return read_head(path, limit)
+    except BrokenGzip as exc:
+        raise FileRejected(str(exc)) from None
+
+
+def read_records_up_to(max_record_bytes: int) -> None:
+    """Let Python's csv module read fields as long as the engine's record limit (its default: 128 KB).
+
+    Process-wide, and every reader of a process sets the same configured value.
+    """
+    csv.field_size_limit(max(max_record_bytes, 1))
+
+
 def detect_encoding(data: bytes, wanted: str = "auto") -> tuple[str, str, int]:
-    """(option value, codec, BOM length): a BOM decides; else UTF-8 if the sample is; else Windows-1252."""
+    """(option value, codec, BOM length): a BOM decides; else the evidence of the bytes (utf8_evidence).
+
+    Mostly valid UTF-8: UTF-8 (its invalid lines become rejects). No valid UTF-8 sequence
+    among non-ASCII bytes: Windows-1252. Both: EncodingUnclear, for the person to choose:
+    a valid UTF-8 row is never read in another encoding unless a person asked for it.
+    """
     for bom, encoding, codec in BOMS:
         if data.startswith(bom) and wanted in ("auto", encoding):
             return encoding, codec, len(bom)
@@ -74,12 +124,35 @@ def detect_encoding(data: bytes, wanted: str = "auto") -> tuple[str, str, int]:
         return "utf-16", "utf-16-be" if data[:1] == b"\x00" else "utf-16-le", 0
     if wanted != "auto":
         return wanted, CODECS[wanted], 0
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        if exc.start < len(data) - 3 or exc.reason != "unexpected end of data":
-            return "windows-1252", "cp1252", 0
-    return "utf-8", "utf-8", 0
+    valid, invalid = utf8_evidence(data)
+    if invalid == 0 or valid >= UTF8_SHARE * (valid + invalid):
+        return "utf-8", "utf-8", 0
+    if valid == 0:
+        return "windows-1252", "cp1252", 0
+    raise EncodingUnclear(valid, invalid)
+
+
+def utf8_evidence(data: bytes) -> tuple[int, int]:
+    """(valid multi-byte UTF-8 sequences, non-ASCII bytes in none of them) in `data`."""
+    data = _CUT_SEQUENCE.sub(b"", data)
+    high = len(data) - len(data.translate(None, _HIGH_BYTES))
+    if high == 0:
+        return 0, 0
+    sequences = _UTF8_SEQUENCE.findall(data)
+    return len(sequences), high - sum(len(s) for s in sequences)
+
+
+def refuse_binary(data: bytes) -> None:
+    """NotCsvText for bytes no CSV file starts with: a known binary format, or control bytes."""
+    if data.startswith(_BINARY_MAGIC):
+        raise NotCsvText("this is not a CSV file: its first bytes are those of a binary file "
+                         "(an image, an archive or a document)")
+    head = data[:BINARY_SAMPLE]
+    controls = len(head) - len(head.translate(None, _CONTROL_BYTES))
+    if controls > BINARY_SHARE * len(head):
+        nul = " (NUL bytes among them)" if b"\x00" in head else ""
+        raise NotCsvText(f"this is not a CSV file: {controls} of its first {len(head)} bytes are "
+                         f"control characters{nul}, which text does not hold")
 
 
 def first_line(data: bytes, start: int, codec: str) -> int:
@@ -97,7 +170,10 @@ def first_line(data: bytes, start: int, codec: str) -> int:
 def parse_header(data: bytes, max_record_bytes: int, options: dict | None = None) -> Header:
     """The header from the first bytes of a file; FileRejected says why it cannot be imported."""
     options = options or {}
-    encoding, codec, offset = detect_encoding(data, options.get("encoding") or "auto")
+    wanted = options.get("encoding") or "auto"
+    if wanted != "utf-16" and not data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        refuse_binary(data)  # before any guess at its encoding, which any bytes would get
+    encoding, codec, offset = detect_encoding(data, wanted)
     line, offset, end = _line(data, offset, codec, max_record_bytes)
     data_line = 2
     sep = _SEP_LINE.fullmatch(line)
@@ -219,5 +295,5 @@ def _capped(name: str) -> str:
     return name if len(name) <= MAX_NAME_CHARS else name[:MAX_NAME_CHARS - 1] + "…"
 
 
-__all__ = ["BOM", "CUSTOMER_COLUMNS", "FileRejected", "Header", "NotCsvText", "normalise_name",
+__all__ = ["BOM", "CUSTOMER_COLUMNS", "EncodingUnclear", "FileRejected", "Header", "NotCsvText", "normalise_name",
            "parse_header", "read_header", "map_header", "suggestions"]

@@ -15,6 +15,20 @@ MAGIC = b"\x1f\x8b"
 _CHUNK = 1024 * 1024
 
 
+class BrokenGzip(Exception):
+    """A gzip file cut off or damaged: its message says which, in words."""
+
+
+def _broken(exc: Exception) -> BrokenGzip:
+    if isinstance(exc, EOFError):
+        return BrokenGzip("the gzip file is cut off: it ends before the end of its compressed data "
+                          "(an upload or copy that did not finish?); send the whole file again")
+    return BrokenGzip(f"the gzip file is damaged and cannot be inflated ({exc}); send an intact copy")
+
+
+_GZIP_ERRORS = (EOFError, zlib.error, gzip.BadGzipFile)
+
+
 def is_gzip(path) -> bool:
     with open(path, "rb") as f:
         return f.read(2) == MAGIC
@@ -37,7 +51,10 @@ def read_head(path, limit: int) -> bytes:
             return f.read(limit)
         f.seek(0)
         with gzip.GzipFile(fileobj=f) as gz:
-            return gz.read(limit)
+            try:
+                return gz.read(limit)
+            except _GZIP_ERRORS as exc:
+                raise _broken(exc) from None
 
 
 class Inflated:
@@ -76,6 +93,12 @@ class Inflated:
         self.pos = offset
 
     def read(self, size: int) -> bytes:
+        try:
+            return self._read(size)
+        except _GZIP_ERRORS as exc:
+            raise _broken(exc) from None
+
+    def _read(self, size: int) -> bytes:
         if self.pos > self.base + len(self.buf):  # forward past what is held: inflate and let it go
             self.base += len(self.buf)
             self.buf.clear()
