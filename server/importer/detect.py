@@ -17,8 +17,8 @@ from collections.abc import Iterator
 
 from ..fields import SUBSCRIPTION_DATE
 from . import dates
-from .header import FileRejected, Header, parse_header, read_file_head, read_records_up_to
-from .inflate import is_gzip
+from .header import FileRejected, Header, parse_header, read_records_up_to
+from .inflate import is_gzip, read_head
 
 SAMPLE_BYTES = 1024 * 1024
 
@@ -38,7 +38,7 @@ def detect(data: bytes, options: dict | None, *, max_record_bytes: int) -> Detec
     layout reads the sampled dates.
     """
     options = dict(options or {})
-    header = parse_header(data[:max(max_record_bytes, 1)], max_record_bytes, options)
+    header = parse_header(data[:max(max_record_bytes, 1)], max_record_bytes, options).check_encoding()
     wanted = options.get("date_format") or "auto"
     if wanted == "auto":
         layout, fits = dates.choose(sampled_column(data, header, header.positions[SUBSCRIPTION_DATE],
@@ -52,14 +52,14 @@ def detect(data: bytes, options: dict | None, *, max_record_bytes: int) -> Detec
 def read_sample(path, max_record_bytes: int) -> tuple[bytes, int]:
     """(the file's first bytes, its size); for a gzip file both uncompressed (the size from its trailer).
 
-    FileRejected when a gzip file is cut off or damaged within the sample.
+    BrokenGzip (a FileRejected) when a gzip file is cut off or damaged within the sample.
     """
     size = os.stat(path).st_size
     if is_gzip(path) and size >= 4:
         with open(path, "rb") as f:
             f.seek(size - 4)
             size = int.from_bytes(f.read(4), "little")  # modulo 4 GiB: an estimate's input only
-    return read_file_head(path, max(SAMPLE_BYTES, max_record_bytes)), size
+    return read_head(path, max(SAMPLE_BYTES, max_record_bytes)), size
 
 
 def detect_file(path, options: dict | None, *, max_record_bytes: int) -> Detected:

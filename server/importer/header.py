@@ -7,7 +7,8 @@ import difflib
 import re
 
 from ..fields import IMPORTED_NAMES, header_names, normalise_name
-from .inflate import BrokenGzip, is_gzip, read_head
+from .inflate import is_gzip, read_head
+from .refusals import FileRejected, NotCsvText
 
 # The columns of the customers table that a file can fill, in COPY order.
 CUSTOMER_COLUMNS = IMPORTED_NAMES
@@ -44,20 +45,13 @@ _BINARY_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"%PDF-", b"PK\x03\x04", 
                  b"\x28\xb5\x2f\xfd", b"RIFF", b"OggS", b"ID3", b"\x00\x00\x01\x00", b"SQLite format 3")
 
 
-class FileRejected(Exception):
-    """The file as a whole cannot be imported; the message says why."""
-
-
-class NotCsvText(FileRejected):
-    """Not text a CSV file is made of (binary, not UTF-8, no line breaks)."""
-
-
 class EncodingUnclear(FileRejected):
     """The sample is partly valid UTF-8 and partly not: only the person can say which it is."""
 
     choices = ("utf-8", "windows-1252")
 
     def __init__(self, valid: int, invalid: int):
+        self.evidence = (valid, invalid)
         super().__init__(
             f"the encoding is unclear: the sample holds {valid} valid UTF-8 characters and {invalid} bytes "
             "that are not UTF-8; choose encoding utf-8 (lines that are not UTF-8 become rejects) or "
@@ -78,6 +72,15 @@ class Header:
     date_format: str = "YYYY-MM-DD"
     fields: tuple[str | None, ...] = ()   # per column: the field it goes to, or None
     gzip: bool = False                    # offsets are then into the inflated stream
+    # auto found mixed evidence (valid UTF-8 sequences, invalid bytes): the header is read as
+    # UTF-8, but no row may be until a person chooses (check_encoding).
+    unclear: tuple[int, int] | None = None
+
+    def check_encoding(self) -> Header:
+        """The header, or EncodingUnclear when its encoding is still for a person to choose."""
+        if self.unclear is not None:
+            raise EncodingUnclear(*self.unclear)
+        return self
 
     @property
     def width(self) -> int:
@@ -90,16 +93,8 @@ class Header:
 
 
 def read_header(path, max_record_bytes: int, options: dict | None = None) -> Header:
-    header = parse_header(read_file_head(path, max_record_bytes), max_record_bytes, options)
+    header = parse_header(read_head(path, max_record_bytes), max_record_bytes, options).check_encoding()
     return dataclasses.replace(header, gzip=is_gzip(path))
-
-
-def read_file_head(path, limit: int) -> bytes:
-    """A file's first `limit` bytes (inflated if gzip); FileRejected names a broken gzip file."""
-    try:
-        return read_head(path, limit)
-    except BrokenGzip as exc:
-        raise FileRejected(str(exc)) from None
 
 
 def read_records_up_to(max_record_bytes: int) -> None:
@@ -168,12 +163,20 @@ def first_line(data: bytes, start: int, codec: str) -> int:
 
 
 def parse_header(data: bytes, max_record_bytes: int, options: dict | None = None) -> Header:
-    """The header from the first bytes of a file; FileRejected says why it cannot be imported."""
+    """The header from the first bytes of a file; FileRejected says why it cannot be imported.
+
+    Mixed encoding evidence is no reason to refuse a header (the upload checks read only that):
+    it is marked `unclear`, and detection and the engine refuse it (check_encoding).
+    """
     options = options or {}
     wanted = options.get("encoding") or "auto"
     if wanted != "utf-16" and not data.startswith((b"\xff\xfe", b"\xfe\xff")):
         refuse_binary(data)  # before any guess at its encoding, which any bytes would get
-    encoding, codec, offset = detect_encoding(data, wanted)
+    unclear = None
+    try:
+        encoding, codec, offset = detect_encoding(data, wanted)
+    except EncodingUnclear as exc:  # the header itself may still be read: its names are ASCII as a rule
+        encoding, codec, offset, unclear = "utf-8", "utf-8", 0, exc.evidence
     line, offset, end = _line(data, offset, codec, max_record_bytes)
     data_line = 2
     sep = _SEP_LINE.fullmatch(line)
@@ -202,7 +205,7 @@ def parse_header(data: bytes, max_record_bytes: int, options: dict | None = None
         raise FileRejected(f"the header line is not valid CSV: {exc}") from None
     header = map_header(columns, data_offset=end, mapping=options.get("mapping"))
     return dataclasses.replace(header, data_line=data_line, encoding=encoding, codec=codec,
-                               delimiter=delimiter,
+                               delimiter=delimiter, unclear=unclear,
                                date_format=_concrete(options.get("date_format")) or header.date_format)
 
 

@@ -11,12 +11,10 @@ from __future__ import annotations
 import gzip
 import zlib
 
+from .refusals import BrokenGzip
+
 MAGIC = b"\x1f\x8b"
 _CHUNK = 1024 * 1024
-
-
-class BrokenGzip(Exception):
-    """A gzip file cut off or damaged: its message says which, in words."""
 
 
 def _broken(exc: Exception) -> BrokenGzip:
@@ -40,8 +38,8 @@ def head(data: bytes, limit: int) -> bytes:
         return data
     try:
         return zlib.decompressobj(wbits=31).decompress(data, limit)
-    except zlib.error:
-        return data  # not a gzip stream after all: the header rules will say what it is
+    except zlib.error as exc:
+        raise _broken(exc) from None
 
 
 def read_head(path, limit: int) -> bytes:

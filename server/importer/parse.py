@@ -95,11 +95,11 @@ def parse_batch(path: Path, header: Header, start_offset: int, start_line: int, 
                                max_record_bytes=max_record_bytes, job_id=job_id, file_size=file_size,
                                max_rows=max_rows, max_rejects=max_rejects, first_chunk=first_chunk,
                                stream_offset=stream_offset)
-        except BrokenGzip as exc:  # met mid-file: the job fails with it, in words
+        except BrokenGzip:  # met mid-file: the job fails with its message (a FileRejected)
             stream = _INFLATED.pop((str(path), job_id), None)
             if stream is not None:
                 stream.close()
-            raise FileRejected(str(exc)) from None
+            raise
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
         if size != file_size:

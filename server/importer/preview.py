@@ -23,7 +23,7 @@ PREVIEW_ROWS = 20
 CHECK_ROWS = 200          # sampled records whose values the column checks look at
 NON_ASCII_EXAMPLES = 5
 _EXAMPLE_CHARS = 256 * 1024  # of the sample's text, searched for non-ASCII words
-_NON_ASCII_WORD = re.compile(r"[^\s,;|\"'\x00-\x1f]*[^\x00-\x7f][^\s,;|\"'\x00-\x1f]*")
+_WORD = re.compile(r"[^\s,;|\"'\x00-\x1f]+")
 _NOUNS = {"email": "email addresses", "phone": "phone numbers", "url": "web addresses"}
 
 
@@ -105,8 +105,9 @@ def non_ascii_examples(data: bytes, header: Header) -> list[str]:
     """Up to NON_ASCII_EXAMPLES distinct words with non-ASCII letters, as the chosen encoding reads them."""
     text = data[header.data_offset:header.data_offset + _EXAMPLE_CHARS * 4].decode(header.codec, "replace")
     found: dict[str, None] = {}
-    for word in _NON_ASCII_WORD.findall(text[:_EXAMPLE_CHARS]):
-        if "\ufffd" not in word and len(word) <= 40:
+    for match in _WORD.finditer(text[:_EXAMPLE_CHARS]):  # words first: linear, whatever the text
+        word = match.group()
+        if not word.isascii() and "\ufffd" not in word and len(word) <= 40:
             found[word] = None
             if len(found) >= NON_ASCII_EXAMPLES:
                 break
