@@ -39,6 +39,7 @@ UTF8_SHARE = 0.9
 _CONTROL_BYTES = bytes(set(range(0x20)) - {0x09, 0x0a, 0x0c, 0x0d, 0x1a, 0x1b}) + b"\x7f"
 BINARY_SAMPLE = 8192
 BINARY_SHARE = 0.02  # of the sample's first bytes; a NUL in one row of a CSV is far fewer
+BINARY_MIN_CONTROLS = 16  # and never fewer: a short file with a NUL in a row is a CSV with a bad row
 # The first bytes of files people mistake for a CSV (images, archives, documents, spreadsheets).
 _BINARY_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"%PDF-", b"PK\x03\x04", b"PK\x05\x06",
                  b"\xd0\xcf\x11\xe0", b"7z\xbc\xaf", b"Rar!", b"\x7fELF", b"BZh", b"\xfd7zXZ\x00",
@@ -144,7 +145,7 @@ def refuse_binary(data: bytes) -> None:
                          "(an image, an archive or a document)")
     head = data[:BINARY_SAMPLE]
     controls = len(head) - len(head.translate(None, _CONTROL_BYTES))
-    if controls > BINARY_SHARE * len(head):
+    if controls > max(BINARY_SHARE * len(head), BINARY_MIN_CONTROLS):
         nul = " (NUL bytes among them)" if b"\x00" in head else ""
         raise NotCsvText(f"this is not a CSV file: {controls} of its first {len(head)} bytes are "
                          f"control characters{nul}, which text does not hold")
