@@ -352,6 +352,7 @@ async def test_the_upload_area_is_no_import_path_not_even_a_finished_file(client
     ({"mapping": "not json"}, "mapping"),
     ({"encoding": "utf-16"}, ""),
     ({"delimiter": "x"}, "delimiter"),
+    ({"delimiter": ";"}, "Customer Id"),  # a delimiter the file does not use: no column is found
 ])
 async def test_a_failed_multipart_preview_leaves_no_upload_and_no_file(client, config, db, fields, named):
     import aiohttp
