@@ -9,6 +9,7 @@ import aiohttp
 import pytest
 
 from tests.importing import HEADER, TERMINAL, row, wait_for_status
+from tests.processes import cli, server_env
 from tests.test_tus import create, patch
 
 NAMES = ("José", "Müller", "Zürich")
@@ -81,6 +82,15 @@ async def test_evidence_that_is_half_utf8_half_not_is_422_naming_both(client, co
     assert (job["inserted"], job["rejected"]) == (4, 4), job
 
 
+async def test_the_command_line_asks_for_the_encoding_when_the_evidence_is_mixed(db, db_url, tmp_path):
+    half = "\n".join([HEADER] + [row(i, f"H{i}", "Müller") for i in range(1, 5)]) + "\n"
+    (tmp_path / "mixed.csv").write_bytes(half.encode() + row(5, "H5", "Müller").encode("cp1252") + b"\n")
+    proc = cli("import", str(tmp_path / "mixed.csv"), "--no-progress", env=server_env(DATABASE_URL=db_url))
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2 and "utf-8" in err and "windows-1252" in err, err
+    assert await db.value("SELECT count(*) FROM import_jobs") == 0
+
+
 async def test_the_preview_shows_decoded_non_ascii_words(client, config):
     resp = await client.post("/import/preview", data=form(utf8_rows(30, bad_at=3)))
     assert resp.status == 200, await resp.text()
@@ -106,10 +116,12 @@ PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x10\x00\x00\x00\x10\x08
        + bytes(range(256)) * 4)
 # name -> (bytes, the answers preview and import may give, what the error names or the rows imported)
 CORPUS = {
-    # Past About Customer's limit (100,000 characters, the API's): a reject that names it, no traceback.
-    "a 500 KB value": (GOOD + row(99, "L99", about=HUGE).encode() + b"\n", 200, 20),
-    "a 500 KB quoted value with line breaks": (GOOD + row(99, "L99", about=f'"{HUGE}\n{HUGE}"').encode() + b"\n",
-                                               200, 20),
+    # Under About Customer's limit (1,000,000 characters, the API's too): imported, no traceback.
+    "a 500 KB value": (GOOD + row(99, "L99", about=HUGE).encode() + b"\n", 200, 21),
+    "a 500 KB quoted value with line breaks": (GOOD + row(99, "L99", about=f'"{HUGE}\n{HUGE[:1000]}"').encode()
+                                               + b"\n", 200, 21),
+    # Past it (a record still under MAX_RECORD_BYTES): a reject that names the field and its limit.
+    "a value past its field's limit": (GOOD + row(99, "L99", about="y" * 1_000_001).encode() + b"\n", 200, 20),
     "a value past the record limit": (GOOD + b"99,L99," + b"x" * (1024**2 + 10) + b"\n", 200, 20),
     "invalid bytes in the first row": (GOOD.replace(b"Lee,Acme", BAD, 1), 200, 19),
     "invalid bytes in a middle row": (GOOD.replace(b"L10,Zo\xc3\xab,Lee,Acme", b"L10,Zo\xc3\xab," + BAD), 200, 19),
