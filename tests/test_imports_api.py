@@ -247,26 +247,7 @@ async def test_a_job_that_ends_while_another_is_being_started_is_never_a_500(cli
     the new job's INSERT conflicts with the active job, which has ended by the time the
     server looks for it to answer 409."""
     write_csv(config.import_dir / "a.csv", [HEADER, row(1, "A1")])
-    active = await db.value("INSERT INTO import_jobs (filename, path, status) "
-                            "VALUES ('held.csv', '/nowhere/held.csv', 'paused') RETURNING id")
-    async with aiopg.connect(db_url) as holder, aiopg.connect(db_url) as locker:
-        hold, lock = await holder.cursor(), await locker.cursor()
-        await hold.execute("BEGIN")
-        await hold.execute("UPDATE import_jobs SET error = 'held' WHERE id = %s", (active,))
-        request = asyncio.create_task(client.post("/import", json={"path": "a.csv"}))
-        await _wait_for_waiters(db, 1)  # the new job's INSERT waits on the held row...
-        await lock.execute("BEGIN")
-        locking = asyncio.create_task(lock.execute("LOCK TABLE import_jobs IN ACCESS EXCLUSIVE MODE"))
-        await _wait_for_waiters(db, 2)  # ...and the table lock queues behind it
-        await hold.execute("ROLLBACK")  # the INSERT meets the active job: a unique violation
-        await locking
-        await lock.execute("UPDATE import_jobs SET status = 'cancelled', finished_at = now() WHERE id = %s",
-                           (active,))
-        await lock.execute("COMMIT")  # the job ended before the server could name it
-        resp = await request
-    assert resp.status in (202, 409), await resp.text()
-    if resp.status == 202:
-        assert (await resp.json())["filename"] == "a.csv"
+    await _race_a_job_that_ends(db, db_url, lambda: client.post("/import", json={"path": "a.csv"}), "a.csv")
 
 
 async def _wait_for_waiters(db, count: int) -> None:
@@ -302,7 +283,8 @@ async def test_reject_reasons_group_rows_that_failed_the_same_way_whatever_their
     resp = await client.get(f"/import/jobs/{job['id']}/reject-reasons")
     assert resp.status == 200, await resp.text()
     items = (await resp.json())["items"]
-    assert items[0] == {"reason": "Subscription Date … is not a YYYY-MM-DD date", "rows": 3, "first_line": 3}
+    assert items[0] == {"reason": "Subscription Date … does not match the date layout YYYY-MM-DD",
+                        "rows": 3, "first_line": 3}
     assert {(i["reason"], i["rows"]) for i in items[1:]} == {
         ("Customer Id is empty", 1), ("expected 13 fields, found 4", 1)}
     assert sum(i["rows"] for i in items) == 5
@@ -311,3 +293,94 @@ async def test_reject_reasons_group_rows_that_failed_the_same_way_whatever_their
     assert len((await one.json())["items"]) == 1
     assert (await client.get("/import/jobs/999/reject-reasons")).status == 404
     assert (await client.get(f"/import/jobs/{job['id']}/reject-reasons?limit=0")).status == 422
+
+
+async def test_a_job_that_ends_while_an_upload_is_being_started_is_never_a_500(client, config, db, db_url):
+    """The same interleaving through the upload-id door, which had no retry of its own (a 500)."""
+    from tests.test_tus import create, patch
+
+    data = ("\n".join([HEADER, row(1, "A1")]) + "\n").encode()
+    url = await create(client, len(data))
+    assert (await patch(client, url, 0, data)).status == 204
+    await _race_a_job_that_ends(db, db_url, lambda: client.post(
+        "/import", json={"upload": url.rsplit("/", 1)[1]}), "customers.csv")
+
+
+async def _race_a_job_that_ends(db, db_url, post, filename: str) -> None:
+    active = await db.value("INSERT INTO import_jobs (filename, path, status) "
+                            "VALUES ('held.csv', '/nowhere/held.csv', 'paused') RETURNING id")
+    async with aiopg.connect(db_url) as holder, aiopg.connect(db_url) as locker:
+        hold, lock = await holder.cursor(), await locker.cursor()
+        await hold.execute("BEGIN")
+        await hold.execute("UPDATE import_jobs SET error = 'held' WHERE id = %s", (active,))
+        request = asyncio.create_task(post())
+        await _wait_for_waiters(db, 1)  # the new job's INSERT waits on the held row...
+        await lock.execute("BEGIN")
+        locking = asyncio.create_task(lock.execute("LOCK TABLE import_jobs IN ACCESS EXCLUSIVE MODE"))
+        await _wait_for_waiters(db, 2)  # ...and the table lock queues behind it
+        await hold.execute("ROLLBACK")  # the INSERT meets the active job: a unique violation
+        await locking
+        await lock.execute("UPDATE import_jobs SET status = 'cancelled', finished_at = now() WHERE id = %s",
+                           (active,))
+        await lock.execute("COMMIT")  # the job ended before the server could name it
+        resp = await request
+    assert resp.status in (202, 409), await resp.text()
+    if resp.status == 202:
+        assert (await resp.json())["filename"] == filename
+
+
+async def test_the_upload_area_is_no_import_path_not_even_a_finished_file(client, config, db):
+    from tests.test_tus import create, patch
+
+    data = ("\n".join([HEADER] + [row(i, f"P{i}") for i in range(1, 200)]) + "\n").encode()
+    url = await create(client, len(data))
+    upload = url.rsplit("/", 1)[1]
+    assert (await patch(client, url, 0, data[:5000])).status == 204  # unfinished: uploads/<id>.tus
+    (config.import_dir / "inner").mkdir()
+    (config.import_dir / "inner" / "link").symlink_to(config.import_dir / "uploads")
+    for path in (f"uploads/{upload}.tus", f"./uploads/{upload}.tus", f"inner/link/{upload}.tus", "uploads",
+                 f"inner/../uploads/{upload}.tus"):
+        for route in ("/import", "/import/preview"):
+            resp = await client.post(route, json={"path": path})
+            assert resp.status == 400, (path, await resp.text())
+            assert "upload" in (await resp.json())["error"], path
+    assert await db.value("SELECT count(*) FROM import_jobs") == 0
+
+
+@pytest.mark.parametrize(("fields", "named"), [
+    ({"mapping": '{"Nope": "first_name"}'}, "Nope"),
+    ({"mapping": "not json"}, "mapping"),
+    ({"encoding": "utf-16"}, ""),
+    ({"delimiter": "x"}, "delimiter"),
+    ({"delimiter": ";"}, "Customer Id"),  # a delimiter the file does not use: no column is found
+])
+async def test_a_failed_multipart_preview_leaves_no_upload_and_no_file(client, config, db, fields, named):
+    import aiohttp
+
+    data = "\n".join([HEADER, row(1, "A1", "Zoë")]) + "\n"
+    body = aiohttp.FormData()
+    for name, value in fields.items():
+        body.add_field(name, value)
+    body.add_field("file", data.encode(), filename="c.csv", content_type="text/csv")
+    resp = await client.post("/import/preview", data=body)
+    assert resp.status in (400, 415, 422), await resp.text()
+    assert named in await resp.text()
+    assert await db.value("SELECT count(*) FROM uploads") == 0
+    assert list((config.import_dir / "uploads").iterdir()) == []
+
+
+async def test_the_preview_checks_what_each_columns_values_look_like(client, config):
+    lines = ["Customer Id,EMAIL,Phone 1,Website,Subscription Date,First Name"]
+    lines += [f"V{i},{i:03}.884.0519x718,+1-650-432-{i:04},http://www.site{i}.example/,2021-05-{i % 28 + 1:02},Ann"
+              for i in range(30)]
+    (config.import_dir / "v.csv").write_text("\n".join(lines) + "\n")
+    resp = await client.post("/import/preview", json={"path": "v.csv"})
+    assert resp.status == 200, await resp.text()
+    checks = {c["name"]: c["check"] for c in (await resp.json())["columns"]}
+    assert checks["EMAIL"]["kind"] == "email"
+    assert (checks["EMAIL"]["sampled"], checks["EMAIL"]["matching"]) == (30, 0)
+    assert "EMAIL" in checks["EMAIL"]["warning"] and "email addresses" in checks["EMAIL"]["warning"]
+    assert checks["Phone 1"] == {"kind": "phone", "sampled": 30, "matching": 30, "warning": None}
+    assert checks["Website"] == {"kind": "url", "sampled": 30, "matching": 30, "warning": None}
+    assert checks["Subscription Date"] == {"kind": "date", "sampled": 30, "matching": 30, "warning": None}
+    assert checks["First Name"] is None and checks["Customer Id"] is None

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from server.importer.batch import NULL
+from server.importer.header import EncodingUnclear
 from server.importer.parse import parse_batch, read_header
 
 settings.register_profile("parser-quick", max_examples=150, deadline=None, database=None,
@@ -78,8 +79,11 @@ bounds = st.fixed_dictionaries({
 })
 
 
-def parse_all(path: Path, bounds: dict, start: tuple[int, int] | None = None) -> list:
-    header = read_header(path, 4096)
+def parse_all(path: Path, bounds: dict, start: tuple[int, int] | None = None, options: dict | None = None) -> list:
+    try:
+        header = read_header(path, 4096, options)
+    except EncodingUnclear:  # as a person would, once told: these files are meant as UTF-8
+        header = read_header(path, 4096, {"encoding": "utf-8"})
     offset, line = start or (header.data_offset, header.data_line)
     size = path.stat().st_size
     batches = []
@@ -188,3 +192,60 @@ def test_a_resume_from_any_batch_boundary_gives_the_same_outcome(tmp_path_factor
         resumed += parse_all(path, then, start=(boundary.end_offset, boundary.end_line))
     assert outcome(resumed) == outcome(straight)
     assert outcome(parse_all(path, then)) == outcome(straight)
+
+
+# -- the encoding (issue 22): a valid UTF-8 row is never read as anything else ---------------------
+
+name = st.text(st.characters(blacklist_categories=("Cs", "Cc", "Zl", "Zp"), blacklist_characters=",\"'"),
+               min_size=1, max_size=8).map(str.strip).filter(bool)
+invalid_line = st.sampled_from([b"bad,Jos\xe9,x\n", b"bad,M\xfcller \xff\xfe,x\n", b"bad,\xc3(,x\n",
+                                b"bad,\x80,x\n", b"bad,\xed\xa0\x80,x\n", b"bad,\xf8\x88\x80\x80\x80,x\n"])
+
+
+def with_line_at(names: list[str], bad: bytes, at: int) -> bytes:
+    lines = [f"id{i},{n},x\n".encode() for i, n in enumerate(names)]
+    lines.insert(min(at, len(lines)), bad)
+    return HEADER.encode() + b"\n" + b"".join(lines)
+
+
+def stored(tmp_path_factory, data: bytes, options: dict | None = None) -> dict | None:
+    """Customer Id -> First Name as an import would store them; None when the import is refused."""
+    path = tmp_path_factory.mktemp("e") / "f.csv"
+    path.write_bytes(data)
+    try:
+        header = read_header(path, 4096, options)
+    except EncodingUnclear:
+        return None
+    batches = []
+    offset, line = header.data_offset, header.data_line
+    while not (batches and batches[-1].eof):
+        batches.append(parse_batch(path, header, offset, line, max_record_bytes=4096, job_id=1,
+                                   file_size=len(data), batch_bytes=4096))
+        offset, line = batches[-1].end_offset, batches[-1].end_line
+    return {values[0]: values[1] for b in batches for values in map(copy_values, b.lines)}
+
+
+@PROFILE
+@given(names=st.lists(name, min_size=1, max_size=20), bad=invalid_line, at=st.integers(0, 20),
+       elsewhere=st.integers(0, 20))
+def test_a_valid_utf8_row_is_stored_as_utf8_reads_it_wherever_the_invalid_line_is(
+        tmp_path_factory, names, bad, at, elsewhere):
+    expected = {f"id{i}": n for i, n in enumerate(names)}
+    here = stored(tmp_path_factory, with_line_at(names, bad, at))
+    there = stored(tmp_path_factory, with_line_at(names, bad, elsewhere))
+    if here is None:  # mixed evidence: refused (422), and so it is wherever the line is
+        assert there is None
+        return
+    assert {k: here.get(k) for k in expected} == expected
+    assert there == here  # the position of the invalid line changes nothing
+    chosen = stored(tmp_path_factory, with_line_at(names, bad, at), {"encoding": "utf-8"})
+    assert chosen == expected  # asked for UTF-8: never refused, the invalid line a reject
+
+
+@PROFILE
+@given(names=st.lists(name, min_size=1, max_size=20))
+def test_a_latin_file_chosen_as_such_is_read_as_chosen(tmp_path_factory, names):
+    """Unless the person chose another encoding: then every row is read in it, as asked."""
+    data = HEADER.encode() + b"\n" + b"".join(f"id{i},{n},x\n".encode() for i, n in enumerate(names))
+    chosen = stored(tmp_path_factory, data, {"encoding": "latin-1"})
+    assert chosen == {f"id{i}": n.encode().decode("latin-1").strip() or None for i, n in enumerate(names)}

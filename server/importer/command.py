@@ -22,7 +22,7 @@ from ..db import migrate, resolve_database_url
 from . import jobs
 from .dates import DateFormatUnclear
 from .detect import detect_file
-from .header import FileRejected
+from .header import EncodingUnclear, FileRejected
 from .runner import TRANSIENT, JobRunner
 
 EXIT_FAILED = 1
@@ -43,7 +43,7 @@ def run_import_command(config: Config, file: Path, *, progress: bool, as_json: b
         return EXIT_USAGE
     try:
         options = detect_file(path, options, max_record_bytes=config.max_record_bytes).options
-    except DateFormatUnclear as exc:
+    except (DateFormatUnclear, EncodingUnclear) as exc:  # the person chooses: --date-format, --encoding
         print(f"import: {path.name}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except FileRejected:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
-from datetime import date
+from datetime import MAXYEAR, MINYEAR, date
 
 ISO = "YYYY-MM-DD"
 # Layout -> (pattern, order of year, month, day among its groups).
@@ -16,6 +16,9 @@ LAYOUTS: dict[str, tuple[re.Pattern, tuple[int, int, int]]] = {
     "DD.MM.YYYY": (re.compile(r"(\d{1,2})\.(\d{1,2})\.(\d{4})"), (2, 1, 0)),
     "YYYY/MM/DD": (re.compile(r"(\d{4})/(\d{1,2})/(\d{1,2})"), (0, 1, 2)),
 }
+# English whatever the server's locale (calendar.month_name follows it).
+MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September",
+          "October", "November", "December")
 
 
 class DateFormatUnclear(Exception):
@@ -47,6 +50,26 @@ def reader(layout: str) -> Callable[[str], str | None]:
             return None
 
     return read
+
+
+def problem(layout: str, text: str) -> str:
+    """Why `text` (which reader(layout) refused) is no date, in a person's words.
+
+    In the layout but no day of the calendar: what does not exist ("February has no
+    day 30"); not in the layout at all: that it does not match it.
+    """
+    pattern, (y, m, d) = LAYOUTS[layout]
+    found = pattern.fullmatch(text)
+    if found is None:
+        return f"does not match the date layout {layout}"
+    parts = found.groups()
+    year, month, day = int(parts[y]), int(parts[m]), int(parts[d])
+    if not MINYEAR <= year <= MAXYEAR:
+        return f"is not a date: there is no year {year}"
+    if not 1 <= month <= 12:
+        return f"is not a date: there is no month {month}"
+    return f"is not a date: {MONTHS[month - 1]} has no day {day}" + (
+        f" in {year}" if month == 2 and day == 29 else "")
 
 
 def fitting(values: Iterable[str]) -> tuple[list[str], int]:

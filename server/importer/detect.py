@@ -1,8 +1,11 @@
 """What a file is, from a sample of it: encoding, delimiter, date layout, columns.
 
 Runs before a job is created (POST /import, the preview, the CLI), so that a
-file whose date layout cannot be told is refused before anything starts, and
-the job stores the effective options that every resume then reads.
+file whose date layout or encoding cannot be told is refused before anything
+starts, and the job stores the effective options that every resume then reads.
+Every reader here takes records as long as the engine does (MAX_RECORD_BYTES),
+and a record it cannot read is skipped, never raised: detection ends in options
+or in FileRejected, whatever the bytes.
 """
 from __future__ import annotations
 
@@ -10,15 +13,14 @@ import csv
 import dataclasses
 import io
 import os
+from collections.abc import Iterator
 
 from ..fields import SUBSCRIPTION_DATE
 from . import dates
-from .batch import BatchBuilder
-from .header import Header, parse_header, suggestions
+from .header import FileRejected, Header, parse_header, read_records_up_to
 from .inflate import is_gzip, read_head
 
 SAMPLE_BYTES = 1024 * 1024
-PREVIEW_ROWS = 20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,14 +33,16 @@ class Detected:
 def detect(data: bytes, options: dict | None, *, max_record_bytes: int) -> Detected:
     """The header and effective options of a file whose first bytes are `data`.
 
-    FileRejected when the header cannot be read; dates.DateFormatUnclear when
-    date_format is auto and not exactly one layout reads the sampled dates.
+    FileRejected when the header cannot be read (EncodingUnclear when the bytes are
+    partly UTF-8); dates.DateFormatUnclear when date_format is auto and not exactly one
+    layout reads the sampled dates.
     """
     options = dict(options or {})
-    header = parse_header(data[:max(max_record_bytes, 1)], max_record_bytes, options)
+    header = parse_header(data[:max(max_record_bytes, 1)], max_record_bytes, options).check_encoding()
     wanted = options.get("date_format") or "auto"
     if wanted == "auto":
-        layout, fits = dates.choose(_sampled_dates(data, header))
+        layout, fits = dates.choose(sampled_column(data, header, header.positions[SUBSCRIPTION_DATE],
+                                                   max_record_bytes=max_record_bytes))
     else:
         layout, fits = wanted, [wanted]
     header = dataclasses.replace(header, date_format=layout)
@@ -46,8 +50,10 @@ def detect(data: bytes, options: dict | None, *, max_record_bytes: int) -> Detec
 
 
 def read_sample(path, max_record_bytes: int) -> tuple[bytes, int]:
-    """(the file's first bytes, its size)."""
-    """(the file's first bytes, its size); for a gzip file both uncompressed (the size from its trailer)."""
+    """(the file's first bytes, its size); for a gzip file both uncompressed (the size from its trailer).
+
+    BrokenGzip (a FileRejected) when a gzip file is cut off or damaged within the sample.
+    """
     size = os.stat(path).st_size
     if is_gzip(path) and size >= 4:
         with open(path, "rb") as f:
@@ -61,42 +67,38 @@ def detect_file(path, options: dict | None, *, max_record_bytes: int) -> Detecte
     return dataclasses.replace(detected, header=dataclasses.replace(detected.header, gzip=is_gzip(path)))
 
 
-def _sampled_dates(data: bytes, header: Header) -> list[str]:
-    position = header.positions[SUBSCRIPTION_DATE]
-    if position is None:
-        return []
+def sampled_records(data: bytes, header: Header, *, max_record_bytes: int) -> Iterator[list[str]]:
+    """The sample's records of the header's width, as text; a record that cannot be read is skipped."""
     body = data[header.data_offset:]
     text = body.decode(header.codec, "replace")
-    if len(body) == len(data) - header.data_offset and not text.endswith("\n"):
+    if not text.endswith("\n"):
         text = text[:text.rfind("\n") + 1]  # a line cut by the sample says nothing
+    read_records_up_to(max_record_bytes)
+    reader = csv.reader(io.StringIO(text), delimiter=header.delimiter)
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error:
+            continue  # a stray quote, a record past the limit: the import rejects it; the sample skips it
+        if len(row) == header.width:
+            yield row
+
+
+def sampled_column(data: bytes, header: Header, position: int | None, *, max_record_bytes: int,
+                   limit: int | None = None) -> list[str]:
+    """The non-empty values (trimmed) of one column in the sample; at most `limit` of them."""
+    if position is None:
+        return []
     values = []
-    for row in csv.reader(io.StringIO(text), delimiter=header.delimiter):
-        if len(row) == header.width and row[position].strip():
-            values.append(row[position].strip())
+    for row in sampled_records(data, header, max_record_bytes=max_record_bytes):
+        if value := row[position].strip():
+            values.append(value)
+            if limit is not None and len(values) >= limit:
+                break
     return values
 
 
-def preview_rows(data: bytes, header: Header, *, file_size: int, max_record_bytes: int) -> tuple[list[dict], int]:
-    """(the first PREVIEW_ROWS records as they would be stored, each with its reject reason or None;
-    the rows the whole file should hold, estimated from those records' bytes).
-
-    `data` is the file's first bytes; file_size its whole size (for a gzip file, uncompressed estimate).
-    """
-    builder = BatchBuilder(header, header.data_offset, header.data_line, max_record_bytes=max_record_bytes,
-                           max_rows=PREVIEW_ROWS, max_rejects=PREVIEW_ROWS, job_id=0)
-    builder.build(data[header.data_offset:], eof=len(data) >= file_size)
-    batch = builder.batch()
-    rows = [{**row, "reject": None} for row in batch.recent]
-    rows += [{"line_no": line, "reject": reason, "raw": raw.decode("utf-8", "replace").rstrip("\r\n")}
-             for line, _, reason, raw in batch.rejects]
-    rows.sort(key=lambda row: row["line_no"])
-    records = batch.accepted + len(batch.rejects)
-    taken = batch.end_offset - header.data_offset
-    estimated = round(records * (file_size - header.data_offset) / taken) if taken > 0 else 0
-    return rows[:PREVIEW_ROWS], estimated
-
-
-def column_report(header: Header) -> list[dict]:
-    """Every column of the file: the field it goes to, and suggestions when the rules found none."""
-    return [{"name": name, "field": field, "suggestions": [] if field else suggestions(name)}
-            for name, field in zip(header.columns, header.fields)]
+__all__ = ["Detected", "FileRejected", "detect", "detect_file", "read_sample", "sampled_column",
+           "sampled_records"]

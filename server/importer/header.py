@@ -7,17 +7,14 @@ import difflib
 import re
 
 from ..fields import IMPORTED_NAMES, header_names, normalise_name
+from .encoding import BOM, BOMS, CODECS, ENCODINGS, EncodingUnclear, detect_encoding, refuse_binary
 from .inflate import is_gzip, read_head
+from .refusals import FileRejected, NotCsvText
 
 # The columns of the customers table that a file can fill, in COPY order.
 CUSTOMER_COLUMNS = IMPORTED_NAMES
 # Normalised header name -> column. None: known, deliberately not stored.
 HEADER_NAMES = header_names()
-BOM = b"\xef\xbb\xbf"
-BOMS = ((BOM, "utf-8", "utf-8"), (b"\xff\xfe", "utf-16", "utf-16-le"), (b"\xfe\xff", "utf-16", "utf-16-be"))
-# Option value -> Python codec (UTF-16's byte order comes from its BOM).
-CODECS = {"utf-8": "utf-8", "windows-1252": "cp1252", "latin-1": "latin-1"}
-ENCODINGS = ("utf-8", "utf-16", "windows-1252", "latin-1")
 DELIMITERS = (",", ";", "\t", "|")
 # What a job keeps of the header names it does not know: enough to recognise them,
 # small enough that a job stays a small record whatever the file's header.
@@ -25,14 +22,6 @@ MAX_UNKNOWN_NAMES = 50
 MAX_NAME_CHARS = 100
 MAX_SUGGESTIONS = 3
 _SEP_LINE = re.compile(r"sep=(.)\r?\n?")
-
-
-class FileRejected(Exception):
-    """The file as a whole cannot be imported; the message says why."""
-
-
-class NotCsvText(FileRejected):
-    """Not text a CSV file is made of (binary, not UTF-8, no line breaks)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +38,15 @@ class Header:
     date_format: str = "YYYY-MM-DD"
     fields: tuple[str | None, ...] = ()   # per column: the field it goes to, or None
     gzip: bool = False                    # offsets are then into the inflated stream
+    # auto found mixed evidence (valid UTF-8 sequences, invalid bytes): the header is read as
+    # UTF-8, but no row may be until a person chooses (check_encoding).
+    unclear: tuple[int, int] | None = None
+
+    def check_encoding(self) -> Header:
+        """The header, or EncodingUnclear when its encoding is still for a person to choose."""
+        if self.unclear is not None:
+            raise EncodingUnclear(*self.unclear)
+        return self
 
     @property
     def width(self) -> int:
@@ -61,25 +59,16 @@ class Header:
 
 
 def read_header(path, max_record_bytes: int, options: dict | None = None) -> Header:
-    header = parse_header(read_head(path, max_record_bytes), max_record_bytes, options)
+    header = parse_header(read_head(path, max_record_bytes), max_record_bytes, options).check_encoding()
     return dataclasses.replace(header, gzip=is_gzip(path))
 
 
-def detect_encoding(data: bytes, wanted: str = "auto") -> tuple[str, str, int]:
-    """(option value, codec, BOM length): a BOM decides; else UTF-8 if the sample is; else Windows-1252."""
-    for bom, encoding, codec in BOMS:
-        if data.startswith(bom) and wanted in ("auto", encoding):
-            return encoding, codec, len(bom)
-    if wanted == "utf-16":  # no BOM: the byte order its first character shows
-        return "utf-16", "utf-16-be" if data[:1] == b"\x00" else "utf-16-le", 0
-    if wanted != "auto":
-        return wanted, CODECS[wanted], 0
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        if exc.start < len(data) - 3 or exc.reason != "unexpected end of data":
-            return "windows-1252", "cp1252", 0
-    return "utf-8", "utf-8", 0
+def read_records_up_to(max_record_bytes: int) -> None:
+    """Let Python's csv module read fields as long as the engine's record limit (its default: 128 KB).
+
+    Process-wide, and every reader of a process sets the same configured value.
+    """
+    csv.field_size_limit(max(max_record_bytes, 1))
 
 
 def first_line(data: bytes, start: int, codec: str) -> int:
@@ -95,9 +84,20 @@ def first_line(data: bytes, start: int, codec: str) -> int:
 
 
 def parse_header(data: bytes, max_record_bytes: int, options: dict | None = None) -> Header:
-    """The header from the first bytes of a file; FileRejected says why it cannot be imported."""
+    """The header from the first bytes of a file; FileRejected says why it cannot be imported.
+
+    Mixed encoding evidence is no reason to refuse a header (the upload checks read only that):
+    it is marked `unclear`, and detection and the engine refuse it (check_encoding).
+    """
     options = options or {}
-    encoding, codec, offset = detect_encoding(data, options.get("encoding") or "auto")
+    wanted = options.get("encoding") or "auto"
+    if wanted != "utf-16" and not data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        refuse_binary(data)  # before any guess at its encoding, which any bytes would get
+    unclear = None
+    try:
+        encoding, codec, offset = detect_encoding(data, wanted)
+    except EncodingUnclear as exc:  # the header itself may still be read: its names are ASCII as a rule
+        encoding, codec, offset, unclear = "utf-8", "utf-8", 0, exc.evidence
     line, offset, end = _line(data, offset, codec, max_record_bytes)
     data_line = 2
     sep = _SEP_LINE.fullmatch(line)
@@ -126,7 +126,7 @@ def parse_header(data: bytes, max_record_bytes: int, options: dict | None = None
         raise FileRejected(f"the header line is not valid CSV: {exc}") from None
     header = map_header(columns, data_offset=end, mapping=options.get("mapping"))
     return dataclasses.replace(header, data_line=data_line, encoding=encoding, codec=codec,
-                               delimiter=delimiter,
+                               delimiter=delimiter, unclear=unclear,
                                date_format=_concrete(options.get("date_format")) or header.date_format)
 
 
@@ -219,5 +219,5 @@ def _capped(name: str) -> str:
     return name if len(name) <= MAX_NAME_CHARS else name[:MAX_NAME_CHARS - 1] + "…"
 
 
-__all__ = ["BOM", "CUSTOMER_COLUMNS", "FileRejected", "Header", "NotCsvText", "normalise_name",
-           "parse_header", "read_header", "map_header", "suggestions"]
+__all__ = ["BOM", "BOMS", "CODECS", "CUSTOMER_COLUMNS", "ENCODINGS", "EncodingUnclear", "FileRejected", "Header",
+           "NotCsvText", "normalise_name", "parse_header", "read_header", "map_header", "suggestions"]

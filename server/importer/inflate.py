@@ -11,8 +11,20 @@ from __future__ import annotations
 import gzip
 import zlib
 
+from .refusals import BrokenGzip
+
 MAGIC = b"\x1f\x8b"
 _CHUNK = 1024 * 1024
+
+
+def _broken(exc: Exception) -> BrokenGzip:
+    if isinstance(exc, EOFError):
+        return BrokenGzip("the gzip file is cut off: it ends before the end of its compressed data "
+                          "(an upload or copy that did not finish?); send the whole file again")
+    return BrokenGzip(f"the gzip file is damaged and cannot be inflated ({exc}); send an intact copy")
+
+
+_GZIP_ERRORS = (EOFError, zlib.error, gzip.BadGzipFile)
 
 
 def is_gzip(path) -> bool:
@@ -26,8 +38,8 @@ def head(data: bytes, limit: int) -> bytes:
         return data
     try:
         return zlib.decompressobj(wbits=31).decompress(data, limit)
-    except zlib.error:
-        return data  # not a gzip stream after all: the header rules will say what it is
+    except zlib.error as exc:
+        raise _broken(exc) from None
 
 
 def read_head(path, limit: int) -> bytes:
@@ -37,7 +49,10 @@ def read_head(path, limit: int) -> bytes:
             return f.read(limit)
         f.seek(0)
         with gzip.GzipFile(fileobj=f) as gz:
-            return gz.read(limit)
+            try:
+                return gz.read(limit)
+            except _GZIP_ERRORS as exc:
+                raise _broken(exc) from None
 
 
 class Inflated:
@@ -76,6 +91,12 @@ class Inflated:
         self.pos = offset
 
     def read(self, size: int) -> bytes:
+        try:
+            return self._read(size)
+        except _GZIP_ERRORS as exc:
+            raise _broken(exc) from None
+
+    def _read(self, size: int) -> bytes:
         if self.pos > self.base + len(self.buf):  # forward past what is held: inflate and let it go
             self.base += len(self.buf)
             self.buf.clear()

@@ -6,7 +6,6 @@ module reads the windows, bounded in bytes, rows and rejects.
 """
 from __future__ import annotations
 
-import csv
 import hashlib
 import multiprocessing.connection
 import os
@@ -18,7 +17,7 @@ from pathlib import Path
 from .batch import Batch, BatchBuilder
 from .header import (BOM, CUSTOMER_COLUMNS, FileRejected, Header, NotCsvText, first_line, normalise_name,
                      parse_header, read_header)
-from .inflate import Inflated
+from .inflate import BrokenGzip, Inflated
 
 # Sampled, not whole-file: a 10 GB file must not be read twice to resume it.
 _FINGERPRINT_SAMPLE = 1024 * 1024
@@ -90,12 +89,17 @@ def parse_batch(path: Path, header: Header, start_offset: int, start_line: int, 
     A record is taken when it starts in the window; one that may run past it is
     left to the next batch, unless it is the first, which is always decided.
     """
-    csv.field_size_limit(max_record_bytes)
     if header.gzip:
-        return _parse_gzip(path, header, start_offset, start_line, batch_bytes=batch_bytes,
-                           max_record_bytes=max_record_bytes, job_id=job_id, file_size=file_size,
-                           max_rows=max_rows, max_rejects=max_rejects, first_chunk=first_chunk,
-                           stream_offset=stream_offset)
+        try:
+            return _parse_gzip(path, header, start_offset, start_line, batch_bytes=batch_bytes,
+                               max_record_bytes=max_record_bytes, job_id=job_id, file_size=file_size,
+                               max_rows=max_rows, max_rejects=max_rejects, first_chunk=first_chunk,
+                               stream_offset=stream_offset)
+        except BrokenGzip:  # met mid-file: the job fails with its message (a FileRejected)
+            stream = _INFLATED.pop((str(path), job_id), None)
+            if stream is not None:
+                stream.close()
+            raise
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
         if size != file_size:

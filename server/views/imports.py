@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
-import dataclasses
 import io
 import json
+from collections.abc import AsyncIterator
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Literal
 
 import psycopg2.errors
@@ -20,10 +22,11 @@ from ..errors import DomainError
 from ..importer import jobs
 from ..auth.middleware import principal
 from ..auth.roles import Role, requires
-from ..fields import IMPORTED, IMPORTED_NAMES
+from ..fields import IMPORTED_NAMES
 from ..importer.dates import LAYOUTS, DateFormatUnclear
-from ..importer.detect import Detected, column_report, detect, detect_file, preview_rows, read_sample
-from ..importer.header import DELIMITERS, ENCODINGS, FileRejected, as_text
+from ..importer.detect import Detected, detect_file
+from ..importer.header import DELIMITERS, ENCODINGS, EncodingUnclear, FileRejected, NotCsvText, as_text
+from ..importer.preview import preview_file
 from ..keys import config_key, events_key, pool_key, runner_key, tus_key, uploads_key
 from ..openapi import describe
 from .params import query_params
@@ -191,10 +194,36 @@ class UnreadableFile(DomainError):
     status = 422
 
 
+class UnclearEncoding(DomainError):
+    """auto found the sample partly UTF-8, partly not; `encodings` names the choices."""
+
+    status = 422
+
+    def __init__(self, exc: EncodingUnclear):
+        super().__init__(str(exc))
+
+    def body(self) -> dict:
+        return {"error": str(self), "field": "encoding", "encodings": list(EncodingUnclear.choices)}
+
+
+class NotAnImportPath(DomainError):
+    status = 400
+
+
+class ValueCheck(pydantic.BaseModel):
+    """How many of a column's sampled values look like its field's (server/fields.py shapes)."""
+
+    kind: Literal["email", "date", "phone", "url"]
+    sampled: int
+    matching: int
+    warning: str | None = pydantic.Field(description="set when most sampled values do not look like the field")
+
+
 class PreviewColumn(pydantic.BaseModel):
     name: str
     field: str | None
     suggestions: list[str]
+    check: ValueCheck | None = pydantic.Field(description="null: the field has no shape to check")
 
 
 class Preview(pydantic.BaseModel):
@@ -207,6 +236,8 @@ class Preview(pydantic.BaseModel):
     columns: list[PreviewColumn]
     rows: list[dict[str, Any]]
     estimated_rows: int
+    non_ascii_examples: list[str] = pydantic.Field(
+        description="up to 5 words with non-ASCII letters as the encoding reads them (José, not JosÃ©)")
     fields: list[dict[str, str]] = pydantic.Field(description="every customer field a column can go to")
     upload: str | None = None
 
@@ -221,35 +252,30 @@ class Preview(pydantic.BaseModel):
           responses={202: StartedJob, 400: Error, 404: Error, 408: Error, 409: JobConflict, 410: Error,
                      413: Error, 415: Error, 422: Error, 423: Error, 429: Error, 507: Error})
 async def start_import(request: web.Request) -> web.Response:
-    """A JSON path that names no file is 404 (the file, not the route, is missing)."""
+    """A JSON path that names no file is 404 (the file, not the route, is missing).
+
+    The three ways in (multipart, path, upload id) meet in _queue: one detection and one
+    job creation, with its retry, for all of them.
+    """
     config: Config = request.app[config_key]
     pool = request.app[pool_key]
     if request.content_type == "multipart/form-data":
         with request.app[uploads_key].hold():
             await _refuse_while_active(pool)  # before gigabytes are sent for nothing
-            stored = await uploads.save_upload(request, config.import_dir / "uploads",
-                                               uploads.UploadLimits.of(config))
-        try:
-            options = _form_options(stored.fields)
-        except BaseException:
-            await uploads.remove(stored.path)
-            raise
+            stored = await uploads.save_upload(request, _upload_dir(config), uploads.UploadLimits.of(config))
+        async with _removed_on_failure(stored):  # our own upload: no job will ever read it
+            job = await _queue(request, stored, _form_options(stored.fields))
     elif request.content_type == "application/json":
         body = ImportSource.model_validate_json(await request.read()).root
         if isinstance(body, ImportUpload):
-            return await _import_upload(request, body.upload, body.wanted())
-        options = body.wanted()
-        stored = await uploads.find_in_import_dir(config.import_dir, body.path,
-                                                  max_line_bytes=config.max_record_bytes)
+            # Refused, it stays an upload to import later; queued, it is the job's file.
+            async with request.app[tus_key].claim(body.upload) as stored:
+                job = await _queue(request, stored, body.wanted())
+        else:
+            stored = await _import_path(config, body.path)
+            job = await _queue(request, stored, body.wanted())
     else:
         raise UnsupportedBody("send JSON {\"path\": ...} or a multipart/form-data upload (field 'file')")
-    try:
-        detected = await _detect(config, stored, options)
-    except BaseException:
-        if stored.sha256 is not None:  # our own upload: no job will ever read it
-            await uploads.remove(stored.path)
-        raise
-    job = await _create_job(pool, stored, principal(request).label, detected.options)
     request.app[runner_key].wake()
     if stored.sha256 is not None:
         job["upload"] = {"sha256": stored.sha256, "bytes": stored.size}
@@ -267,86 +293,98 @@ def _form_options(fields: dict[str, str]) -> dict:
     return ImportOptions.model_validate(values).wanted()
 
 
+@contextlib.asynccontextmanager
+async def _removed_on_failure(stored: uploads.StoredFile) -> AsyncIterator[None]:
+    """A file this request received goes with the request when it fails: nothing is left behind."""
+    try:
+        yield
+    except BaseException:
+        await asyncio.shield(uploads.remove(stored.path))
+        raise
+
+
+async def _queue(request: web.Request, stored: uploads.StoredFile, options: dict) -> dict:
+    """The file's effective options, then its job: the one way every POST /import goes."""
+    detected = await _detect(request.app[config_key], stored, options)
+    return await _create_job(request.app[pool_key], stored, principal(request).label, detected.options)
+
+
 async def _detect(config: Config, stored: uploads.StoredFile, options: dict) -> Detected:
-    """The file's effective options, off the loop; a file that cannot be read as asked is 422."""
+    """The file's effective options, off the loop; a file that cannot be read as asked is 415 or 422."""
     try:
         return await asyncio.to_thread(detect_file, stored.path, options, max_record_bytes=config.max_record_bytes)
     except DateFormatUnclear as exc:
         raise UnclearDates(exc) from None
     except FileRejected as exc:
-        raise UnreadableFile(str(exc)) from None
+        raise _refusal(exc) from None
 
 
-async def _import_upload(request: web.Request, upload_id: str, options: dict) -> web.Response:
-    """A finished tus upload becomes the job's file; refused, it stays an upload to import later."""
-    async with request.app[tus_key].claim(upload_id) as stored:
-        detected = await _detect(request.app[config_key], stored, options)
-        job = await jobs.create(request.app[pool_key], filename=stored.filename, path=stored.path,
-                                bytes_total=stored.size, created_by=principal(request).label,
-                                options=detected.options)
-    request.app[runner_key].wake()
-    job["upload"] = {"sha256": stored.sha256, "bytes": stored.size}
-    return web.json_response(job, status=202)
+def _refusal(exc: FileRejected) -> DomainError:
+    if isinstance(exc, EncodingUnclear):
+        return UnclearEncoding(exc)
+    if isinstance(exc, NotCsvText):
+        return uploads.NotCsv(str(exc))
+    return UnreadableFile(str(exc))
+
+
+def _upload_dir(config: Config) -> Path:
+    return config.import_dir / "uploads"
+
+
+async def _import_path(config: Config, name: str) -> uploads.StoredFile:
+    """A file named inside the import directory, but never one of the upload area's."""
+    if await asyncio.to_thread(_in_upload_area, config, name):
+        raise NotAnImportPath(f"{name!r} is in the upload area, whose files are uploads, not import files: "
+                              "import a finished upload with {\"upload\": ID}")
+    return await uploads.find_in_import_dir(config.import_dir, name, max_line_bytes=config.max_record_bytes)
+
+
+def _in_upload_area(config: Config, name: str) -> bool:
+    try:
+        area = _upload_dir(config).resolve()
+        target = (config.import_dir.resolve() / name.replace("\\", "/")).resolve()
+    except (OSError, RuntimeError, ValueError):
+        return False  # find_in_import_dir says what is wrong with such a name
+    return target.is_relative_to(area)
 
 
 @routes.post("/import/preview")
 @requires(Role.admin)
-@describe("What an import would do with a file: detected settings, columns with their fields and "
-          "suggestions, the first 20 rows as they would be stored (rejects marked). Same bodies as "
-          "POST /import; a multipart upload is kept as `upload` for POST /import {\"upload\"}",
+@describe("What an import would do with a file: detected settings, columns with their fields, "
+          "suggestions and a check of what their values look like, the first 20 rows as they would be "
+          "stored (rejects marked), a few decoded non-ASCII words. Same bodies as POST /import; a "
+          "multipart upload is kept as `upload` for POST /import {\"upload\"}; a failed one is not kept",
           body=ImportSource, tags=TAGS,
           responses={200: Preview, 400: Error, 404: Error, 409: Error, 410: Error, 413: Error, 415: Error,
                      422: Error, 423: Error})
 async def preview_import(request: web.Request) -> web.Response:
     config: Config = request.app[config_key]
-    upload_id = None
     if request.content_type == "multipart/form-data":
         with request.app[uploads_key].hold():
-            stored = await uploads.save_upload(request, config.import_dir / "uploads",
-                                               uploads.UploadLimits.of(config))
-        try:
-            options = _form_options(stored.fields)
-            upload_id = await request.app[tus_key].adopt(stored, principal(request).label)
-        except BaseException:
-            await uploads.remove(stored.path)
-            raise
+            stored = await uploads.save_upload(request, _upload_dir(config), uploads.UploadLimits.of(config))
+        async with _removed_on_failure(stored):
+            preview = await _preview(config, stored, _form_options(stored.fields))
+            # Kept only once the preview worked: a failed request leaves no file and no row.
+            preview["upload"] = await request.app[tus_key].adopt(stored, principal(request).label)
     elif request.content_type == "application/json":
         body = ImportSource.model_validate_json(await request.read()).root
-        options = body.wanted()
         if isinstance(body, ImportUpload):
             stored = await request.app[tus_key].path_of(body.upload)
-            upload_id = body.upload
         else:
-            stored = await uploads.find_in_import_dir(config.import_dir, body.path,
-                                                      max_line_bytes=config.max_record_bytes)
+            stored = await _import_path(config, body.path)
+        preview = await _preview(config, stored, body.wanted())
+        preview["upload"] = body.upload if isinstance(body, ImportUpload) else None
     else:
         raise UnsupportedBody("send JSON {\"path\": ...} or {\"upload\": ...}, or a multipart/form-data "
                               "upload (field 'file')")
-    preview = await asyncio.to_thread(_preview, stored.path, options, config.max_record_bytes)
-    preview["upload"] = upload_id
     return web.json_response(preview)
 
 
-def _preview(path, options: dict, max_record_bytes: int) -> dict:
-    """The preview of a file (blocking: call from a thread)."""
-    data, size = read_sample(path, max_record_bytes)
+async def _preview(config: Config, stored: uploads.StoredFile, options: dict) -> dict:
     try:
-        try:
-            detected = detect(data, options, max_record_bytes=max_record_bytes)
-            date_formats = detected.date_formats
-        except DateFormatUnclear as exc:
-            # The preview still shows the file, to ask: rows read with the first layout that fits, or ISO.
-            date_formats = exc.fits
-            layout = (exc.fits or ["YYYY-MM-DD"])[0]
-            detected = detect(data, {**options, "date_format": layout}, max_record_bytes=max_record_bytes)
-            detected = dataclasses.replace(detected, options={**detected.options, "date_format": "auto"})
+        return await asyncio.to_thread(preview_file, stored.path, options, config.max_record_bytes)
     except FileRejected as exc:
-        raise UnreadableFile(str(exc)) from None
-    rows, estimated = preview_rows(data, detected.header, file_size=size, max_record_bytes=max_record_bytes)
-    return {"encoding": detected.options["encoding"], "delimiter": detected.options["delimiter"],
-            "date_format": detected.options["date_format"], "date_formats": date_formats,
-            "columns": column_report(detected.header), "rows": rows, "estimated_rows": estimated,
-            "fields": [{"name": f.name, "label": f.label} for f in IMPORTED]}
+        raise _refusal(exc) from None
 
 
 async def _refuse_while_active(pool) -> None:
@@ -356,20 +394,15 @@ async def _refuse_while_active(pool) -> None:
 
 
 async def _create_job(pool, stored: uploads.StoredFile, created_by: str, options: dict) -> dict:
-    try:
-        for attempt in range(CREATE_ATTEMPTS):
-            try:
-                return await jobs.create(pool, filename=stored.filename, path=stored.path,
-                                         bytes_total=stored.size, created_by=created_by, options=options)
-            except psycopg2.errors.UniqueViolation:
-                # The job in the way ended before it could be named: the way is free now.
-                if attempt == CREATE_ATTEMPTS - 1:
-                    raise
-        raise AssertionError("unreachable")
-    except BaseException:
-        if stored.sha256 is not None:  # our own upload: no job will ever read it
-            await uploads.remove(stored.path)
-        raise
+    for attempt in range(CREATE_ATTEMPTS):
+        try:
+            return await jobs.create(pool, filename=stored.filename, path=stored.path,
+                                     bytes_total=stored.size, created_by=created_by, options=options)
+        except psycopg2.errors.UniqueViolation:
+            # The job in the way ended before it could be named: the way is free now.
+            if attempt == CREATE_ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")
 
 
 @routes.get("/import")
