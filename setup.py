@@ -85,6 +85,12 @@ setup(
             "playwright>=1.45",
             "tuspy>=1.1",
             "hypothesis>=6.100",
+            # ./run.sh lint (run by ./run.sh test before pytest): see pyproject.toml
+            "ruff>=0.15",
+            "mypy>=1.15",
+            "types-psycopg2",
+            "types-psutil",
+            "types-tqdm",
         ],
     },
 )
