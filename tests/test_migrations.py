@@ -21,6 +21,7 @@ def empty_db_url(server_url):
     drop_database(server_url, name)
 
 
+@pytest.mark.slow
 async def test_migrating_waits_past_the_pool_timeout_for_another_process(empty_db_url):
     holder = await asyncio.to_thread(psycopg2.connect, empty_db_url)
     try:
