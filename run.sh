@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # ./run.sh              serve the app on 127.0.0.1:8080 (embedded PostgreSQL unless DATABASE_URL)
-# ./run.sh test [ARGS]  the whole test suite (pytest ARGS pass through)
+# ./run.sh test [ARGS]  lint, then the whole test suite (pytest ARGS pass through);
+#                       the quick loop: ./run.sh test -m "not slow and not browser"
+# ./run.sh lint         ruff and mypy (settings in pyproject.toml)
+# ./run.sh schema       regenerate sql/schema.sql from the migrations
 # ./run.sh bench [ROWS] side-by-side benchmark against psql \copy
 # ./run.sh WORDS...     python -m server WORDS... (import, generate, serve --port ...)
 set -euo pipefail
@@ -47,13 +50,39 @@ ensure_nginx() {
   fi
 }
 
+# Defects the tests may never reach: unused names, blocking calls in async code, types.
+lint() {
+  local failed=0
+  "$VENV/bin/ruff" check --quiet server tests setup.py || failed=1
+  "$VENV/bin/mypy" || failed=1
+  return $failed
+}
+
 case "${1:-serve}" in
   test)
     shift
     ensure_venv test
     ensure_chromium
     ensure_nginx
-    exec "$VENV/bin/python" -m pytest "$@"
+    # The tests run even when lint fails (both results are worth seeing); either fails the run.
+    lint_status=0
+    lint || lint_status=$?
+    test_status=0
+    "$VENV/bin/python" -m pytest "$@" || test_status=$?
+    if [ "$lint_status" != 0 ]; then
+      echo "./run.sh lint: ruff or mypy found problems (listed above the tests)" >&2
+      [ "$test_status" = 0 ] && test_status=1
+    fi
+    exit "$test_status"
+    ;;
+  lint)
+    ensure_venv test
+    lint
+    ;;
+  schema)
+    shift
+    ensure_venv ""
+    exec "$VENV/bin/python" -m server.schema "$@"
     ;;
   bench)
     shift

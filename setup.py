@@ -85,6 +85,13 @@ setup(
             "playwright>=1.45",
             "tuspy>=1.1",
             "hypothesis>=6.100",
+            "pytest-xdist>=3.5",  # -n 2: the quick loop on two processes (README)
+            # ./run.sh lint (run by ./run.sh test before pytest): see pyproject.toml
+            "ruff>=0.15",
+            "mypy>=1.15",
+            "types-psycopg2",
+            "types-psutil",
+            "types-tqdm",
         ],
     },
 )

@@ -7,6 +7,7 @@ import itertools
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import aiopg
@@ -17,7 +18,7 @@ from server.app import create_app
 from server.auth import store
 from server.auth.roles import Role
 from server.config import Config
-from server.db import drop_database, migrate_database, recreate_database
+from server.db import drop_database, migrate_database, recreate_database, with_database
 from server.embedded import start_embedded
 from server.keys import pool_key
 from tests.replication import Pair
@@ -53,12 +54,47 @@ def replication() -> Iterator[Pair]:
     pair.stop()
 
 
+class FreshDatabases:
+    """Copies of the migrated template, one made ahead while a test runs, and dropped after
+    it, on one thread: a copy takes 0.2 s (over 0.5 s on a loaded machine) that no test
+    needs to wait for."""
+
+    def __init__(self, server_url: str, template: str) -> None:
+        self.server_url, self.template = server_url, template
+        self.thread = ThreadPoolExecutor(1, thread_name_prefix="fresh-databases")
+        self.ahead = self.thread.submit(self._copy)
+
+    def _copy(self) -> str:
+        name = f"csvimp_test_{uuid.uuid4().hex[:12]}"
+        recreate_database(self.server_url, name, template=self.template)
+        return name
+
+    def take(self) -> str:
+        name = self.ahead.result()
+        self.ahead = self.thread.submit(self._copy)
+        return name
+
+    def drop(self, name: str) -> None:
+        self.thread.submit(drop_database, self.server_url, name)
+
+    def close(self) -> None:
+        self.drop(self.ahead.result())
+        self.thread.shutdown(wait=True)
+
+
+@pytest.fixture(scope="session")
+def fresh_databases(server_url: str, template_db: str) -> Iterator[FreshDatabases]:
+    databases = FreshDatabases(server_url, template_db)
+    yield databases
+    databases.close()
+
+
 @pytest.fixture
-def db_url(server_url: str, template_db: str) -> Iterator[str]:
+def db_url(server_url: str, fresh_databases: FreshDatabases) -> Iterator[str]:
     """A fresh, migrated database for one test."""
-    name = f"csvimp_test_{uuid.uuid4().hex[:12]}"
-    yield recreate_database(server_url, name, template=template_db)
-    drop_database(server_url, name)
+    name = fresh_databases.take()
+    yield with_database(server_url, name)
+    fresh_databases.drop(name)
 
 
 @pytest.fixture

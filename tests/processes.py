@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import signal
@@ -9,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import aiohttp
@@ -101,25 +103,78 @@ class RssGrowth:
             await asyncio.sleep(0.02)
 
 
-class Serve:
-    """`python -m server serve` on a free port for an `async with`, its stdout and stderr each
-    in a file in `folder` (an unread pipe would fill up and stall the server); stopped as
-    Ctrl-C stops it."""
+class ServerProcess:
+    """`python -m server serve` on a free port, as its own process group (a kill -9 takes
+    its parse workers too), its output in files (an unread pipe would fill up and stall
+    the server): `log` gets stdout, and stderr too unless `stderr_log` is given.
 
-    def __init__(self, folder: Path, **env: str) -> None:
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.stdout, self.stderr = folder / "serve.out", folder / "serve.err"
-        self.env = server_env(**env)
-        self.env.pop("PORT", None)
+    `async with ServerProcess(...)` starts it, waits for /healthz and stops it as Ctrl-C
+    does; `start()`, `wait_healthy()`, `stop()` and `kill()` do the steps one by one.
+    `wrapper` runs the server through another command (`unshare --mount sh -c ...`).
+    """
 
-    async def __aenter__(self) -> Serve:
-        with open(self.stdout, "wb") as out, open(self.stderr, "wb") as err:
-            self.proc = subprocess.Popen([sys.executable, "-m", "server", "serve", "--port", str(self.port)],
-                                         cwd=REPO, env=self.env, stdout=out, stderr=err)
-        await wait_healthy(self.base, self.proc, log=self.stderr)
+    def __init__(self, env: dict[str, str], log: Path, *, stderr_log: Path | None = None,
+                 port: int | None = None, wrapper: Sequence[str] = ()) -> None:
+        self.env = {name: value for name, value in env.items() if name != "PORT"}
+        self.log, self.stderr_log = log, stderr_log
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.wrapper = list(wrapper)
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None, "the server was not started"
+        return self.proc.pid
+
+    def start(self) -> None:
+        command = [*self.wrapper, sys.executable, "-m", "server", "serve", "--port", str(self.port)]
+        with contextlib.ExitStack() as files:
+            out = files.enter_context(open(self.log, "ab"))
+            err = files.enter_context(open(self.stderr_log, "ab")) if self.stderr_log else subprocess.STDOUT
+            self.proc = subprocess.Popen(command, cwd=REPO, env=self.env, stdout=out, stderr=err,
+                                         start_new_session=True)
+
+    async def wait_healthy(self, timeout: float = 60) -> float:
+        assert self.proc is not None, "the server was not started"
+        return await wait_healthy(self.url, self.proc, timeout=timeout, log=self.stderr_log or self.log)
+
+    def kill(self) -> None:
+        """kill -9 of the server and its workers, as a crashed machine would."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self, timeout: float = 30) -> None:
+        """As Ctrl-C stops it; killed if it is not gone within `timeout` seconds."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    async def __aenter__(self) -> ServerProcess:
+        self.start()
+        try:
+            await self.wait_healthy()
+        except BaseException:
+            self.kill()
+            raise
         return self
 
     async def __aexit__(self, *exc) -> None:
-        self.proc.send_signal(signal.SIGINT)
-        await asyncio.to_thread(self.proc.wait, 30)
+        await asyncio.to_thread(self.stop)
+
+
+class Serve(ServerProcess):
+    """A ServerProcess with its stdout and stderr in two files of `folder` (`serve.out`,
+    `serve.err`), for tests that read what the server printed: `async with Serve(tmp_path,
+    DATABASE_URL=...) as serve:`."""
+
+    def __init__(self, folder: Path, **env: str) -> None:
+        self.stdout, self.stderr = folder / "serve.out", folder / "serve.err"
+        for output in (self.stdout, self.stderr):
+            output.write_bytes(b"")  # this server's output only
+        super().__init__(server_env(**env), self.stdout, stderr_log=self.stderr)
+        self.base = self.url

@@ -6,10 +6,14 @@ import sys
 import uuid
 
 import aiohttp
+import pytest
 
 from server.config import Config
 from server.db import drop_database, recreate_database
 from tests.processes import REPO, Serve, server_env
+
+# Every test here starts the program as a process (the quick loop leaves them out).
+pytestmark = pytest.mark.slow
 
 LINK = re.compile(r"http://\S+/login/link/\S+")
 

@@ -111,6 +111,7 @@ async def test_removing_a_user_ends_their_sessions(browser_client, db):
     assert (await client.get("/customers")).status == 401
 
 
+@pytest.mark.slow
 async def test_sign_in_attempts_are_limited_per_user_and_per_address(aiohttp_client, config, db):
     limited = dataclasses.replace(config, login_max_failures=3, login_max_failures_per_address=5,
                                   login_window_seconds=600)

@@ -11,6 +11,9 @@ from server.generate import generate
 from tests.importing import HEADER, row, write_csv
 from tests.processes import admin_headers, cli, server_env
 
+# Every test here starts the program as a process (the quick loop leaves them out).
+pytestmark = pytest.mark.slow
+
 
 def run(*args, env, timeout=120):
     proc = cli(*args, env=env)

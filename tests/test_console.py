@@ -13,6 +13,9 @@ from server.embedded import postmaster_pid
 from tests.importing import HEADER, row, write_csv
 from tests.processes import cli, server_env
 
+# Every test here starts the program as a process (the quick loop leaves them out).
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def embedded_env(tmp_path):

@@ -249,6 +249,7 @@ async def test_q_takes_like_wildcards_literally(client):
     assert await found("k\\s") == ["W5"]
 
 
+@pytest.mark.slow
 async def test_search_pages_agree_with_a_plain_scan(client, db):
     """Every page of every search, against LIKE over the whole table.
 

@@ -2,6 +2,8 @@
 import csv
 import io
 
+import pytest
+
 from server.customers import EXPORT_PAGE
 
 HEADER = ["id", "customer_id", "first_name", "last_name", "company", "city", "country", "phone_1",
@@ -78,6 +80,7 @@ async def test_a_nul_in_the_export_search_is_422_before_any_csv_is_sent(client):
 
 
 
+@pytest.mark.slow
 async def test_one_download_too_many_is_429_with_retry_after(client_as, config, db):
     import dataclasses
 

@@ -70,6 +70,7 @@ async def test_with_database_url_no_embedded_server_is_made(db_url, tmp_path):
     assert not (tmp_path / "var" / "pgdata").exists()
 
 
+@pytest.mark.slow
 def test_a_stale_pid_file_of_a_standalone_backend_does_not_stop_the_start(embedded_env, tmp_path):
     """initdb's backends (and single-user mode) write their pid negated into postmaster.pid."""
     def import_one(customer: str) -> None:
@@ -97,6 +98,7 @@ with psycopg2.connect(start_embedded(Path(sys.argv[1]))) as conn, conn.cursor() 
 """
 
 
+@pytest.mark.slow
 def test_a_new_embedded_cluster_runs_with_memory_for_search_from_its_first_start(embedded_env, tmp_path):
     """shared_buffers takes effect only at a start: a new cluster is restarted once, before use."""
     wanted = max(128, min(1024, memory_bytes() // 8 // 1024**2)) * 1024**2

@@ -38,6 +38,7 @@ async def test_the_stream_starts_with_a_snapshot_even_when_idle(client):
     stream.response.close()
 
 
+@pytest.mark.slow
 async def test_a_whole_import_as_the_page_sees_it(client, config):
     generate(config.import_dir / "live.csv", 12_000, seed=11, about_bytes=700)
     stream = await open_stream(client.session, client.make_url("/import/events"))
@@ -92,6 +93,7 @@ async def test_a_reconnect_with_last_event_id_gets_a_fresh_snapshot_first(client
     again.response.close()
 
 
+@pytest.mark.slow
 async def test_a_lost_listen_connection_is_replaced_and_clients_start_again(client, config, db):
     stream = await open_stream(client.session, client.make_url("/import/events"))
     assert (await stream.next()).event == "snapshot"
@@ -145,6 +147,7 @@ async def test_a_slow_client_holds_the_latest_progress_not_a_queue():
     assert subscriber.take() is None
 
 
+@pytest.mark.slow
 async def test_a_running_job_that_is_quiet_is_still_reported_every_second(client, db):
     # A job another process runs, stalled: its runner holds the lock but commits nothing.
     job_id = await db.value("INSERT INTO import_jobs (filename, path, status) "
@@ -232,6 +235,7 @@ async def _big_events_until(db, done, seconds: float) -> None:
         await asyncio.sleep(0.05)
 
 
+@pytest.mark.slow
 async def test_a_client_that_stops_reading_is_dropped_after_the_send_timeout(client_as, config, db):
     client = await client_as("admin", app=create_app(dataclasses.replace(config, sse_send_timeout_seconds=2)))
     hub = client.app[events_key]
@@ -245,6 +249,7 @@ async def test_a_client_that_stops_reading_is_dropped_after_the_send_timeout(cli
     sock.close()
 
 
+@pytest.mark.slow
 async def test_shutdown_does_not_wait_for_a_client_that_stopped_reading(config, db):
     server = TestServer(create_app(dataclasses.replace(config, sse_send_timeout_seconds=120)))
     await server.start_server()

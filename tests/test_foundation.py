@@ -16,6 +16,7 @@ async def test_healthz_answers_when_the_database_does(client):
     assert set(body["loop_lag_ms"]) == {"p50", "p99"}
 
 
+@pytest.mark.slow
 async def test_healthz_gives_the_loop_lag_of_the_last_seconds_asked_for(client):
     import asyncio
     import time

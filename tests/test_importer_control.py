@@ -1,6 +1,8 @@
 """Pause, resume, cancel and resume-after-change, obeyed by the running engine."""
 import asyncio
 
+import pytest
+
 from server.generate import generate
 from server.importer import jobs
 from server.keys import pool_key, runner_key
@@ -48,6 +50,7 @@ async def test_a_file_growing_during_the_import_fails_it(client, db, tmp_path):
     assert failed["inserted"] == await db.value("SELECT count(*) FROM customers") < 8000
 
 
+@pytest.mark.slow
 async def test_pause_stops_within_a_batch_and_resume_finishes_exactly(client, db, tmp_path):
     path = tmp_path / "p.csv"
     generate(path, 8000, seed=2, about_bytes=300)
@@ -137,6 +140,7 @@ async def test_pausing_or_cancelling_a_job_whose_process_died_shows_nobody_on_it
         await cur.execute("SELECT pg_advisory_unlock(7342, %s::int)", (alive,))
 
 
+@pytest.mark.slow
 async def test_a_resume_before_the_paused_batch_commits_keeps_the_worker_shown(client, db, tmp_path):
     path = tmp_path / "r.csv"
     generate(path, 8000, seed=4, about_bytes=300)

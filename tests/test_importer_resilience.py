@@ -83,6 +83,7 @@ async def start_and_wait_for_a_worker(app, path) -> dict:
     raise AssertionError(f"no process claimed job {job['id']}")
 
 
+@pytest.mark.slow
 async def test_a_pause_lands_while_a_batch_is_still_being_parsed(client, db, tmp_path):
     runner = client.app[runner_key]
     # The parse worker is busy for a long time: the first batch cannot be parsed before it is done.
@@ -96,6 +97,7 @@ async def test_a_pause_lands_while_a_batch_is_still_being_parsed(client, db, tmp
     assert not busy.done()
 
 
+@pytest.mark.slow
 async def test_a_cancel_lands_inside_one_big_batch_of_stray_quote_lines(client_as, config, db, tmp_path):
     """One batch holds the whole file (its bounds in bytes, rows and rejects all raised), so
     the job sits in one batch for seconds: the cancel must not wait for it (stray quotes
@@ -118,6 +120,7 @@ async def test_a_cancel_lands_inside_one_big_batch_of_stray_quote_lines(client_a
     assert await db.value("SELECT count(*) FROM import_rejects WHERE job_id = %s", (job["id"],)) == 0
 
 
+@pytest.mark.slow
 async def test_a_killed_parse_worker_is_a_transient_stop(client, db, messy_file):
     await _reset(db)
     job = await import_file(client.app, messy_file, timeout=120)
@@ -149,6 +152,7 @@ def _die_halfway_through_a_reply() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
+@pytest.mark.slow
 async def test_a_parse_worker_killed_halfway_through_a_reply_is_a_transient_stop(client, db, messy_file):
     await _reset(db)
     runner = client.app[runner_key]

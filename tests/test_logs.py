@@ -12,6 +12,9 @@ from server.importer import jobs
 from tests.importing import HEADER, row, write_csv
 from tests.processes import Serve, cli, server_env
 
+# Every test here starts the program as a process (the quick loop leaves them out).
+pytestmark = pytest.mark.slow
+
 
 def records(text: str, *, besides: str | None = None) -> list[dict]:
     """Every line of `text` as JSON, except a last line starting with `besides` (the CLI's report)."""

@@ -1,6 +1,8 @@
 """Migrations run whatever they take: outside the pool's statement timeout, and a
-second process waits for the migration lock as long as the first needs it."""
+second process waits for the migration lock as long as the first needs it; and
+sql/schema.sql shows what they make."""
 import asyncio
+import difflib
 import uuid
 
 import aiopg
@@ -8,6 +10,7 @@ import psycopg2
 from psycopg2 import sql
 import pytest
 
+from server import schema
 from server.db import MIGRATION_LOCK, drop_database, migrate, recreate_database
 
 
@@ -18,6 +21,7 @@ def empty_db_url(server_url):
     drop_database(server_url, name)
 
 
+@pytest.mark.slow
 async def test_migrating_waits_past_the_pool_timeout_for_another_process(empty_db_url):
     holder = await asyncio.to_thread(psycopg2.connect, empty_db_url)
     try:
@@ -61,3 +65,16 @@ async def test_a_role_that_may_write_customers_keeps_search_right_without_rights
             await cur.execute("RESET ROLE")
             await cur.execute(sql.SQL("DROP OWNED BY {}").format(name))
             await cur.execute(sql.SQL("DROP ROLE {}").format(name))
+
+
+def test_the_schema_file_is_what_the_migrations_make(db_url):
+    """A new migration without a regenerated sql/schema.sql fails here. (A copy of the
+    migrated template: a connection to the template itself would stop the next copy.)"""
+    made = schema.dump(db_url)
+    committed = schema.SCHEMA_FILE.read_text(encoding="utf-8")
+    if committed != made:
+        diff = difflib.unified_diff(committed.splitlines(), made.splitlines(),
+                                    "sql/schema.sql (committed)", "what the migrations make", lineterm="")
+        shown = "\n".join(list(diff)[:80])
+        pytest.fail(f"sql/schema.sql is out of date: run `{schema.REGENERATE}` and commit it.\n{shown}",
+                    pytrace=False)
