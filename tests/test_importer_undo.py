@@ -4,6 +4,8 @@ import csv
 import dataclasses
 import io
 
+import aiopg
+
 from server.app import create_app
 
 from tests.importing import HEADER, TERMINAL, import_file, row, wait_for_status, write_csv
@@ -137,3 +139,31 @@ async def test_a_hand_edit_mark_that_changed_no_value_still_keeps_the_customer(c
     assert await db.all("SELECT customer_id FROM customers") == [("M1",)]
     [(line, _, reason, raw)] = await _rejects(client, undo["id"])
     assert (line, raw) == ("2", "M1") and client.principal_name in reason
+
+
+async def test_a_hand_edit_committed_while_the_undo_waits_for_its_row_is_named_in_the_rejects(
+        client, db, db_url, tmp_path):
+    """Another process edits a customer by hand while the undo's slice runs: the undo leaves
+    it as it is, and its rejects name it and who, as for an edit made before the undo."""
+    job = await import_file(client.app, write_csv(tmp_path / "a.csv", [HEADER, row(1, "R1"), row(2, "R2")]))
+    editor = await aiopg.connect(db_url)
+    try:
+        async with editor.cursor() as cur:
+            await cur.execute("BEGIN")
+            await cur.execute("UPDATE customers SET first_name = 'Hand', updated_manually_at = clock_timestamp(), "
+                              "updated_manually_by = 'eve' WHERE customer_id = 'R1'")
+            resp = await client.post(f"/import/jobs/{job['id']}/undo")
+            assert resp.status == 202, await resp.text()
+            undo = await resp.json()
+            # The undo's slice waits for the edited row, then the edit commits.
+            while not await db.value("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                     "AND application_name LIKE %s", (f"csv-import job {undo['id']} %",)):
+                await asyncio.sleep(0.01)
+            await cur.execute("COMMIT")
+    finally:
+        editor.close()
+    done = await wait_for_status(client.app, undo["id"], TERMINAL)
+    assert (done["status"], done["deleted"], done["rejected"]) == ("completed", 1, 1)
+    assert await db.all("SELECT customer_id, first_name FROM customers") == [("R1", "Hand")]
+    [(line, _, reason, raw)] = await _rejects(client, undo["id"])
+    assert (line, raw) == ("2", "R1") and "eve" in reason

@@ -37,6 +37,17 @@ WHERE id = %(id)s AND data_offset IS NULL
 -- name: position
 SELECT line_no FROM import_jobs WHERE id = %(id)s
 
+-- name: lock_slice
+-- The slice's customers, locked before the slice reads them: an edit committed
+-- while the slice runs would otherwise be seen by its writes but not by its
+-- conflict check (the statement's snapshot), and go unnamed in the rejects.
+-- With the rows held, the slice's own snapshot is the last word on them.
+SELECT c.id FROM customers c
+WHERE c.id IN (SELECT id FROM customer_history WHERE job_id = %(undoes)s AND id > %(after)s
+               GROUP BY id ORDER BY id LIMIT %(n)s)
+ORDER BY c.id
+FOR UPDATE OF c
+
 -- name: slice
 -- One slice: each customer the undone job changed, how, and whether anything
 -- changed it since (then it is left as it is, and named in the rejects).
