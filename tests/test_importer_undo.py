@@ -167,3 +167,25 @@ async def test_a_hand_edit_committed_while_the_undo_waits_for_its_row_is_named_i
     assert await db.all("SELECT customer_id, first_name FROM customers") == [("R1", "Hand")]
     [(line, _, reason, raw)] = await _rejects(client, undo["id"])
     assert (line, raw) == ("2", "R1") and "eve" in reason
+
+
+async def test_two_imports_are_taken_back_by_undoing_the_later_one_first(client, db, tmp_path):
+    """docs/history.md: "To take back two imports, undo the later one first." The later
+    import's change, taken back by its own undo, is no conflict for the earlier one's."""
+    await import_file(client.app, write_csv(tmp_path / "a.csv", [HEADER, row(1, "T1"), row(2, "T2")]))
+    before = await db.all(CUSTOMERS)
+    first = await import_file(client.app, write_csv(tmp_path / "b.csv", [
+        HEADER, row(1, "T1", "Cy"), row(2, "T2", "Cy"), row(3, "T3")]))
+    second = await import_file(client.app, write_csv(tmp_path / "c.csv", [
+        HEADER, row(1, "T1", "Di", about="Likes coffee"), row(3, "T3", "Di")]))
+    later = await _undo(client, second["id"])
+    assert (later["updated"], later["rejected"]) == (2, 0)
+    # The hand-edit rule still holds: an edit after the later undo is a conflict.
+    t2 = await db.value("SELECT id FROM customers WHERE customer_id = 'T2'")
+    assert (await client.patch(f"/customers/{t2}", json={"last_name": "ByHand"})).status == 200
+
+    earlier = await _undo(client, first["id"])
+    assert (earlier["deleted"], earlier["updated"], earlier["rejected"]) == (1, 1, 1), earlier
+    assert await db.all(CUSTOMERS) == [before[0], ("T2", "Cy", "Likes tea")]
+    [(_, _, reason, raw)] = await _rejects(client, earlier["id"])
+    assert raw == "T2" and client.principal_name in reason
