@@ -75,6 +75,9 @@ async def test_a_customer_changed_after_the_import_is_left_alone_and_named(clien
         ("A1", "Ann", "Lee"), ("A2", "Di", "ByHand")]
     [(line, _, reason, raw)] = await _rejects(client, undo["id"])
     assert line == "3" and raw == "A2"
+    # An undo read no file: its rejects are customers, not records to fix and import again.
+    resp = await client.get(f"/import/jobs/{undo['id']}/rejects.csv?format=file")
+    assert resp.status == 422 and "format=lines" in (await resp.json())["error"]
     assert "'A2'" in reason and client.principal_name in reason and "updated" in reason
     resp = await client.get(f"/import/jobs/{undo['id']}/reject-reasons")
     assert (await resp.json())["items"] == [{
