@@ -99,11 +99,27 @@ async def test_edits_and_a_delete_through_the_api_are_in_the_history_after_the_c
     assert first["items"] + rest["items"] == page["items"] and rest["next"] is None
 
 
+async def test_a_change_by_another_program_is_not_put_on_the_last_person_who_edited_by_hand(client, db):
+    """The hand-edit mark names who edited last; a reporting tool's UPDATE after that is not theirs."""
+    resp = await client.post("/customers", json={"customer_id": "P1", "first_name": "Ann"})
+    customer = await resp.json()
+    await db.all("UPDATE customers SET city = 'Bergen' WHERE id = %s", (customer["id"],))
+    items = (await _history(client, customer["id"]))["items"]
+    assert [(i["action"], i["by"]) for i in items] == [("update", None), ("insert", client.principal_name)]
+    assert items[0]["changes"] == {"city": [None, "Bergen"]}
+    resp = await client.patch(f"/customers/{customer['id']}", json={"city": "Oslo"})
+    assert resp.status == 200
+    assert (await _history(client, customer["id"]))["items"][0]["by"] == client.principal_name
+
+
 async def test_a_viewer_reads_history_and_bad_queries_are_named(client_as):
     viewer = await client_as("viewer")
     assert (await viewer.get("/customers/1/history")).status == 200
     resp = await viewer.get("/customers/1/history?limit=0")
     assert resp.status == 422 and "limit" in (await resp.json())["error"]
+    # A cursor past any history row's seq (a bigint) is named, not a 500 from the database.
+    resp = await viewer.get("/customers/1/history?after=99999999999999999999")
+    assert resp.status == 422 and "after" in (await resp.json())["error"]
 
 
 async def test_history_older_than_the_kept_days_is_pruned_in_slices(client, db):

@@ -4,6 +4,8 @@ import csv
 import dataclasses
 import io
 
+import aiopg
+
 from server.app import create_app
 
 from tests.importing import HEADER, TERMINAL, import_file, row, wait_for_status, write_csv
@@ -73,6 +75,9 @@ async def test_a_customer_changed_after_the_import_is_left_alone_and_named(clien
         ("A1", "Ann", "Lee"), ("A2", "Di", "ByHand")]
     [(line, _, reason, raw)] = await _rejects(client, undo["id"])
     assert line == "3" and raw == "A2"
+    # An undo read no file: its rejects are customers, not records to fix and import again.
+    resp = await client.get(f"/import/jobs/{undo['id']}/rejects.csv?format=file")
+    assert resp.status == 422 and "format=lines" in (await resp.json())["error"]
     assert "'A2'" in reason and client.principal_name in reason and "updated" in reason
     resp = await client.get(f"/import/jobs/{undo['id']}/reject-reasons")
     assert (await resp.json())["items"] == [{
@@ -137,3 +142,55 @@ async def test_a_hand_edit_mark_that_changed_no_value_still_keeps_the_customer(c
     assert await db.all("SELECT customer_id FROM customers") == [("M1",)]
     [(line, _, reason, raw)] = await _rejects(client, undo["id"])
     assert (line, raw) == ("2", "M1") and client.principal_name in reason
+
+
+async def test_a_hand_edit_committed_while_the_undo_waits_for_its_row_is_named_in_the_rejects(
+        client, db, db_url, tmp_path):
+    """Another process edits a customer by hand while the undo's slice runs: the undo leaves
+    it as it is, and its rejects name it and who, as for an edit made before the undo."""
+    job = await import_file(client.app, write_csv(tmp_path / "a.csv", [HEADER, row(1, "R1"), row(2, "R2")]))
+    editor = await aiopg.connect(db_url)
+    try:
+        async with editor.cursor() as cur:
+            await cur.execute("BEGIN")
+            await cur.execute("UPDATE customers SET first_name = 'Hand', updated_manually_at = clock_timestamp(), "
+                              "updated_manually_by = 'eve' WHERE customer_id = 'R1'")
+            resp = await client.post(f"/import/jobs/{job['id']}/undo")
+            assert resp.status == 202, await resp.text()
+            undo = await resp.json()
+            # The undo's slice waits for the edited row, then the edit commits.
+            deadline = asyncio.get_running_loop().time() + 30
+            while not await db.value("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                     "AND application_name LIKE %s", (f"csv-import job {undo['id']} %",)):
+                assert asyncio.get_running_loop().time() < deadline, "the undo never waited for the row"
+                await asyncio.sleep(0.01)
+            await cur.execute("COMMIT")
+    finally:
+        editor.close()
+    done = await wait_for_status(client.app, undo["id"], TERMINAL)
+    assert (done["status"], done["deleted"], done["rejected"]) == ("completed", 1, 1)
+    assert await db.all("SELECT customer_id, first_name FROM customers") == [("R1", "Hand")]
+    [(line, _, reason, raw)] = await _rejects(client, undo["id"])
+    assert (line, raw) == ("2", "R1") and "eve" in reason
+
+
+async def test_two_imports_are_taken_back_by_undoing_the_later_one_first(client, db, tmp_path):
+    """docs/history.md: "To take back two imports, undo the later one first." The later
+    import's change, taken back by its own undo, is no conflict for the earlier one's."""
+    await import_file(client.app, write_csv(tmp_path / "a.csv", [HEADER, row(1, "T1"), row(2, "T2")]))
+    before = await db.all(CUSTOMERS)
+    first = await import_file(client.app, write_csv(tmp_path / "b.csv", [
+        HEADER, row(1, "T1", "Cy"), row(2, "T2", "Cy"), row(3, "T3")]))
+    second = await import_file(client.app, write_csv(tmp_path / "c.csv", [
+        HEADER, row(1, "T1", "Di", about="Likes coffee"), row(3, "T3", "Di")]))
+    later = await _undo(client, second["id"])
+    assert (later["updated"], later["rejected"]) == (2, 0)
+    # The hand-edit rule still holds: an edit after the later undo is a conflict.
+    t2 = await db.value("SELECT id FROM customers WHERE customer_id = 'T2'")
+    assert (await client.patch(f"/customers/{t2}", json={"last_name": "ByHand"})).status == 200
+
+    earlier = await _undo(client, first["id"])
+    assert (earlier["deleted"], earlier["updated"], earlier["rejected"]) == (1, 1, 1), earlier
+    assert await db.all(CUSTOMERS) == [before[0], ("T2", "Cy", "Likes tea")]
+    [(_, _, reason, raw)] = await _rejects(client, earlier["id"])
+    assert raw == "T2" and client.principal_name in reason

@@ -184,6 +184,27 @@ async def test_one_user_may_hold_only_so_many_uploads(client_as, aiohttp_client,
     assert (await first.post("/uploads", headers={**TUS, "Upload-Length": "1000"})).status == 201
 
 
+async def test_a_preview_kept_as_an_upload_counts_against_the_cap_and_is_refused_at_it(client_as, config, db):
+    """docs/uploads.md: UPLOADS_MAX_PER_USER holds tus uploads and kept previews alike; a
+    multipart preview kept one more copy for 24 h however many the user held already."""
+    app = create_app(dataclasses.replace(config, uploads_max_per_user=2))
+    client = await client_as(Role.admin, app=app, name="previewer")
+
+    def form() -> aiohttp.FormData:
+        body = aiohttp.FormData()
+        body.add_field("file", CSV, filename="a.csv", content_type="text/csv")
+        return body
+
+    assert (await client.post("/uploads", headers={**TUS, "Upload-Length": "1000"})).status == 201
+    resp = await client.post("/import/preview", data=form())
+    assert resp.status == 200, await resp.text()
+    resp = await client.post("/import/preview", data=form())
+    assert resp.status == 429, await resp.text()
+    assert "UPLOADS_MAX_PER_USER" in (await resp.json())["error"]
+    assert await db.value("SELECT count(*) FROM uploads") == 2
+    await eventually(lambda: len(stored(config)) == 2)
+
+
 async def test_announced_bytes_of_unfinished_uploads_count_against_the_free_space(client_as, config, db):
     """300 creations of 30 GiB each on a 40 GB disk were all accepted: each fitted alone.
     Here the disk has about 100 MiB to give; ten uploads of 40 MiB are announced at once."""

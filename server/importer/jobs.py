@@ -8,7 +8,7 @@ import aiopg
 import psycopg2.errors
 from psycopg2.extras import Json
 
-from ..errors import Conflict, NotFound
+from ..errors import Conflict, DomainError, NotFound
 from ..sqlfiles import queries
 
 SQL = queries("jobs")
@@ -36,6 +36,16 @@ class JobActive(Conflict):
 
     def body(self) -> dict:
         return {"error": str(self), "job": self.job}
+
+
+class NoFileOfItsOwn(DomainError):
+    """An undo read no file: its rejects are customers, which make no file to import again."""
+
+    status = 422
+
+    def __init__(self, job_id: int):
+        super().__init__(f"import job {job_id} is an undo: its rejects are customers it left alone, "
+                         "not records of a file; ask for them with format=lines")
 
 
 class TransitionNotAllowed(Conflict):
@@ -121,12 +131,14 @@ async def rejects(pool: aiopg.Pool, job_id: int, page_size: int = 1000) -> Async
 
 
 async def file_header(pool: aiopg.Pool, job_id: int) -> tuple[list[str], dict]:
-    """(the file's header columns, the job's effective options)."""
+    """(the file's header columns, the job's effective options); NoFileOfItsOwn for an undo."""
     async with pool.acquire() as conn, conn.cursor() as cur:
         await cur.execute(SQL["file_header"], {"id": job_id})
         row = await cur.fetchone()
     if row is None:
         raise JobNotFound(job_id)
+    if row[2] == "undo":
+        raise NoFileOfItsOwn(job_id)
     return list(row[0] or []), row[1] or {}
 
 

@@ -87,6 +87,8 @@ def undo_slice(conn, job_id: int, worker: str, undoes: int, after: int, dry_run:
     """
     try:
         with conn.cursor() as cur:
+            if not dry_run:
+                cur.execute(SQL["lock_slice"], {"undoes": undoes, "after": after, "n": size})
             cur.execute(SQL["slice"], {"job_id": job_id, "undoes": undoes, "after": after, "n": size,
                                        "dry_run": dry_run})
             done, last_id, deleted, updated = cur.fetchone()

@@ -82,13 +82,7 @@ class Uploads:
         async with self.pool.acquire() as conn, conn.cursor() as cur:
             async with cur.begin():
                 await cur.execute(SQL["take_turns"])
-                await cur.execute(SQL["held"], {"owner": owner})
-                mine, announced = await cur.fetchone()
-                if mine >= self.config.uploads_max_per_user:
-                    raise TooManyUploads(
-                        f"{owner or 'this user'} already holds {mine} uploads, the most one user may "
-                        f"(UPLOADS_MAX_PER_USER is {self.config.uploads_max_per_user}): import or "
-                        "DELETE one first, or wait until an unused one expires")
+                announced = await self._within_cap(cur, owner)
                 await admit(self.directory, size, self.config.upload_min_free_bytes, announced=announced)
                 await cur.execute(SQL["create"], {"id": upload_id, "filename": filename, "size": size,
                                                   "metadata": metadata, "owner": owner,
@@ -108,10 +102,26 @@ class Uploads:
         if files.final_path(self.directory, upload_id) != stored.path:
             raise ValueError(f"{stored.path.name} is not a file of the upload directory")
         async with self.pool.acquire() as conn, conn.cursor() as cur:
-            await cur.execute(SQL["adopt"], {"id": upload_id, "filename": stored.filename, "size": stored.size,
-                                             "owner": owner, "sha256": stored.sha256,
-                                             "ttl": self.config.tus_expire_seconds})
+            async with cur.begin():
+                # A kept preview is one of the owner's uploads: the same cap, counted in turn.
+                await cur.execute(SQL["take_turns"])
+                await self._within_cap(cur, owner)
+                await cur.execute(SQL["adopt"], {"id": upload_id, "filename": stored.filename,
+                                                 "size": stored.size, "owner": owner, "sha256": stored.sha256,
+                                                 "ttl": self.config.tus_expire_seconds})
         return upload_id
+
+    async def _within_cap(self, cur, owner: str | None) -> int:
+        """TooManyUploads when `owner` holds UPLOADS_MAX_PER_USER live uploads; else the bytes
+        every unfinished upload still announces. Inside the transaction that takes turns."""
+        await cur.execute(SQL["held"], {"owner": owner})
+        mine, announced = await cur.fetchone()
+        if mine >= self.config.uploads_max_per_user:
+            raise TooManyUploads(
+                f"{owner or 'this user'} already holds {mine} uploads, the most one user may "
+                f"(UPLOADS_MAX_PER_USER is {self.config.uploads_max_per_user}): import or "
+                "DELETE one first, or wait until an unused one expires")
+        return announced
 
     async def path_of(self, upload_id: str) -> StoredFile:
         """A complete upload's file, to read (the preview); it stays an upload."""

@@ -18,7 +18,7 @@ routes = web.RouteTableDef()
 
 class HistoryQuery(BaseModel):
     limit: int = Field(50, ge=1, le=500)
-    after: int | None = Field(None, ge=1, description="`next` of the previous page")
+    after: int | None = Field(None, ge=1, le=2**63 - 1, description="`next` of the previous page")
 
 
 class HistoryItem(BaseModel):

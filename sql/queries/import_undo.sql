@@ -37,6 +37,17 @@ WHERE id = %(id)s AND data_offset IS NULL
 -- name: position
 SELECT line_no FROM import_jobs WHERE id = %(id)s
 
+-- name: lock_slice
+-- The slice's customers, locked before the slice reads them: an edit committed
+-- while the slice runs would otherwise be seen by its writes but not by its
+-- conflict check (the statement's snapshot), and go unnamed in the rejects.
+-- With the rows held, the slice's own snapshot is the last word on them.
+SELECT c.id FROM customers c
+WHERE c.id IN (SELECT id FROM customer_history WHERE job_id = %(undoes)s AND id > %(after)s
+               GROUP BY id ORDER BY id LIMIT %(n)s)
+ORDER BY c.id
+FOR UPDATE OF c
+
 -- name: slice
 -- One slice: each customer the undone job changed, how, and whether anything
 -- changed it since (then it is left as it is, and named in the rejects).
@@ -50,8 +61,18 @@ WITH slice AS (
 ), later AS (
     -- Changed since: a later history row, or a hand-edit mark (also one an edit
     -- that changed no value left, which writes no history).
+    -- A later import's change that an undo of it took back is none, nor is that
+    -- undo's row: so two imports are taken back by undoing the later one first.
     SELECT DISTINCT ON (s.id) s.id, s.line_no, h.at, h.action, h.by_user, h.job_id
     FROM slice s JOIN customer_history h ON h.id = s.id AND h.seq > s.last_seq
+    WHERE NOT EXISTS (
+        SELECT FROM import_jobs u JOIN customer_history r ON r.id = h.id AND r.job_id = u.id
+        WHERE u.kind = 'undo' AND u.undoes <> %(undoes)s AND r.action = 'undo'
+          AND ((h.action <> 'undo' AND h.job_id = u.undoes AND r.seq > h.seq)
+               OR (h.action = 'undo' AND h.job_id = u.id AND r.seq = h.seq
+                   AND EXISTS (SELECT FROM customer_history b
+                               WHERE b.id = h.id AND b.job_id = u.undoes AND b.seq > s.last_seq
+                                 AND b.seq < h.seq))))
     ORDER BY s.id, h.seq DESC
 ), conflicts AS (
     SELECT * FROM later

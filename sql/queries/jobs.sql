@@ -48,8 +48,8 @@ RETURNING import_job_json(import_jobs.*)
 SELECT recent FROM import_jobs WHERE id = %(id)s
 
 -- name: file_header
--- The header line as found in the file, and how the file was read.
-SELECT columns, options FROM import_jobs WHERE id = %(id)s
+-- The header line as found in the file, and how the file was read (an undo read none).
+SELECT columns, options, kind FROM import_jobs WHERE id = %(id)s
 
 -- name: rejects_page
 SELECT line_no, byte_offset, reason, raw FROM import_rejects
