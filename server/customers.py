@@ -105,10 +105,10 @@ def encode_cursor(last: int | Cursor) -> str:
 def decode_cursor(cursor: str) -> Cursor:
     """The place a cursor stands for; ValueError when it is not one of ours."""
     try:
-        text = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True)
+        raw = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True)
     except (binascii.Error, ValueError):
         raise ValueError("not a cursor this API gave out") from None
-    text = text.decode("ascii", "replace")
+    text = raw.decode("ascii", "replace")
     for sort, form in _CURSOR_FORMS.items():
         match = form.fullmatch(text)
         if match and int(match["id"]) <= MAX_ID:
@@ -274,9 +274,11 @@ async def create(pool: aiopg.Pool, fields: Mapping[str, object], by: str | None 
     params = {name: fields.get(name) for name in EDITABLE}
     params["by"] = by
     try:
-        return await _one(pool, SQL["create"], params)
-    except psycopg2.errors.UniqueViolation:
-        raise CustomerIdTaken(params["customer_id"]) from None
+        customer = await _one(pool, SQL["create"], params)
+    except psycopg2.errors.UniqueViolation:  # customer_id, a text that is not null since it collided
+        raise CustomerIdTaken(str(params["customer_id"])) from None
+    assert customer is not None  # INSERT ... VALUES ... RETURNING returns its one row
+    return customer
 
 
 async def update(pool: aiopg.Pool, customer_id: int, changes: Mapping[str, object],
@@ -287,8 +289,8 @@ async def update(pool: aiopg.Pool, customer_id: int, changes: Mapping[str, objec
                   by=by)
     try:
         customer = await _one(pool, SQL["update"], params)
-    except psycopg2.errors.UniqueViolation:
-        raise CustomerIdTaken(changes["customer_id"]) from None
+    except psycopg2.errors.UniqueViolation:  # customer_id, a text that is not null since it collided
+        raise CustomerIdTaken(str(changes["customer_id"])) from None
     if customer is None:
         raise CustomerChanged(await get(pool, customer_id))  # get raises when it is absent
     return customer

@@ -5,6 +5,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import TypedDict
 from urllib.parse import urlsplit, urlunsplit
 
 import aiopg
@@ -134,7 +135,18 @@ def read_pool(request: web.Request) -> aiopg.Pool:
     return reads.pool_for(principal_label(request), fresh=fresh)
 
 
-def keepalive_options(config: Config, database_url: str) -> dict[str, object]:
+class KeepaliveOptions(TypedDict):
+    """The libpq parameters keepalive_options gives psycopg2.connect."""
+
+    keepalives: int
+    keepalives_idle: int
+    keepalives_interval: int
+    keepalives_count: int
+    tcp_user_timeout: int
+    options: str
+
+
+def keepalive_options(config: Config, database_url: str) -> KeepaliveOptions:
     """libpq parameters for a connection that holds a job: TCP keepalives at both ends.
 
     A job is held by its writer connection's session (its advisory lock). If the

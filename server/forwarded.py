@@ -8,16 +8,25 @@ ignored: anyone can send them.
 """
 from __future__ import annotations
 
+from typing import TypedDict
+
 from aiohttp import web
 
 from .keys import config_key
+
+
+class _Changes(TypedDict, total=False):
+    """What web.Request.clone is given: only what the proxy told us."""
+
+    scheme: str
+    remote: str
 
 
 @web.middleware
 async def forwarded_middleware(request: web.Request, handler) -> web.StreamResponse:
     trusted = request.app[config_key].trusted_proxies
     if trusted and request.remote in trusted:
-        changes = {}
+        changes: _Changes = {}
         proto = request.headers.get("X-Forwarded-Proto", "").split(",")[-1].strip().lower()
         if proto in ("http", "https"):
             changes["scheme"] = proto

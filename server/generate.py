@@ -136,7 +136,7 @@ def _about_pools(rng: Random, about_bytes: int):
     tail_size = about_bytes - 1 - head_size if split else about_bytes
     heads = tuple(_text(rng, n, False) + " " for n in sizes(head_size)) if split else ("",)
     tails = tuple(_text(rng, n, i % 4 == 0) for i, n in enumerate(sizes(tail_size)))
-    tricky = ()
+    tricky: tuple[str, ...] = ()
     if about_bytes >= 200:  # the quoted opening must survive the cut to size
         tricky = tuple(
             _text(rng, n, True, f'Note: "{" ".join(rng.choices(WORDS, k=3))}" said.')

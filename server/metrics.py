@@ -79,7 +79,8 @@ class _AppState(Collector):
             connections.add_metric(["in_use"], pool.size - pool.freesize)
             connections.add_metric(["idle"], pool.freesize)
             yield connections
-            yield _gauge("csv_import_db_pool_max_connections", "Size the pool may grow to", pool.maxsize)
+            if pool.maxsize is not None:  # None: a pool without a limit (maxsize=0)
+                yield _gauge("csv_import_db_pool_max_connections", "Size the pool may grow to", pool.maxsize)
         reads = app.get(reads_key)
         if reads is not None:
             yield from _standby_figures(reads)

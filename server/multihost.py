@@ -51,7 +51,7 @@ def install() -> None:
         if connecting and _switched(self):
             _follow(self, weak_self)
 
-    cls._ready = staticmethod(ready)
+    cls._ready = staticmethod(ready)  # type: ignore[method-assign]  # the deliberate patch this module is for
     setattr(cls, _INSTALLED, True)
 
 

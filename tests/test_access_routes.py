@@ -108,7 +108,7 @@ async def test_what_each_role_gets_on_each_route(who, anonymous_client, client_a
     await db.all("INSERT INTO customers (id, customer_id) VALUES (1, 'C1')")
     client = anonymous_client if who is ANONYMOUS else await client_as(who)
     got, wanted, broken = {}, {}, {}
-    for method, name, path, body, least in ROUTES:
+    for method, _name, path, body, least in ROUTES:
         if least is PUBLIC:
             wanted[f"{method} {path}"] = None
         elif who is ANONYMOUS:

@@ -13,7 +13,7 @@ from ..config import Config
 from ..keys import access_cache_key, pool_key, reads_key
 from . import store
 from ..replica import SAFE_METHODS
-from .roles import PUBLIC, Principal, required_role
+from .roles import Principal, Public, required_role
 from .sessions import COOKIE, session_principal
 
 log = logging.getLogger(__name__)
@@ -82,7 +82,7 @@ def host_middleware(allowed: frozenset[str]):
 @web.middleware
 async def access_middleware(request: web.Request, handler) -> web.StreamResponse:
     required = required_role(request.match_info)
-    if required is PUBLIC:
+    if isinstance(required, Public):  # PUBLIC, its one instance
         return await handler(request)
     authorization = request.headers.get(hdrs.AUTHORIZATION)
     if authorization is not None:

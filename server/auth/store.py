@@ -273,4 +273,5 @@ async def shared_secret(pool: aiopg.Pool, name: str, make) -> str:
     """The secret stored under `name`, made by `make()` by whichever process asks first."""
     await _all(pool, Q["add_secret"], {"name": name, "value": make()})
     row = await _one(pool, Q["secret"], {"name": name})
+    assert row is not None  # add_secret has just stored it, or found it there
     return row[0]

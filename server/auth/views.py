@@ -73,7 +73,7 @@ async def login(request: web.Request) -> web.Response:
     found = None
     if user_key is not None and 0 < len(password) <= MAX_PASSWORD:
         found = await store.check_password(pool, name, password)
-    if found is None:
+    if user_key is None or found is None:  # found is None too when user_key is
         await store.failed(pool, config.login_window_seconds)
         return _page(request, error="Wrong name or password.", status=401, name=name,
                      next_path=next_path)

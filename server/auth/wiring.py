@@ -30,11 +30,12 @@ def _setup_cors(app: web.Application) -> None:
     options = aiohttp_cors.ResourceOptions(
         allow_credentials=True, allow_headers="*", max_age=600,
         expose_headers=("ETag", "Location", "Retry-After", "WWW-Authenticate"))
-    routes = list(app.router.routes())
+    # Every route the router holds has its resource; aiohttp types it optional for routes made alone.
+    routes = [(route, route.resource) for route in app.router.routes() if route.resource is not None]
     # A path that answers OPTIONS itself (tus) keeps its own answer, and gives CORS its
     # own way (server/tus/protocol.py). By path: one path can have several resources.
-    own_options = {route.resource.canonical for route in routes if route.method == hdrs.METH_OPTIONS}
+    own_options = {resource.canonical for route, resource in routes if route.method == hdrs.METH_OPTIONS}
     cors = aiohttp_cors.setup(app, defaults={origin: options for origin in origins})
-    for route in routes:
-        if not isinstance(route.resource, web.StaticResource) and route.resource.canonical not in own_options:
+    for route, resource in routes:
+        if not isinstance(resource, web.StaticResource) and resource.canonical not in own_options:
             cors.add(route)

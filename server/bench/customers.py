@@ -130,7 +130,7 @@ def _fragments(sample: list[dict]) -> list[str]:
     chooser = random.Random(1)
     texts = [" ".join(c[field] or "" for field in ("first_name", "last_name", "email", "company"))
              for c in sample]
-    fragments = []
+    fragments: list[str] = []
     while len(fragments) < FRAGMENTS:
         text, length = chooser.choice(texts), chooser.randint(3, 8)
         start = chooser.randrange(max(len(text) - length, 1))
@@ -148,13 +148,13 @@ async def _export(session: aiohttp.ClientSession, base: str, server_pid: int | N
     received = 0
     done = asyncio.Event()
 
-    async def watch() -> None:
+    async def watch(process: psutil.Process) -> None:
         nonlocal peak
         while not done.is_set():
             peak = max(peak, process.memory_info().rss)
             await asyncio.sleep(0.05)
 
-    watcher = asyncio.create_task(watch()) if process else None
+    watcher = asyncio.create_task(watch(process)) if process else None
     started = time.perf_counter()
     try:
         async with session.get(f"{base}/customers.csv") as resp:

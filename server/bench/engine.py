@@ -144,7 +144,7 @@ def _backfill(server_url: str, rows: int) -> float:
             cur.execute("CREATE TABLE schema_migrations (version text PRIMARY KEY, "
                         "applied_at timestamptz NOT NULL DEFAULT now())")
             migrations = sqlfiles.migrations()
-            for version, sql in migrations[:2]:
+            for _version, sql in migrations[:2]:
                 cur.execute(sql)
             cur.execute("INSERT INTO customers (customer_id, first_name, last_name, company, email) "
                         "SELECT 'C' || g, 'First' || g %% 997, 'Last' || g %% 991, 'Company ' || g %% 983, "

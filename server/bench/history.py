@@ -85,7 +85,9 @@ def _writes(url: str) -> int:
     with contextlib.closing(psycopg2.connect(url)) as conn, conn.cursor() as cur:
         cur.execute("SELECT pg_stat_force_next_flush()")
         cur.execute(WRITES)
-        return cur.fetchone()[0]
+        row = cur.fetchone()
+        assert row is not None, "the bench database has no customers table"
+        return row[0]
 
 
 def _one_percent_changed(csv_path: Path) -> Path:

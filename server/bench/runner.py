@@ -111,7 +111,9 @@ def _customer_count(db_url: str) -> int:
 
     with contextlib.closing(psycopg2.connect(db_url)) as conn, conn.cursor() as cur:
         cur.execute("SELECT count(*) FROM (SELECT 1 FROM customers LIMIT 1) AS any_row")
-        return cur.fetchone()[0]
+        row = cur.fetchone()
+        assert row is not None  # count(*) always returns one row
+        return row[0]
 
 
 def _fresh_database(server_url: str) -> str:
@@ -179,14 +181,14 @@ def _watch_memory_and_progress(pid: int, db_url: str | None) -> tuple[float, flo
     peak_main = peak_tree = 0.0
     rss_at: dict[int, tuple[float, float]] = {}
     conn = None if db_url is None else psycopg2.connect(db_url, application_name="csv-import bench watcher")
-    next_look = 0.0 if conn is not None else float("inf")
+    next_look = 0.0
     try:
         proc = psutil.Process(pid)
         while proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
             main = proc.memory_info().rss
             tree = main + sum(_rss(child) for child in proc.children(recursive=True))
             peak_main, peak_tree = max(peak_main, main / 1e6), max(peak_tree, tree / 1e6)
-            if time.monotonic() >= next_look:
+            if conn is not None and time.monotonic() >= next_look:
                 next_look = time.monotonic() + 1
                 with conn, conn.cursor() as cur:
                     cur.execute("SELECT 100.0 * bytes_done / greatest(bytes_total, 1) FROM import_jobs "
@@ -234,8 +236,8 @@ async def _api_benchmarks(config: Config, db_url: str, csv_path: Path, *, sse: b
     port = _free_port()
     env = {**os.environ, "DATABASE_URL": db_url, "IMPORT_DIR": str(csv_path.parent),
            "IMPORT_BATCH_BYTES": str(config.batch_bytes), "PORT": str(port)}
-    server = subprocess.Popen([sys.executable, "-m", "server", "serve"], cwd=REPO, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = await asyncio.create_subprocess_exec(sys.executable, "-m", "server", "serve", cwd=REPO, env=env,
+                                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:
         await _wait_healthy(base)
@@ -248,7 +250,7 @@ async def _api_benchmarks(config: Config, db_url: str, csv_path: Path, *, sse: b
         return results
     finally:
         server.terminate()
-        server.wait(30)
+        await asyncio.wait_for(server.wait(), 30)
 
 
 async def _admin_headers(db_url: str) -> dict[str, str]:

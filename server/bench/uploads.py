@@ -73,7 +73,7 @@ async def _measure(base: str, path: Path, db_url: str) -> dict[str, list[float]]
 
 async def _multipart(http: aiohttp.ClientSession, base: str, path: Path) -> float:
     started = time.perf_counter()
-    with open(path, "rb") as f:
+    with await asyncio.to_thread(path.open, "rb") as f:
         form = aiohttp.FormData()
         form.add_field("file", f, filename=path.name, content_type="text/csv")
         async with http.post(f"{base}/import", data=form) as resp:
@@ -91,14 +91,14 @@ async def _multipart(http: aiohttp.ClientSession, base: str, path: Path) -> floa
 
 
 async def _tus(http: aiohttp.ClientSession, base: str, path: Path, chunk: int | None) -> float:
-    size = path.stat().st_size
+    size = (await asyncio.to_thread(path.stat)).st_size
     started = time.perf_counter()
     async with http.post(f"{base}/uploads", headers={**TUS, "Upload-Length": str(size)}) as resp:
         if resp.status != 201:
             raise SystemExit(f"tus creation refused ({resp.status}): {await resp.text()}")
         url = base + resp.headers["Location"]
     headers = {**TUS, "Content-Type": "application/offset+octet-stream"}
-    with open(path, "rb") as f:
+    with await asyncio.to_thread(path.open, "rb") as f:
         offset = 0
         while offset < size:
             body = f if chunk is None else await asyncio.to_thread(f.read, chunk)

@@ -69,7 +69,7 @@ def input_type(field: Field) -> Any:
                          pydantic.WithJsonSchema({"anyOf": [{"type": "string", "format": "date"}, {"type": "null"}]})]
     checks: list[Any] = [_checked(field)]
     if field.format:
-        schema = {"type": "string", "format": field.format}
+        schema: dict[str, str | int] = {"type": "string", "format": field.format}
         if field.max_length is not None:
             schema["maxLength"] = field.max_length
         checks.append(pydantic.WithJsonSchema(schema))
@@ -105,13 +105,13 @@ CustomerCreate = _editable("CustomerCreate", "A new customer. Only customer_id i
 CustomerPatch = _editable("CustomerPatch", "The fields to change; those left out keep their values. "
                                            "customer_id cannot be null.", required_has_default=True)
 
-Customer = pydantic.create_model(
-    "Customer", __doc__="A customer.", __module__=__name__,
-    id=(int, ...),
+_customer_fields: dict[str, Any] = {
+    "id": (int, ...),
     **{field.name: (output_type(field), pydantic.Field(..., title=field.label)) for field in IMPORTED},
-    created_at=(str, ...),
-    updated_at=(str, ...),
-    updated_manually_at=(str | None, ...),
-    updated_manually_by=(str | None, pydantic.Field(
+    "created_at": (str, ...),
+    "updated_at": (str, ...),
+    "updated_manually_at": (str | None, ...),
+    "updated_manually_by": (str | None, pydantic.Field(
         ..., description="who edited it by hand last (a user, or token:NAME)")),
-)
+}
+Customer = pydantic.create_model("Customer", __doc__="A customer.", __module__=__name__, **_customer_fields)

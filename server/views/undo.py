@@ -19,7 +19,7 @@ JOB_ID = r"{id:\d{1,18}}"
 
 class UndoBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    dry_run: bool = Field(False, description="count what the undo would do, change no customer")
+    dry_run: bool = Field(default=False, description="count what the undo would do, change no customer")
 
 
 class BadBody(DomainError):

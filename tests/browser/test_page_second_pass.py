@@ -12,7 +12,7 @@ from playwright.async_api import expect
 
 from server.importer import jobs
 from server.keys import pool_key, runner_key
-from tests.importing import HEADER, write_csv
+from tests.importing import HEADER
 
 from .axe import violations
 from .conftest import DESKTOP, PHONE, screenshot

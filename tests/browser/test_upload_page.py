@@ -36,7 +36,7 @@ class HeldUploads:
             await self.release.wait()
         try:
             await route.continue_()
-        except Exception:  # noqa: BLE001 - the page gave this request up meanwhile (a cancelled upload)
+        except Exception:  # the page gave this request up meanwhile (a cancelled upload)
             pass
 
 
