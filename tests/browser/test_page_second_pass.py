@@ -4,7 +4,6 @@ that match what is shown, and the smaller fixes around them. Screenshots go
 to test-artifacts/screenshots/ (git-ignored), named by test and size."""
 from __future__ import annotations
 
-import json
 import re
 
 import pytest
