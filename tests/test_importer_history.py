@@ -129,3 +129,19 @@ async def test_history_older_than_the_kept_days_is_pruned_in_slices(client, db):
     assert await history.prune(client.app[pool_key], 90, slice_rows=10) == 25
     assert await db.all("SELECT id, action FROM customer_history") == [(1, "update")]
     assert isinstance(await db.value("SELECT min(at) FROM customer_history"), datetime.datetime)
+
+
+async def test_repeats_of_an_id_count_the_same_in_one_batch_as_in_batches_of_their_own(client, tmp_path):
+    """An identical repeat changes nothing (unchanged), a changed one updates, whatever the batch size:
+    the small file is one batch, the padded one (each row over IMPORT_BATCH_BYTES) a batch per row."""
+    def lines(prefix: str, about: str) -> list[str]:
+        return [HEADER, row(1, f"{prefix}1", "Ann", about=about), row(2, f"{prefix}1", "Ann", about=about),
+                row(3, f"{prefix}2", "Bob", about=about), row(4, f"{prefix}2", "Bea", about=about),
+                row(5, f"{prefix}2", "Bea", about=about), row(6, f"{prefix}3", "Cy", about=about)]
+    wanted = {"inserted": 3, "updated": 1, "unchanged": 2, "skipped_manual": 0, "rejected": 0, "rows_done": 6}
+    for prefix, about in (("S", "Likes tea"), ("P", "x" * 70_000)):
+        for dry_run in (True, False):
+            job = await import_file(client.app, write_csv(tmp_path / f"{prefix}{dry_run}.csv", lines(prefix, about)),
+                                    options={"dry_run": dry_run})
+            assert job["status"] == "completed", job
+            assert {key: job[key] for key in wanted} == wanted, (prefix, dry_run, job)

@@ -30,6 +30,7 @@ def count_batch(conn, job_id: int, worker: str, batch: Batch, present: tuple[str
             cur.copy_expert(WRITER_SQL["copy_stage"], payload(batch.lines), size=COPY_BUFFER)
             cur.execute(SQL["count_batch"], {
                 "job_id": job_id, "ids": batch.ids, "extra": [batch.repeats.get(cid, 0) for cid in batch.ids],
+                "same": [batch.same_repeats.get(cid, 0) for cid in batch.ids],
                 "present": list(present)})
             inserted, updated, unchanged, skipped_manual = cur.fetchone()
             counts = {"inserted": inserted, "updated": updated, "unchanged": unchanged,

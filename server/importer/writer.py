@@ -120,9 +120,15 @@ def _write(conn, job_id: int, worker: str, batch: Batch, present, reject_limit: 
             counts["updated"] += updated
             counts["skipped_manual"] += len(skipped_ids)
             counts["unchanged"] += len(old) - added - updated - len(skipped_ids)
-        # A Customer Id repeated within the batch: the repeats found it existing.
+        # A Customer Id repeated within the batch: each repeat found it existing, and
+        # changed it unless its values equal the occurrence before it.
         for cid, extra in batch.repeats.items():
-            counts["skipped_manual" if cid in skipped_ids else "updated"] += extra
+            if cid in skipped_ids:
+                counts["skipped_manual"] += extra
+            else:
+                same = batch.same_repeats.get(cid, 0)
+                counts["unchanged"] += same
+                counts["updated"] += extra - same
         return checkpoint_batch(conn, cur, job_id, worker, batch, counts, reject_limit, build_kilobytes)
 
 

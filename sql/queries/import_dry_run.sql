@@ -7,12 +7,14 @@
 -- any other, which is remembered from now on. A customer in the table whose
 -- stored values equal the staged row's (the columns the file has) is
 -- unchanged, as the import would count it. `extra`: the id's repeats
--- within the batch, which find it existing. No customer, no search row and no
+-- within the batch, which find it existing; `same`: those of them whose values
+-- equal the occurrence before them, which change nothing. No customer, no search row and no
 -- sequence value is touched.
 WITH batch AS (
-    SELECT customer_id, extra FROM unnest(%(ids)s::text[], %(extra)s::int[]) AS b (customer_id, extra)
+    SELECT customer_id, extra, same
+    FROM unnest(%(ids)s::text[], %(extra)s::int[], %(same)s::int[]) AS b (customer_id, extra, same)
 ), found AS (
-    SELECT b.customer_id, b.extra,
+    SELECT b.customer_id, b.extra, b.same,
            CASE WHEN c.updated_manually_at IS NOT NULL THEN 'skipped_manual'
                 WHEN c.id IS NOT NULL AND customer_changes(to_jsonb(c), to_jsonb(c) || (
                          SELECT jsonb_object_agg(key, value) FROM jsonb_each(to_jsonb(s))
@@ -27,12 +29,13 @@ WITH batch AS (
     RETURNING customer_id
 ), counted AS (
     SELECT coalesce(f.outcome, CASE WHEN i.customer_id IS NULL THEN 'updated' ELSE 'inserted' END) AS outcome,
-           f.extra
+           f.extra, f.same
     FROM found f LEFT JOIN inserted i ON i.customer_id = f.customer_id
 )
 SELECT count(*) FILTER (WHERE outcome = 'inserted'),
-       count(*) FILTER (WHERE outcome = 'updated') + coalesce(sum(extra) FILTER (WHERE outcome <> 'skipped_manual'), 0),
-       count(*) FILTER (WHERE outcome = 'unchanged'),
+       count(*) FILTER (WHERE outcome = 'updated')
+           + coalesce(sum(extra - same) FILTER (WHERE outcome <> 'skipped_manual'), 0),
+       count(*) FILTER (WHERE outcome = 'unchanged') + coalesce(sum(same) FILTER (WHERE outcome <> 'skipped_manual'), 0),
        count(*) FILTER (WHERE outcome = 'skipped_manual') + coalesce(sum(extra) FILTER (WHERE outcome = 'skipped_manual'), 0)
 FROM counted
 
