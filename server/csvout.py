@@ -85,6 +85,23 @@ async def stream_csv(request: web.Request, filename: str, header: Iterable[str],
     return response
 
 
+async def stream_records(request: web.Request, filename: str, header: Sequence[str], delimiter: str,
+                         records: AsyncIterable[str]) -> web.StreamResponse:
+    """Send a header line and records as they were (each its own text, ended by a line break):
+    a CSV file in UTF-8, in the delimiter of the file the records came from."""
+    response = web.StreamResponse(headers={
+        "Content-Type": "text/csv; charset=utf-8",
+        "Content-Disposition": f'attachment; filename="{filename}"'})
+    await response.prepare(request)
+    out = io.StringIO()
+    csv.writer(out, delimiter=delimiter, lineterminator="\r\n").writerow(header)
+    await response.write(out.getvalue().encode("utf-8"))
+    async for text in records:
+        await response.write((text if text.endswith("\n") else text + "\r\n").encode("utf-8"))
+    await response.write_eof()
+    return response
+
+
 class _Blocks:
     """Bytes out to the client in blocks of about BLOCK_BYTES: one socket write per
     slice would cost more than the slices themselves."""
