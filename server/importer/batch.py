@@ -19,6 +19,9 @@ class Batch:
     stream_end: int | None = None  # gzip: end_offset in the inflated stream (end_offset is the file's)
     blank_lines: int = 0           # physical lines skipped as blank
     line_nos: list[int] = dataclasses.field(default_factory=list)  # line of each id's last occurrence
+    # Customer Id -> those repeats whose values equal the occurrence before them: they
+    # change nothing, so they count as unchanged, as they would in batches of their own.
+    same_repeats: dict[str, int] = dataclasses.field(default_factory=dict)
 
     @property
     def accepted(self) -> int:

@@ -86,6 +86,7 @@ class BatchBuilder:
         self.by_id: dict[str, bytes] = {}
         self.line_of: dict[str, int] = {}  # the line each id's kept occurrence starts at (its history)
         self.repeats: dict[str, int] = {}
+        self.same_repeats: dict[str, int] = {}
         self.rows = 0
         self.rejects: list[tuple[int, int, str, bytes]] = []
         self.recent: deque[tuple[int, list[str]]] = deque(maxlen=RECENT_ROWS)
@@ -148,7 +149,7 @@ class BatchBuilder:
             ids=list(self.by_id), lines=list(self.by_id.values()),
             repeats=self.repeats, rejects=self.rejects, recent=self._recent_rows(),
             line_nos=[self.line_of[customer_id] for customer_id in self.by_id],
-            accepted_lines=self.accepted_lines, blank_lines=self.blank_lines,
+            same_repeats=self.same_repeats, accepted_lines=self.accepted_lines, blank_lines=self.blank_lines,
         )
 
     def reject_long_line(self, head: bytes, length: int) -> None:
@@ -267,16 +268,20 @@ class BatchBuilder:
         self.rows += 1
         self.accepted_lines += lines
         customer_id = values[CUSTOMER_ID]
-        if customer_id in self.by_id:
-            self.repeats[customer_id] = self.repeats.get(customer_id, 0) + 1
-            del self.by_id[customer_id]  # re-insert: the dict keeps file order of last occurrences
+        # Popped and put back: the dict keeps the file order of last occurrences.
+        previous = self.by_id.pop(customer_id, None)
         values.append(self.job_id)
         if _needs_escapes(raw, lines):
             copy_line = "\t".join([v if v is NULL else v.translate(_COPY_ESCAPES) for v in values])
         else:
             copy_line = "\t".join(values)
         # Encoded here, in the worker process, so the server's threads only join bytes.
-        self.by_id[customer_id] = (copy_line + "\n").encode("utf-8")
+        encoded = (copy_line + "\n").encode("utf-8")
+        if previous is not None:
+            self.repeats[customer_id] = self.repeats.get(customer_id, 0) + 1
+            if previous == encoded:
+                self.same_repeats[customer_id] = self.same_repeats.get(customer_id, 0) + 1
+        self.by_id[customer_id] = encoded
         self.line_of[customer_id] = line
         self.recent.append((line, values))
 
