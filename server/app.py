@@ -21,7 +21,8 @@ from .metrics import setup_metrics
 from .resources import resource_dir
 from .security import same_origin_middleware
 from .tus import protocol_headers, tus_ctx
-from .views import customers, health, history as history_views, imports, metrics, pages, tus, undo as undo_views
+from .views import (customers, health, history as history_views, import_jobs, imports, metrics, pages, tus,
+                    undo as undo_views)
 
 
 def create_app(config: Config) -> web.Application:
@@ -50,8 +51,8 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(tus_ctx)  # its sweep stops first
     app.on_shutdown.append(stop_streams)  # SSE streams end before the server waits for handlers
     app.on_response_prepare.append(protocol_headers)
-    for module in (health, metrics, pages, access_views, imports, customers, history_views, undo_views, tus,
-                   openapi):
+    for module in (health, metrics, pages, access_views, imports, import_jobs, customers, history_views, undo_views,
+                   tus, openapi):
         app.add_routes(module.routes)
     app.router.add_static("/static", resource_dir("web_static"))
     setup_access(app)  # after the routes: CORS covers them all

@@ -121,3 +121,29 @@ def _cell(value: object) -> object:
     if isinstance(value, (date, datetime)):
         return value.isoformat()
     return neutralise(value)
+
+
+async def stream_records(request: web.Request, filename: str, header: Sequence[str], delimiter: str,
+                         records: AsyncIterable[str]) -> web.StreamResponse:
+    """Send a header line and records as they were (each its own text, ended by a line break):
+    a CSV file in UTF-8, in the delimiter of the file the records came from."""
+    response = web.StreamResponse(headers={
+        "Content-Type": "text/csv; charset=utf-8",
+        "Content-Disposition": f'attachment; filename="{filename}"'})
+    await response.prepare(request)
+    out = _Utf8(response)
+    await AsyncWriter(out, delimiter=delimiter, lineterminator="\r\n").writerow(header)
+    async for text in records:
+        await out.write(text if text.endswith("\n") else text + "\r\n")
+    await response.write_eof()
+    return response
+
+
+class _Utf8:
+    """Text to the client as UTF-8, as it comes: what aiocsv writes to."""
+
+    def __init__(self, response: web.StreamResponse):
+        self.response = response
+
+    async def write(self, text: str) -> None:
+        await self.response.write(text.encode("utf-8"))

@@ -121,6 +121,6 @@ async def test_an_exported_file_imports_back_to_the_same_values(client, db, tmp_
 
 def test_the_parser_undoes_exactly_the_exports_formula_guard():
     from server import csvout
-    from server.importer import batch
+    from server.importer import records
 
-    assert batch.FORMULA_START == csvout.FORMULA_START
+    assert records.FORMULA_START == csvout.FORMULA_START

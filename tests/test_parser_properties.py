@@ -11,7 +11,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from server.importer.batch import NULL
+from server.importer.records import NULL
 from server.importer.header import EncodingUnclear
 from server.importer.parse import parse_batch, read_header
 

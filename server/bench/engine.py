@@ -24,7 +24,7 @@ from .. import sqlfiles
 from ..config import Config
 from ..db import drop_database, recreate_database, resolve_database_url
 from ..importer import jobs
-from ..importer.parse import parse_batch, read_header
+from ..importer.parse import ParseLimits, parse_batch, read_header
 from .runner import REPO, _fresh_database, _watch_memory
 
 STRAY = '{i},id{i},Jo"hn,"Doe,Acme,Oslo,Norway,1,2,a@b.c,2020-01-01,http://x\n'
@@ -74,10 +74,9 @@ def _parse_only(path: Path, config: Config) -> float:
     started = time.perf_counter()
     header = read_header(path, config.max_record_bytes)
     offset, line, size = header.data_offset, header.data_line, path.stat().st_size
+    limits = ParseLimits.of(config).keywords()
     while True:
-        batch = parse_batch(path, header, offset, line, batch_bytes=config.batch_bytes,
-                            max_record_bytes=config.max_record_bytes, job_id=1, file_size=size,
-                            max_rows=config.batch_rows, max_rejects=config.batch_rejects)
+        batch = parse_batch(path, header, offset, line, job_id=1, file_size=size, **limits)
         if batch.eof:
             return time.perf_counter() - started
         offset, line = batch.end_offset, batch.end_line

@@ -9,25 +9,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
-
-from psycopg2.extras import Json
+from typing import Any
 
 from ..config import Config
 from ..db import job_connection
-from ..sqlfiles import queries
+from . import jobs, undo
 from .batch import Batch
-from . import undo
 from .dry_run import count_batch, forget_ended
-from .hosts import leave_to_another_host
-from .parse import FileRejected, Header, fingerprint, notice_dead_workers, parse_batch, read_header
+from .jobs import JobRun
+from .parse import FileRejected, Header, ParseLimits, fingerprint, parse_batch, read_header
+from .workers import notice_dead_workers
 from .writer import build_search_index, drop_search_index_for, prepare_session, write_batch
 
 log = logging.getLogger(__name__)
-SQL = queries("jobs")
 # What must match for a file to count as unchanged when a job resumes.
 FINGERPRINT_KEYS = ("size", "mtime_ns", "head", "tail")
 
@@ -45,16 +44,19 @@ class _Stopped(Exception):
 
 
 @dataclasses.dataclass
-class Claim:
-    path: Path
-    data_offset: int | None
-    bytes_done: int
-    line_no: int
-    fingerprint: dict | None
-    rejected: int
-    options: dict  # effective, as detected or chosen when the job was created
-    kind: str = "import"     # or "undo" (undo.py)
-    undoes: int | None = None
+class _Engine:
+    """What every step of a run works with: the settings, the parse workers, the job's own
+    connection and the thread it is used on, and whom to tell about progress."""
+    config: Config
+    processes: Executor
+    call: _ThreadCaller
+    conn: Any
+    on_progress: Callable[[dict], None] | None
+    on_batch: Callable[[Batch, float], None] | None
+
+    def progress(self, job: dict | None) -> None:
+        if self.on_progress and job:
+            self.on_progress(job)
 
 
 async def run_job(job_id: int, *, config: Config, database_url: str, worker: str,
@@ -71,129 +73,127 @@ async def run_job(job_id: int, *, config: Config, database_url: str, worker: str
     try:
         conn = await call(job_connection, config, database_url, f"csv-import job {job_id} {worker}")
         try:
-            return await _run_claimed(job_id, worker, config, processes, call, conn, on_progress, on_batch)
+            engine = _Engine(config, processes, call, conn, on_progress, on_batch)
+            return await _run_claimed(engine, job_id, worker)
         finally:
             await call(conn.close)
     finally:
         thread.shutdown(wait=False)
 
 
-async def _run_claimed(job_id, worker, config, processes, call, conn, on_progress, on_batch) -> str | None:
-    claim = await call(_claim, conn, job_id, worker, config.file_wait_seconds)
-    if claim is None:
+async def _run_claimed(engine: _Engine, job_id: int, worker: str) -> str | None:
+    config, call, conn = engine.config, engine.call, engine.conn
+    run = await call(jobs.claim, conn, job_id, worker, config.file_wait_seconds)
+    if run is None:
         return None
-    log.info("import job %s started at byte %s of %s", job_id, claim.bytes_done, claim.path.name,
-             extra={"event": "job_started", "job_id": job_id, "file": claim.path.name,
-                    "resumed_at_byte": claim.bytes_done, "worker": worker})
-    if claim.kind == "undo":
-        return await _run_undo(job_id, worker, claim, config.undo_slice_rows, call, conn, on_progress)
+    log.info("import job %s started at byte %s of %s", job_id, run.bytes_done, run.path.name,
+             extra={"event": "job_started", "job_id": job_id, "file": run.path.name,
+                    "resumed_at_byte": run.bytes_done, "worker": worker})
+    if run.kind == "undo":
+        return await _run_undo(engine, run)
     try:
         await call(prepare_session, conn, config.batch_bytes)
-        header, file_size = await _prepare(job_id, claim, config, processes, call, conn)
-        return await _pump(job_id, worker, claim, header, file_size, config, processes, call, conn,
-                           on_progress, on_batch)
+        header, file_size = await _prepare(engine, run)
+        return await _pump(engine, run, header, file_size)
     except _Stopped as stop:
         return stop.status
     except JobFailed as exc:
         log.info("import job %s failed: %s", job_id, exc)
-        job = await call(_fail, conn, job_id, str(exc))
-        if on_progress and job:
-            on_progress(job)
+        engine.progress(await call(jobs.fail, conn, job_id, str(exc)))
         return "failed"
     finally:
         with contextlib.suppress(Exception):
-            await call(_release, conn, job_id, worker)
+            await call(jobs.release, conn, job_id, worker)
         # A run that dropped the search index and stopped some other way than by its last
         # batch (failed, or stopped between batches) builds it again; a job that still
         # runs (this process is shutting down) leaves it to whoever resumes the job.
         # An ended job's dry-run ids go too.
         with contextlib.suppress(Exception):
-            if await call(_status, conn, job_id) != "running":
-                if not claim.options.get("dry_run"):  # which never drops it, nor builds it
+            if await call(jobs.status, conn, job_id) != "running":
+                if not run.dry_run:  # which never drops it, nor builds it
                     await call(build_search_index, conn, config.search_build_memory_mb * 1024)
                 await call(forget_ended, conn)
 
 
-async def _run_undo(job_id: int, worker: str, claim: Claim, slice_rows: int, call, conn, on_progress) -> str:
+async def _run_undo(engine: _Engine, run: JobRun) -> str:
     """An undo job (undo.py): slice after slice until it ends, is paused or cancelled."""
+    call, conn = engine.call, engine.conn
     try:
-        after = await call(undo.prepare_session, conn, job_id, claim.undoes)
-        dry_run = bool(claim.options.get("dry_run"))
+        after = await call(undo.prepare_session, conn, run)
         while True:
-            written, after = await call(undo.undo_slice, conn, job_id, worker, claim.undoes, after, dry_run,
-                                        slice_rows)
-            if on_progress:
-                on_progress(written.job)
+            written, after = await call(undo.undo_slice, conn, run, after, engine.config.undo_slice_rows)
+            if engine.on_progress:
+                engine.on_progress(written.job)
             if written.status != "running":
                 return written.status
     finally:
         with contextlib.suppress(Exception):
-            await call(_release, conn, job_id, worker)
+            await call(jobs.release, conn, run.job_id, run.worker)
 
 
-async def _prepare(job_id, claim: Claim, config: Config, processes, call, conn) -> tuple[Header, int]:
+async def _prepare(engine: _Engine, run: JobRun) -> tuple[Header, int]:
     loop = asyncio.get_running_loop()
 
     def in_worker(fn, *args):
-        return _unless_stopped(loop.run_in_executor(processes, fn, *args), processes, job_id, config, call, conn)
+        return _unless_stopped(engine, run, loop.run_in_executor(engine.processes, fn, *args))
 
     try:
-        header = await in_worker(read_header, claim.path, config.max_record_bytes, claim.options)
-        found = await in_worker(fingerprint, claim.path)
+        header = await in_worker(read_header, run.path, engine.config.max_record_bytes, run.options)
+        found = await in_worker(fingerprint, run.path)
     except OSError as exc:
-        raise JobFailed(_unreadable(claim.path, exc)) from None
+        raise JobFailed(_unreadable(run.path, exc)) from None
     except FileRejected as exc:
         raise JobFailed(str(exc)) from None
-    if claim.data_offset is None:
-        await call(_set_header, conn, job_id, header, found)
-        claim.bytes_done, claim.line_no = header.data_offset, header.data_line
-    elif any(found.get(k) != (claim.fingerprint or {}).get(k) for k in FINGERPRINT_KEYS):
-        raise JobFailed(f"the file {claim.path.name} changed since the import started "
-                        f"(at byte {claim.bytes_done}); start a new import for the new file")
+    if run.data_offset is None:
+        await engine.call(jobs.set_header, engine.conn, run.job_id, header, found)
+        run.bytes_done, run.line_no = header.data_offset, header.data_line
+    elif any(found.get(k) != (run.fingerprint or {}).get(k) for k in FINGERPRINT_KEYS):
+        raise JobFailed(f"the file {run.path.name} changed since the import started "
+                        f"(at byte {run.bytes_done}); start a new import for the new file")
     return header, found["size"]
 
 
-async def _pump(job_id, worker: str, claim: Claim, header: Header, file_size: int, config: Config,
-                processes, call, conn, on_progress, on_batch) -> str:
+async def _pump(engine: _Engine, run: JobRun, header: Header, file_size: int) -> str:
     loop = asyncio.get_running_loop()
-    rejected = claim.rejected  # as the job will count them once the batches parsed so far commit
+    config, call, conn = engine.config, engine.call, engine.conn
+    limits = ParseLimits.of(config)
+    rejected = run.rejected  # as the job will count them once the batches parsed so far commit
 
     def parse(offset: int, line: int, stream_offset: int | None = None):
         # Never more rejects than take the job past its limit: it stops inside a batch.
-        rejects_left = config.reject_limit + 1 - rejected
-        return loop.run_in_executor(processes, _parse, claim.path, header, offset, line, file_size, job_id,
-                                    config.batch_bytes, config.max_record_bytes, config.batch_rows,
-                                    min(config.batch_rejects, rejects_left), stream_offset)
+        within = limits.rejects_left(config.reject_limit + 1 - rejected)
+        return loop.run_in_executor(engine.processes, functools.partial(
+            _parse, run, header, file_size, within, offset=offset, line=line, stream_offset=stream_offset))
 
-    upcoming = parse(claim.bytes_done, claim.line_no)
+    upcoming = parse(run.bytes_done, run.line_no)
     first = True
     assume_new = False  # the batch before held only new customers
-    dry_run = bool(claim.options.get("dry_run"))  # counts only: no customer, no index changes
     try:
         while True:
-            batch = await _unless_stopped(upcoming, processes, job_id, config, call, conn)
+            batch = await _unless_stopped(engine, run, upcoming)
             rejected += len(batch.rejects)
             last = batch.eof or rejected > config.reject_limit
             upcoming = None if last else parse(batch.end_offset, batch.end_line, batch.stream_end)
             started = loop.time()
-            if dry_run:
-                written = await call(count_batch, conn, job_id, worker, batch, header.present, config.reject_limit)
+            if run.dry_run:  # counts only: no customer, no index changes
+                written = await call(count_batch, conn, run.job_id, run.worker, batch, header.present,
+                                     config.reject_limit)
             else:
-                written = await call(write_batch, conn, job_id, worker, batch, header.present,
+                written = await call(write_batch, conn, run.job_id, run.worker, batch, header.present,
                                      config.reject_limit, config.search_build_memory_mb * 1024, assume_new)
             assume_new = written.inserted == len(batch.ids) > 0
             if written.status not in ("paused", "cancelled"):  # else it rolled back
                 seconds = loop.time() - started
-                log.debug("import job %s: batch to byte %s committed in %.3fs", job_id, batch.end_offset,
-                          seconds, extra={"event": "batch_committed", "job_id": job_id,
+                log.debug("import job %s: batch to byte %s committed in %.3fs", run.job_id, batch.end_offset,
+                          seconds, extra={"event": "batch_committed", "job_id": run.job_id,
                                           "start_offset": batch.start_offset, "end_offset": batch.end_offset,
                                           "accepted": batch.accepted, "rejected": len(batch.rejects),
                                           "commit_seconds": round(seconds, 4)})
-                if on_batch:
-                    on_batch(batch, seconds)
-            if on_progress:
-                on_progress(written.job)
-            if first and written.status == "running" and not last and not dry_run:
+                if engine.on_batch:
+                    engine.on_batch(batch, seconds)
+            if engine.on_progress:
+                engine.on_progress(written.job)
+            if first and written.status == "running" and not last and not run.dry_run:
                 first = False
                 await call(drop_search_index_for, conn, batch, written, file_size,
                            config.search_rebuild_share, config.search_rebuild_min_rows)
@@ -204,7 +204,7 @@ async def _pump(job_id, worker: str, claim: Claim, header: Header, file_size: in
             upcoming.cancel()
 
 
-async def _unless_stopped(future: asyncio.Future, processes, job_id: int, config: Config, call, conn):
+async def _unless_stopped(engine: _Engine, run: JobRun, future: asyncio.Future):
     """The parse worker's result; a pause or cancel meanwhile ends the wait (_Stopped).
 
     The writer connection is idle while we wait (the batch before has committed), so it
@@ -213,27 +213,27 @@ async def _unless_stopped(future: asyncio.Future, processes, job_id: int, config
     sending its result back, which the pool alone would wait for for ever.
     """
     while True:
-        done, _ = await asyncio.wait([future], timeout=config.control_poll_seconds)
+        done, _ = await asyncio.wait([future], timeout=engine.config.control_poll_seconds)
         if done:
             return future.result()
-        notice_dead_workers(processes)
-        status = await call(_status, conn, job_id)
+        notice_dead_workers(engine.processes)
+        status = await engine.call(jobs.status, engine.conn, run.job_id)
         if status != "running":
             future.cancel()
             raise _Stopped(status)
 
 
-def _parse(path, header, offset, line, file_size, job_id, batch_bytes, max_record_bytes, max_rows,
-           max_rejects, stream_offset=None):
+def _parse(run: JobRun, header: Header, file_size: int, limits: ParseLimits, *, offset: int, line: int,
+           stream_offset: int | None) -> Batch:
+    """In the parse worker: the batch from offset on (run, header and limits arrive pickled)."""
     try:
-        return parse_batch(path, header, offset, line, batch_bytes=batch_bytes,
-                           max_record_bytes=max_record_bytes, job_id=job_id, file_size=file_size,
-                           max_rows=max_rows, max_rejects=max_rejects, stream_offset=stream_offset)
+        return parse_batch(run.path, header, offset, line, job_id=run.job_id, file_size=file_size,
+                           stream_offset=stream_offset, **limits.keywords())
     except FileRejected as exc:
         # Crosses the process boundary as a plain message.
         raise JobFailed(str(exc)) from None
     except OSError as exc:
-        raise JobFailed(_unreadable(path, exc)) from None
+        raise JobFailed(_unreadable(run.path, exc)) from None
 
 
 def _unreadable(path: Path, exc: OSError) -> str:
@@ -261,58 +261,6 @@ class _ThreadCaller:
             with contextlib.suppress(BaseException):
                 await future
             raise
-
-
-def _claim(conn, job_id: int, worker: str, file_wait_seconds: float) -> Claim | None:
-    with conn.cursor() as cur:
-        cur.execute(SQL["try_lock"], {"id": job_id})
-        if not cur.fetchone()[0]:
-            conn.commit()
-            return None
-        if leave_to_another_host(cur, job_id, file_wait_seconds):
-            conn.commit()
-            return None  # the lock goes with the connection
-        cur.execute(SQL["start_run"], {"id": job_id, "worker": worker})
-        row = cur.fetchone()
-        if row is None:
-            cur.execute(SQL["forget_worker"], {"id": job_id})
-    conn.commit()
-    if row is None:
-        return None
-    path, data_offset, bytes_done, line_no, fp, rejected, options, kind, undoes = row
-    return Claim(Path(path), data_offset, bytes_done, line_no, fp, rejected, options or {}, kind, undoes)
-
-
-def _set_header(conn, job_id: int, header: Header, found: dict) -> None:
-    with conn.cursor() as cur:
-        cur.execute(SQL["set_header"], {
-            "id": job_id, "data_offset": header.data_offset, "data_line": header.data_line,
-            "bytes_total": found["size"], "columns": list(header.columns),
-            "unknown": list(header.unknown), "fingerprint": Json(found),
-        })
-    conn.commit()
-
-
-def _status(conn, job_id: int) -> str | None:
-    with conn.cursor() as cur:
-        cur.execute(SQL["status"], {"id": job_id})
-        row = cur.fetchone()
-    conn.commit()
-    return None if row is None else row[0]
-
-
-def _fail(conn, job_id: int, error: str) -> dict | None:
-    with conn.cursor() as cur:
-        cur.execute(SQL["fail"], {"id": job_id, "error": error})
-        row = cur.fetchone()
-    conn.commit()
-    return None if row is None else row[0]
-
-
-def _release(conn, job_id: int, worker: str) -> None:
-    with conn.cursor() as cur:
-        cur.execute(SQL["release"], {"id": job_id, "worker": worker})
-    conn.commit()
 
 
 __all__ = ["JobFailed", "run_job"]

@@ -1,6 +1,8 @@
-"""Import jobs as the API and the CLI see them (aiopg). Domain errors, not HTTP ones."""
+"""Every statement on an import job's row: as the API and the CLI see it (aiopg), and as
+the engine runs it (sync, on the job's own connection). Domain errors, not HTTP ones."""
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -10,9 +12,12 @@ from psycopg2.extras import Json
 
 from ..errors import Conflict, DomainError, NotFound
 from ..sqlfiles import queries
+from .header import Header
+from .hosts import leave_to_another_host
 
 SQL = queries("jobs")
 ACTIVE = ("queued", "running", "paused")
+CREATE_ATTEMPTS = 3  # a job that ends between the refusal and the look at it frees the way
 # Which statuses each control may leave from, and where it goes.
 TRANSITIONS = {
     "pause": (("queued", "running"), "paused"),
@@ -59,17 +64,22 @@ class TransitionNotAllowed(Conflict):
 
 async def create(pool: aiopg.Pool, *, filename: str, path: Path, bytes_total: int,
                  created_by: str | None = None, options: dict | None = None) -> dict:
+    """The new queued job; JobActive while another job is queued, running or paused."""
+    params = {"filename": filename, "path": str(path), "bytes_total": bytes_total, "created_by": created_by,
+              "options": Json(options or {})}
     async with pool.acquire() as conn, conn.cursor() as cur:
-        try:
-            await cur.execute(SQL["create"], {"filename": filename, "path": str(path),
-                                              "bytes_total": bytes_total, "created_by": created_by,
-                                              "options": Json(options or {})})
-        except psycopg2.errors.UniqueViolation:
-            active = await _active(cur)
-            if active is None:  # it ended in between: let the caller try again
-                raise
-            raise JobActive(active[4]) from None
-        return (await cur.fetchone())[0]
+        for attempt in range(CREATE_ATTEMPTS):
+            try:
+                await cur.execute(SQL["create"], params)
+                return (await cur.fetchone())[0]
+            except psycopg2.errors.UniqueViolation:
+                active = await _active(cur)
+                if active is not None:
+                    raise JobActive(active[4]) from None
+                # The job in the way ended before it could be named: the way is free now.
+                if attempt == CREATE_ATTEMPTS - 1:
+                    raise
+    raise AssertionError("unreachable")
 
 
 async def active(pool: aiopg.Pool) -> tuple[int, str, str, str | None, dict] | None:
@@ -160,8 +170,82 @@ async def runner_alive(pool: aiopg.Pool, job_id: int) -> bool:
     return bool(await _one(pool, SQL["runner_alive"], {"id": job_id}))
 
 
-async def fail(pool: aiopg.Pool, job_id: int, error: str) -> dict | None:
-    return await _one(pool, SQL["fail"], {"id": job_id, "error": error})
+@dataclasses.dataclass
+class JobRun:
+    """One run of a claimed job: what it reads, from where, and how (the engine carries it)."""
+    job_id: int
+    worker: str
+    path: Path
+    data_offset: int | None
+    bytes_done: int
+    line_no: int
+    fingerprint: dict | None
+    rejected: int
+    options: dict  # effective, as detected or chosen when the job was created
+    kind: str = "import"     # or "undo" (undo.py)
+    undoes: int | None = None
+
+    @property
+    def dry_run(self) -> bool:
+        return bool(self.options.get("dry_run"))
+
+
+# The running job's own row, on its own connection (sync psycopg2, the engine's thread).
+
+def claim(conn, job_id: int, worker: str, file_wait_seconds: float) -> JobRun | None:
+    with conn.cursor() as cur:
+        cur.execute(SQL["try_lock"], {"id": job_id})
+        if not cur.fetchone()[0]:
+            conn.commit()
+            return None
+        if leave_to_another_host(cur, job_id, file_wait_seconds):
+            conn.commit()
+            return None  # the lock goes with the connection
+        cur.execute(SQL["start_run"], {"id": job_id, "worker": worker})
+        row = cur.fetchone()
+        if row is None:
+            cur.execute(SQL["forget_worker"], {"id": job_id})
+    conn.commit()
+    if row is None:
+        return None
+    path, data_offset, bytes_done, line_no, fp, rejected, options, kind, undoes = row
+    return JobRun(job_id, worker, Path(path), data_offset, bytes_done, line_no, fp, rejected, options or {},
+                  kind, undoes)
+
+
+def set_header(conn, job_id: int, header: Header, found: dict) -> None:
+    _now(conn, SQL["set_header"], {
+        "id": job_id, "data_offset": header.data_offset, "data_line": header.data_line,
+        "bytes_total": found["size"], "columns": list(header.columns),
+        "unknown": list(header.unknown), "fingerprint": Json(found),
+    })
+
+
+def status(conn, job_id: int) -> str | None:
+    return _now(conn, SQL["status"], {"id": job_id})
+
+
+def release(conn, job_id: int, worker: str) -> None:
+    _now(conn, SQL["release"], {"id": job_id, "worker": worker})
+
+
+def fail(conn_or_pool, job_id: int, error: str):
+    """The job failed, with a message for the user: its row as JSON (None: no such job).
+
+    On the engine's own connection it runs now; on the app's pool it is awaited."""
+    params = {"id": job_id, "error": error}
+    if isinstance(conn_or_pool, aiopg.Pool):
+        return _one(conn_or_pool, SQL["fail"], params)
+    return _now(conn_or_pool, SQL["fail"], params)
+
+
+def _now(conn, query: str, params: dict):
+    """The first column of the statement's row (None without one), committed."""
+    with conn.cursor() as cur:
+        cur.execute(query, params)
+        row = cur.fetchone() if cur.description else None
+    conn.commit()
+    return None if row is None else row[0]
 
 
 async def analyze_customers(pool: aiopg.Pool) -> None:

@@ -1,23 +1,22 @@
 """Turns a byte range of a CSV file into rows ready for COPY, with exact offsets.
 
 Runs in a worker process, so its CPU never touches the server's event loop.
-The header is read by header.py, the records of a window by batch.py; this
-module reads the windows, bounded in bytes, rows and rejects.
+The header is read by header.py, the records of a window by records.py (the
+record parser); this module reads the windows, bounded in bytes, rows and
+rejects (ParseLimits), plain or inflated, and fingerprints the file.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-import multiprocessing.connection
 import os
-import threading
-import time
-from concurrent.futures import Executor, ProcessPoolExecutor
 from pathlib import Path
 
-from .batch import Batch, BatchBuilder
+from .batch import Batch
 from .header import (BOM, CUSTOMER_COLUMNS, FileRejected, Header, NotCsvText, first_line, normalise_name,
                      parse_header, read_header)
 from .inflate import BrokenGzip, Inflated
+from .records import BatchBuilder
 
 # Sampled, not whole-file: a 10 GB file must not be read twice to resume it.
 _FINGERPRINT_SAMPLE = 1024 * 1024
@@ -26,44 +25,24 @@ _FIRST_CHUNK = 64 * 1024
 _MAX_CHUNK = 1024 * 1024
 
 
-def exit_with_parent(parent_pid: int) -> None:
-    """Worker-process initializer: a parse worker never outlives the server that started it.
+@dataclasses.dataclass(frozen=True)
+class ParseLimits:
+    """What bounds one batch. Picklable: it crosses to the parse worker with each batch."""
+    batch_bytes: int
+    max_record_bytes: int
+    max_rows: int
+    max_rejects: int
 
-    A server killed with SIGKILL cannot shut its pool down, and the worker,
-    blocked on its task queue, would otherwise wait for work forever.
-    """
-    def watch() -> None:
-        while os.getppid() == parent_pid:
-            time.sleep(1)
-        os._exit(0)
+    @classmethod
+    def of(cls, config) -> ParseLimits:
+        return cls(config.batch_bytes, config.max_record_bytes, config.batch_rows, config.batch_rejects)
 
-    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+    def rejects_left(self, left: int) -> ParseLimits:
+        """These limits, with never more rejects than `left`."""
+        return dataclasses.replace(self, max_rejects=min(self.max_rejects, left))
 
-
-def notice_dead_workers(processes: Executor | None) -> None:
-    """Make a process pool whose worker died see that it is broken, even one killed mid-reply.
-
-    CPython's ProcessPoolExecutor (as of 3.11) reads a result as soon as its pipe turns
-    readable. A worker killed while writing one (kill -9 halfway through sending a parsed
-    batch back, which takes a while on a loaded machine) leaves half a message there, and the
-    pool's manager thread waits in recv() for the rest for ever: it never looks at the dead
-    worker's sentinel, so the pool's futures never resolve, and interpreter exit hangs joining
-    that thread. Nor does an end of file come, because this process, which made the pipe,
-    holds its write end too. Closing that end once a worker is dead gives the reader its end
-    of file: the manager marks the pool broken and fails its futures with BrokenProcessPool,
-    as it does for any other death.
-
-    Only a dead worker's pool is touched, and a pool with a dead worker is broken for good.
-    """
-    if not isinstance(processes, ProcessPoolExecutor):
-        return
-    workers = list((getattr(processes, "_processes", None) or {}).values())
-    if not workers or not multiprocessing.connection.wait([w.sentinel for w in workers], timeout=0):
-        return
-    results = getattr(processes, "_result_queue", None)
-    writer = getattr(results, "_writer", None)
-    if writer is not None:
-        writer.close()
+    def keywords(self) -> dict:
+        return dataclasses.asdict(self)
 
 
 def fingerprint(path: Path) -> dict:
@@ -199,5 +178,5 @@ def _skip_line(f) -> int:
     return skipped
 
 
-__all__ = ["BOM", "CUSTOMER_COLUMNS", "Batch", "FileRejected", "Header", "NotCsvText", "exit_with_parent",
-           "fingerprint", "notice_dead_workers", "normalise_name", "parse_batch", "parse_header", "read_header"]
+__all__ = ["BOM", "CUSTOMER_COLUMNS", "Batch", "FileRejected", "Header", "NotCsvText", "ParseLimits",
+           "fingerprint", "normalise_name", "parse_batch", "parse_header", "read_header"]

@@ -1,7 +1,7 @@
 """What an import of a file would do, from a sample of it (POST /import/preview).
 
 The settings detection finds (detect.py), the first rows as the engine would store
-them (batch.py itself reads them), each column's field with suggestions when the
+them (records.py itself reads them), each column's field with suggestions when the
 header rules found none, a check of what each column's values look like against
 its field's shape (server/fields.py), and a few decoded non-ASCII words so a
 person sees `José` and not `JosÃ©` before anything is stored.
@@ -14,7 +14,7 @@ import re
 
 from ..fields import BY_NAME, IMPORTED, SHAPES
 from . import dates
-from .batch import BatchBuilder, unguard
+from .records import BatchBuilder, unguard
 from .dates import DateFormatUnclear
 from .detect import detect, read_sample, sampled_records
 from .header import Header, suggestions

@@ -26,7 +26,7 @@ from ..keys import config_key, database_url_key, metrics_key, pool_key, runner_k
 from . import jobs
 from .batch import Batch
 from .engine import run_job
-from .parse import exit_with_parent, notice_dead_workers
+from .workers import exit_with_parent, notice_dead_workers
 from .writer import CheckpointMoved
 from ..tasks import cancel_and_wait
 

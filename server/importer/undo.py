@@ -17,7 +17,7 @@ import psycopg2.errors
 from ..errors import Conflict
 from ..sqlfiles import queries
 from . import jobs
-from .jobs import JobActive, JobNotFound
+from .jobs import JobActive, JobNotFound, JobRun
 from .writer import CheckpointMoved, Written
 
 SQL = queries("import_undo")
@@ -66,9 +66,10 @@ def _why_not(kind: str, status: str, was_dry_run: bool, too_old: bool, undone_by
     return None
 
 
-def prepare_session(conn, job_id: int, undoes: int) -> int:
+def prepare_session(conn, run: JobRun) -> int:
     """Blocking: the session writes its own history; a first run counts the customers to go
     through. The last customer id done (the checkpoint)."""
+    job_id, undoes = run.job_id, run.undoes
     with conn.cursor() as cur:
         cur.execute(SQL["history_kept_by_writer"])
         cur.execute(SQL["begin"], {"id": job_id, "undoes": undoes})
@@ -78,13 +79,13 @@ def prepare_session(conn, job_id: int, undoes: int) -> int:
     return after
 
 
-def undo_slice(conn, job_id: int, worker: str, undoes: int, after: int, dry_run: bool,
-               size: int) -> tuple[Written, int]:
+def undo_slice(conn, run: JobRun, after: int, size: int) -> tuple[Written, int]:
     """Undo (or count, in a dry run) one slice and commit it with its checkpoint; (written, last id).
 
     Blocking: call from the job's thread. A job paused or cancelled meanwhile
     rolls the slice back; its status is the answer.
     """
+    job_id, worker, undoes, dry_run = run.job_id, run.worker, run.undoes, run.dry_run
     try:
         with conn.cursor() as cur:
             if not dry_run:
