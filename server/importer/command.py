@@ -126,8 +126,8 @@ async def _pause_on_sigint(pool: aiopg.Pool, job_id: int) -> None:
 async def _start_or_resume(pool: aiopg.Pool, path: Path, options: dict) -> dict:
     """A new job for the file, or the paused or orphaned job of the same file (with its own options)."""
     try:
-        return await jobs.create(pool, filename=path.name, path=path, bytes_total=path.stat().st_size,
-                                 options=options)
+        size = (await asyncio.to_thread(path.stat)).st_size
+        return await jobs.create(pool, filename=path.name, path=path, bytes_total=size, options=options)
     except jobs.JobActive as exc:
         if not await _same_file(pool, exc.job["id"], path):
             raise

@@ -203,7 +203,8 @@ def suggestions(name: str) -> list[str]:
     """Fields whose header names are close to `name` (FIRSNAME -> first_name), best first."""
     keys = [key for key, field in HEADER_NAMES.items() if field is not None]
     close = difflib.get_close_matches(normalise_name(name), keys, n=MAX_SUGGESTIONS * 2, cutoff=0.6)
-    return list(dict.fromkeys(HEADER_NAMES[key] for key in close))[:MAX_SUGGESTIONS]
+    fields = (HEADER_NAMES[key] for key in close)
+    return list(dict.fromkeys(field for field in fields if field is not None))[:MAX_SUGGESTIONS]
 
 
 def as_text(raw: bytes, encoding: str) -> str:

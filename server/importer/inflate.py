@@ -118,6 +118,7 @@ class Inflated:
 
     def compressed_position(self) -> int:
         """How far into the file the inflating has read (with read-ahead)."""
+        assert self.raw is not None, "the file is open while it is read"
         return self.raw.tell()
 
     def skip_lines(self, start: int, count: int, line_end, byte_lines: bool = True) -> int:

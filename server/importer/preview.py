@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import re
+from collections.abc import Sequence
 
 from ..fields import BY_NAME, IMPORTED, SHAPES
 from . import dates
@@ -73,7 +74,7 @@ def preview_rows(data: bytes, header: Header, *, file_size: int, max_record_byte
     return rows[:PREVIEW_ROWS], estimated
 
 
-def column_report(header: Header, sample: list[list[str]] = ()) -> list[dict]:
+def column_report(header: Header, sample: Sequence[list[str]] = ()) -> list[dict]:
     """Every column of the file: the field it goes to, suggestions when the rules found none, and
     the check of its sampled values against the field's shape (None: the field has no shape)."""
     return [{"name": name, "field": field, "suggestions": [] if field else suggestions(name),

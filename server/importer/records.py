@@ -226,7 +226,7 @@ class BatchBuilder:
             self._reject(pieces[first], f"malformed CSV: a quote on this line {reason}",
                          length=self._size(pieces, first, 1))
             return 1
-        if taken > 1 and (error is not None or len(row) != self.header.width):
+        if taken > 1 and (error is not None or row is None or len(row) != self.header.width):
             self._reject(pieces[first], "malformed CSV: a quote on this line does not close where the "
                          f"record should end (the quoted record would have "
                          f"{'?' if row is None else len(row)} fields, not {self.header.width})",
@@ -312,8 +312,8 @@ class BatchBuilder:
     def _recent_rows(self) -> list[dict]:
         rows = []
         for line, values in self.recent:
-            row = {c: (None if v is NULL else v) for c, v in zip(CUSTOMER_COLUMNS, values)}
-            row["about"] = (row["about"] or "")[:200] or None
+            row: dict[str, str | int | None] = {c: (None if v is NULL else v) for c, v in zip(CUSTOMER_COLUMNS, values)}
+            row["about"] = str(row["about"] or "")[:200] or None
             row["line_no"] = line
             rows.append(row)
         return rows
@@ -328,7 +328,7 @@ def _limit_groups() -> list[tuple[int, Callable[[list[str]], tuple[str, ...]]]]:
 
 
 _LIMIT_GROUPS = _limit_groups()
-_FORMATS = [(position, FORMAT_CHECKS[field.format]) for position, _, shaped, field in CHECKED if shaped]
+_FORMATS = [(position, FORMAT_CHECKS[field.format]) for position, _, _, field in CHECKED if field.format is not None]
 
 
 def _field_problem(values: list[str]) -> str:

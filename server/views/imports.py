@@ -26,6 +26,7 @@ from ..importer.header import EncodingUnclear, FileRejected, NotCsvText
 from ..importer.preview import preview_file
 from ..keys import config_key, pool_key, runner_key, tus_key, uploads_key
 from ..openapi import describe
+from ..upload_core.errors import UnsupportedUpload
 from .import_models import (Error, ImportOptions, ImportSource, ImportUpload, JobConflict, NotAnImportPath, Preview,
                             StartedJob, UnclearDates, UnclearEncoding, UnreadableFile, UnsupportedBody)
 
@@ -116,7 +117,7 @@ def _refusal(exc: FileRejected) -> DomainError:
     if isinstance(exc, EncodingUnclear):
         return UnclearEncoding(exc)
     if isinstance(exc, NotCsvText):
-        return uploads.NotCsv(str(exc))
+        return UnsupportedUpload(str(exc))
     return UnreadableFile(str(exc))
 
 
