@@ -142,7 +142,14 @@ WITH batch AS (
         import_job_id = d.import_job_id,
         updated_at = now()
     FROM changed d
-    WHERE c.id = d.id AND c.updated_manually_at IS NULL  -- a hand edit since the look is kept
+    -- The ids as an array as well: the planner takes `changed` for far more rows
+    -- than the few a batch has (import_stage has no statistics) and joined
+    -- customers to it by reading the whole table, in every batch with a changed
+    -- row (0.3 s a batch at 500,000 rows; a re-import with 1 row in 100 changed
+    -- took 434 s at 2,000,000, an unchanged one 66 s). By the array, customers
+    -- is read through its primary key, for those rows only.
+    WHERE c.id = d.id AND c.id = ANY(ARRAY(SELECT id FROM changed))
+      AND c.updated_manually_at IS NULL  -- a hand edit since the look is kept
     RETURNING c.id, c.customer_id,
               customer_search_doc(c.first_name, c.last_name, c.email, c.company, c.city, c.country) AS doc,
               (SELECT s.doc FROM customer_search s WHERE s.id = c.id) AS old_doc
