@@ -43,7 +43,7 @@ async def test_a_file_whose_rows_were_all_rejected_says_so_with_its_reasons(page
         "Completed with problems: 0 of 400 rows imported (400 rejected, 1 column ignored)")
     reasons = page.get_by_role("list", name="Why rows were rejected").get_by_role("listitem")
     await expect(reasons).to_have_count(2)
-    await expect(reasons.nth(0)).to_have_text("300 rows: Subscription Date … is not a YYYY-MM-DD date (first on line 2)")
+    await expect(reasons.nth(0)).to_have_text("300 rows: Subscription Date … does not match the date layout YYYY-MM-DD (first on line 2)")
     await expect(reasons.nth(1)).to_contain_text("100 rows: expected 13 fields, found 3")
     await expect(page.locator("#job-ignored")).to_have_text("Ignored column (not customer fields): FIRSNAME.")
     await expect(page.locator("#job-duration")).to_contain_text("Took ")
