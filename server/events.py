@@ -1,7 +1,7 @@
 """Progress fan-out: PostgreSQL LISTEN/NOTIFY -> every SSE subscriber of this process.
 
 Each process LISTENs on one dedicated connection; the database sends a NOTIFY
-at every commit that changes a job (sql/001_initial.sql), whoever made it, so
+at every commit that changes a job (the trigger in sql/schema.sql), whoever made it, so
 a page connected to any process sees a job that any other process runs.
 
 A subscriber is not a queue: it keeps the latest progress and the few state
