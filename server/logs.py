@@ -68,7 +68,7 @@ def banner_printer(log_format: str) -> Callable[..., None] | None:
     def log_banner(*parts: object, **_: object) -> None:
         text = " ".join(str(p) for p in parts)
         message = " ".join(line.strip("= ") for line in text.splitlines() if line.strip("= "))
-        logging.getLogger("server").info(message, extra={"event": "serving"})
+        logging.getLogger("server").info("%s", message, extra={"event": "serving"})
     return log_banner
 
 

@@ -59,12 +59,17 @@ async def test_reads_come_from_the_standby_and_your_own_writes_from_the_primary(
     assert [c["first_name"] for c in page["items"]] == ["Old"]
     assert await (await viewer.get("/customers.csv", params={"q": "New"})).text() == \
         (await (await viewer.get("/customers.csv", params={"q": "nothing-matches"})).text())
+    # ... and the customer's history, which has only its creation there yet.
+    history = await (await viewer.get(f"/customers/{customer}/history")).json()
+    assert [item["action"] for item in history["items"]] == ["insert"]
     after = await scrape(viewer)
-    assert reads_from(after, "standby") - reads_from(before, "standby") == 4
+    assert reads_from(after, "standby") - reads_from(before, "standby") == 5
     # The writer reads its own write (the primary), and so does anyone who asks for it fresh.
     assert await first_name(editor, customer) == "New"
     assert await first_name(viewer, customer, **{"Cache-Control": "no-cache"}) == "New"
-    assert reads_from(await scrape(viewer), "primary") - reads_from(after, "primary") == 2
+    history = await (await editor.get(f"/customers/{customer}/history")).json()
+    assert [item["action"] for item in history["items"]] == ["update", "insert"]
+    assert reads_from(await scrape(viewer), "primary") - reads_from(after, "primary") == 3
     lag = await scraped_until(viewer, ("csv_import_db_replication_lag_bytes", ()), lambda v: v > 0)
     assert lag > 0
 

@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field
 
 from .. import history
 from ..auth.roles import Role, requires
-from ..keys import pool_key
+from ..db import read_pool
 from ..openapi import describe
 from .customers import Invalid
 from .params import query_params
@@ -44,6 +44,6 @@ class HistoryPage(BaseModel):
           query=HistoryQuery, tags=("customers",), responses={200: HistoryPage, 422: Invalid})
 async def customer_history(request: web.Request) -> web.Response:
     query = query_params(HistoryQuery, request)
-    items, last = await history.page(request.app[pool_key], int(request.match_info["id"]),
+    items, last = await history.page(read_pool(request), int(request.match_info["id"]),
                                      limit=query.limit, after=query.after)
     return web.json_response({"items": items, "next": None if last is None else str(last)})
