@@ -6,6 +6,8 @@ with a message instead of skipping them.
 """
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import queue
 import signal
@@ -18,6 +20,7 @@ from pathlib import Path
 import aiopg
 import pytest
 from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Error as PlaywrightError
 
 from server.auth import store
 from server.auth.roles import Role
@@ -32,32 +35,64 @@ DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 
 
-@pytest.fixture(scope="session")
-def chromium(tmp_path_factory) -> Iterator[str]:
+class SharedChromium:
     """One Chromium for the whole session; each test connects to it (CDP) and gets its own contexts.
 
     Started here rather than by Playwright's launch(), which lives in one event
-    loop, while pytest-aiohttp gives every test a loop of its own.
+    loop, while pytest-aiohttp gives every test a loop of its own. Should Chromium
+    itself crash (closing a context whose page holds a beforeunload dialog has been
+    seen to take it down), the next test starts a new one instead of every later
+    browser test failing to connect.
     """
+
+    def __init__(self, profiles) -> None:
+        self.profiles = profiles
+        self.proc: subprocess.Popen | None = None
+        self._endpoint = ""
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def endpoint(self) -> str:
+        if not self.alive():
+            if self.proc is not None:
+                print("\nChromium ended during the previous test; starting another", file=sys.stderr)
+                self.stop()
+            self._start()
+        return self._endpoint
+
+    def _start(self) -> None:
+        profile = self.profiles.mktemp("chromium-profile")
+        # The flags Playwright's own headless launch adds that change what a page sees.
+        self.proc = subprocess.Popen(
+            [str(CHROMIUM), "--headless", "--hide-scrollbars", "--mute-audio", "--remote-debugging-port=0",
+             f"--user-data-dir={profile}", *CHROMIUM_ARGS, "about:blank"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        self._endpoint = _devtools_endpoint(self.proc)
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+
+@pytest.fixture(scope="session")
+def chromium(tmp_path_factory) -> Iterator[SharedChromium]:
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: install it with `apt-get install -y chromium` "
                     "(./run.sh test does); the browser tests never download one")
-    profile = tmp_path_factory.mktemp("chromium-profile")
-    # The flags Playwright's own headless launch adds that change what a page sees.
-    proc = subprocess.Popen(
-        [str(CHROMIUM), "--headless", "--hide-scrollbars", "--mute-audio", "--remote-debugging-port=0",
-         f"--user-data-dir={profile}", *CHROMIUM_ARGS, "about:blank"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    endpoint = _devtools_endpoint(proc)
+    shared = SharedChromium(tmp_path_factory)
     try:
-        yield endpoint
+        yield shared
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
+        shared.stop()
 
 
 def _devtools_endpoint(proc: subprocess.Popen, timeout: float = 60) -> str:
@@ -81,14 +116,27 @@ def _devtools_endpoint(proc: subprocess.Popen, timeout: float = 60) -> str:
 
 
 @pytest.fixture
-async def browser(chromium: str) -> AsyncIterator[Browser]:
+async def browser(chromium: SharedChromium) -> AsyncIterator[Browser]:
     async with async_playwright() as pw:
         # is_local: the same machine, so files go to the browser by path, not by copy (50 MB at most)
-        browser = await pw.chromium.connect_over_cdp(chromium, is_local=True)
+        browser = await pw.chromium.connect_over_cdp(chromium.endpoint(), is_local=True)
         try:
             yield browser
         finally:
-            await browser.close()  # closes the contexts this test made; Chromium stays
+            # Closes the contexts this test made; Chromium stays (unless it crashed: see SharedChromium).
+            await _unless_chromium_crashed(chromium, browser.close())
+
+
+async def _unless_chromium_crashed(chromium: SharedChromium, closing) -> None:
+    """Await a close; an error from a Chromium that is no longer running is the browser's crash,
+    not the test's (the next test starts a new one), so it is said, not raised."""
+    try:
+        await closing
+    except PlaywrightError:
+        await asyncio.sleep(0.5)  # a crashing Chromium takes a moment to be reaped
+        if chromium.alive():
+            raise
+        print("\nChromium crashed while the test's browser closed", file=sys.stderr)
 
 
 class PageWatch:
@@ -111,7 +159,7 @@ class PageWatch:
 
 
 @pytest.fixture
-async def page(browser: Browser) -> AsyncIterator[Page]:
+async def page(browser: Browser, chromium: SharedChromium) -> AsyncIterator[Page]:
     # Playwright's wait_for_function evaluates its predicate as a string, which the
     # page's CSP (no eval) forbids; test_access_browser.py checks the page under its CSP.
     context = await browser.new_context(viewport=DESKTOP, bypass_csp=True)
@@ -121,7 +169,7 @@ async def page(browser: Browser) -> AsyncIterator[Page]:
     try:
         yield page
     finally:
-        await context.close()
+        await _unless_chromium_crashed(chromium, context.close())
     assert page.watch.errors == [], f"script errors on the page: {page.watch.errors}"
 
 
