@@ -67,11 +67,7 @@ async def stream_csv(request: web.Request, filename: str, header: Iterable[str],
     """
     it = aiter(rows)
     first = await anext(it, None)
-    response = web.StreamResponse(headers={
-        "Content-Type": "text/csv; charset=utf-8",
-        "Content-Disposition": f'attachment; filename="{filename}"',
-    })
-    await response.prepare(request)
+    response = await _download(request, filename)
     out = _Blocks(response)
     writer = AsyncWriter(out, lineterminator="\r\n")
     slice_: list[Sequence[object]] = [list(header)]
@@ -127,23 +123,21 @@ async def stream_records(request: web.Request, filename: str, header: Sequence[s
                          records: AsyncIterable[str]) -> web.StreamResponse:
     """Send a header line and records as they were (each its own text, ended by a line break):
     a CSV file in UTF-8, in the delimiter of the file the records came from."""
-    response = web.StreamResponse(headers={
-        "Content-Type": "text/csv; charset=utf-8",
-        "Content-Disposition": f'attachment; filename="{filename}"'})
-    await response.prepare(request)
-    out = _Utf8(response)
+    response = await _download(request, filename)
+    out = _Blocks(response)
     await AsyncWriter(out, delimiter=delimiter, lineterminator="\r\n").writerow(header)
     async for text in records:
         await out.write(text if text.endswith("\n") else text + "\r\n")
+    await out.flush()
     await response.write_eof()
     return response
 
 
-class _Utf8:
-    """Text to the client as UTF-8, as it comes: what aiocsv writes to."""
-
-    def __init__(self, response: web.StreamResponse):
-        self.response = response
-
-    async def write(self, text: str) -> None:
-        await self.response.write(text.encode("utf-8"))
+async def _download(request: web.Request, filename: str) -> web.StreamResponse:
+    """A prepared CSV download response named `filename`."""
+    response = web.StreamResponse(headers={
+        "Content-Type": "text/csv; charset=utf-8",
+        "Content-Disposition": f'attachment; filename="{filename}"',
+    })
+    await response.prepare(request)
+    return response
