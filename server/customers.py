@@ -5,20 +5,28 @@ A customer leaves here as a JSON-ready dict (dates and times as ISO 8601).
 """
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import contextlib
+import logging
 import re
+import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
 import aiopg
 import psycopg2.errors
+from aiohttp import web
 
 from .fields import CUSTOMER_FIELDS, EDITABLE
 from .errors import Conflict, DomainError, NotFound
+from .keys import pool_key
 from .sqlfiles import queries
+from .tasks import cancel_and_wait
 
+log = logging.getLogger(__name__)
 SQL = queries("customers")
 
 # The JSON fields, the table's columns and the export's header: one order (server/fields.py).
@@ -379,6 +387,47 @@ async def export_rows(pool: aiopg.Pool, q: str | None = None,
         for row in rows[:page_size]:
             yield row
         after = rows[page_size - 1][0] if len(rows) > page_size else searched_to
+
+
+async def warm(pool: aiopg.Pool) -> int:
+    """Read search's relations into memory (pg_prewarm), most used first; the bytes read.
+
+    Right after PostgreSQL or the service starts, the first searches would
+    read them from the disk or the OS cache a block at a time (seconds at
+    10,000,000 customers). What fits in nine tenths of shared_buffers goes
+    there, the rest into the OS cache only. Nothing without pg_prewarm.
+    """
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute(SQL["warm_plan"])
+        plan = await cur.fetchall()
+        room = plan[0][2] * 9 // 10 if plan else 0
+        done = 0
+        for name, size, _, available in plan:
+            if not available:
+                return 0
+            await cur.execute(SQL["warm"], {"name": name, "mode": "buffer" if size <= room else "read"})
+            room -= size if size <= room else 0
+            done += size
+        return done
+
+
+async def _warm_once(pool: aiopg.Pool) -> None:
+    started = time.monotonic()
+    try:
+        done = await warm(pool)
+    except (psycopg2.Error, OSError, asyncio.TimeoutError):
+        log.warning("could not read the search's relations into memory; searches warm as they go", exc_info=True)
+        return
+    if done:
+        log.info("search relations read into memory: %d MB in %.1f s", done // 2**20, time.monotonic() - started)
+
+
+async def warming_ctx(app: web.Application) -> AsyncIterator[None]:
+    """warm() in the background while the service starts answering: owned by the app, cancelled at cleanup."""
+    task = asyncio.create_task(_warm_once(app[pool_key]), name="search-warming")
+    yield
+    with contextlib.suppress(Exception):
+        await cancel_and_wait(task)
 
 
 async def _one(pool: aiopg.Pool, query: str, params: dict) -> dict | None:

@@ -14,7 +14,9 @@
 -- on, at most `walk_budget` rows in all, and a last row (NULL, id) says
 -- where it stopped: every match up to that id has been returned, and the
 -- caller's next page starts there. The results over all pages are the same
--- as before; no single page reads millions of rows.
+-- as before; no single page reads millions of rows. While an import has
+-- dropped the trigram index to build it again, every search walks within
+-- its budget.
 CREATE FUNCTION customer_search_bounded(after bigint, pattern text, others text[], index_pattern text,
                                         proposed text[], wanted integer, walk_budget bigint,
                                         candidate_budget bigint)
@@ -64,7 +66,10 @@ BEGIN
         END IF;
         seen := seen + walked;
         seen_proposed := seen_proposed + walked_proposed;
-        candidates := rows_now * seen_proposed / seen;
+        -- While an import rebuilds the trigram index (docs/scaling.md) there is
+        -- none: asking for candidates would read every row.
+        candidates := CASE WHEN to_regclass('customer_search_trgm') IS NULL THEN rows_now
+                           ELSE rows_now * seen_proposed / seen END;
         -- Rows still to walk to fill the page at the rate seen so far (with
         -- a margin), or as far as the budget goes when nothing matched yet.
         needed := CASE WHEN hits = 0 THEN 'Infinity' ELSE 1.5 * (wanted - hits) * seen / hits END;

@@ -198,3 +198,19 @@ WHERE id = %(id)s
   AND (%(versions)s::bigint[] IS NULL
        OR (extract(epoch FROM updated_at) * 1000000)::bigint = ANY(%(versions)s::bigint[]))
 RETURNING id
+
+-- name: warm_plan
+-- What warm reads, most used first: the size of each relation search and
+-- pages read, and the shared_buffers they share; null sizes when pg_prewarm
+-- is not installed (sql/022_*).
+SELECT r.name, pg_relation_size(r.name::regclass), pg_size_bytes(current_setting('shared_buffers')),
+       to_regproc('pg_prewarm') IS NOT NULL
+FROM unnest(ARRAY['customer_search_pkey', 'customer_search', 'customers_customer_id_lower_id',
+                  'customers_pkey', 'customer_search_trgm']) WITH ORDINALITY AS r (name, rank)
+WHERE to_regclass(r.name) IS NOT NULL
+ORDER BY r.rank
+
+-- name: warm
+-- 'buffer' into shared_buffers; 'read' into the OS cache only, for what
+-- would push the relations before it out.
+SELECT pg_prewarm(%(name)s::regclass, %(mode)s)
