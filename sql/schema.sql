@@ -637,7 +637,7 @@ CREATE INDEX customer_history_job ON customer_history USING btree (job_id, id) W
 
 CREATE INDEX customer_search_trgm ON customer_search USING gin (doc gin_trgm_ops);
 
-CREATE INDEX customers_customer_id_lower_id ON customers USING btree (lower(customer_id), id);
+CREATE INDEX customers_customer_id_lower_id ON customers USING btree (lower(customer_id), id) INCLUDE (customer_id);
 
 CREATE INDEX customers_edited_by_hand ON customers USING btree (id) WHERE (updated_manually_at IS NOT NULL);
 
