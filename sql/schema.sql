@@ -49,13 +49,14 @@ CREATE FUNCTION customer_search_bounded(after bigint, pattern text, others text[
 DECLARE
     rows_now double precision;
     walk bigint;
+    first_walk bigint;
     walked_to bigint := after;
     hits bigint := 0;
     step_hits bigint;
     walked bigint;
-    walked_proposed bigint;
+    walk_end bigint;
     seen bigint := 0;           -- rows walked
-    seen_proposed bigint := 0;  -- of those, rows the index would propose
+    seen_proposed bigint := 0;  -- of the first walk's rows, those the index would propose
     candidates double precision;
     needed double precision;
 BEGIN
@@ -64,8 +65,15 @@ BEGIN
     INTO rows_now
     FROM pg_class c WHERE c.oid = 'customer_search'::regclass;
     walk := least(wanted + ceil(sqrt(rows_now * wanted)), walk_budget);
+    first_walk := walk;
 
     LOOP
+        -- Where this walk ends, from the primary key alone (no text read).
+        SELECT count(*), max(next_rows.id) INTO walked, walk_end
+        FROM (SELECT s.id FROM customer_search s
+              WHERE s.id > walked_to ORDER BY s.id LIMIT walk) AS next_rows;
+        -- The rows themselves in id order (the LIMIT keeps the planner from
+        -- turning to the trigram index for the LIKE).
         RETURN QUERY
             SELECT next_rows.id, NULL::bigint
             FROM (SELECT s.id, s.doc FROM customer_search s
@@ -76,22 +84,23 @@ BEGIN
             LIMIT wanted - hits;
         GET DIAGNOSTICS step_hits = ROW_COUNT;
         hits := hits + step_hits;
-        IF hits = wanted THEN
+        IF hits = wanted OR walked < walk THEN  -- a full page, or the end of the table
             RETURN;
         END IF;
-        SELECT count(*), count(*) FILTER (WHERE next_rows.doc LIKE ALL (proposed)), max(next_rows.id)
-        INTO walked, walked_proposed, walked_to
-        FROM (SELECT s.id, s.doc FROM customer_search s
-              WHERE s.id > walked_to ORDER BY s.id LIMIT walk) AS next_rows;
-        IF walked < walk THEN  -- the walk reached the end of the table
-            RETURN;
+        -- What the index would propose is estimated once, from the first
+        -- walk: each further pass over the text costs as much as the walk.
+        IF seen = 0 THEN
+            SELECT count(*) INTO seen_proposed
+            FROM (SELECT s.doc FROM customer_search s
+                  WHERE s.id > walked_to ORDER BY s.id LIMIT walk) AS next_rows
+            WHERE next_rows.doc LIKE ALL (proposed);
         END IF;
+        walked_to := walk_end;
         seen := seen + walked;
-        seen_proposed := seen_proposed + walked_proposed;
         -- While an import rebuilds the trigram index (docs/scaling.md) there is
         -- none: asking for candidates would read every row.
         candidates := CASE WHEN to_regclass('customer_search_trgm') IS NULL THEN rows_now
-                           ELSE rows_now * seen_proposed / seen END;
+                           ELSE rows_now * seen_proposed / first_walk END;
         -- Rows still to walk to fill the page at the rate seen so far (with
         -- a margin), or as far as the budget goes when nothing matched yet.
         needed := CASE WHEN hits = 0 THEN 'Infinity' ELSE 1.5 * (wanted - hits) * seen / hits END;
