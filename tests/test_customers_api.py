@@ -6,8 +6,9 @@ import aiopg
 import psycopg2.errors
 import pytest
 
-from server import sqlfiles
-from server.customers import SearchWords, encode_cursor, proposed_pattern
+from server import customers, sqlfiles
+from server.customers import (SEARCH_CANDIDATE_BUDGET, SEARCH_WALK_BUDGET, SearchWords, encode_cursor,
+                              proposed_patterns)
 from server.db import drop_database, migrate, recreate_database
 from tests.importing import HEADER, import_file, row, write_csv
 
@@ -277,6 +278,97 @@ async def test_search_pages_agree_with_a_plain_scan(client, db):
             assert [c["customer_id"] for c in found] == expected, (q, limit)
 
 
+# Every kind of query a person types, and what each finds (docs/search.md).
+QUERY_KINDS = (
+    "a", "7", "qz", "an",             # one and two characters: nothing for the trigram index
+    "ann", "rarena", "user12",        # the start of a name, a rare name, the start of an email
+    "P1234", "p12", "P 1",            # a Customer Id exact, its start in another case, and not one
+    "corp anna", "anna corp",         # two words in any order
+    "rarename", "zephyr",             # rare strings, one only in the last rows
+    "no-such-thing", "zz", "q z",     # nothing matches
+    "mail", "@mail.example",          # every row matches
+)
+
+
+async def fill_for_search(db, rows: int = 3000) -> None:
+    await db.all("INSERT INTO customers (customer_id, first_name, last_name, email, company) "
+                 "SELECT 'P' || n, "
+                 "       CASE WHEN n %% 3 = 0 THEN 'Anna' ELSE 'Bo' END, "
+                 "       CASE WHEN n %% 97 = 0 THEN 'Rarename' WHEN n %% 7 = 0 THEN 'Seventh' "
+                 "            WHEN n %% 500 = 1 THEN 'Qzu' END, "
+                 "       'user' || n || '@mail.example', "
+                 "       CASE WHEN n < 40 THEN 'Early Corp' WHEN n > %s - 3 THEN 'Zephyr Corp' END "
+                 "FROM generate_series(1, %s) AS n", (rows, rows))
+
+
+async def plain_scan(db, q: str) -> list[str]:
+    """What a search for `q` lists, by LIKE over every row: each word anywhere in the
+    searched text, or `q` the start of the Customer Id, in any case."""
+    return [row[0] for row in await db.all(
+        "SELECT customer_id FROM customers "
+        "WHERE customer_search_doc(first_name, last_name, email, company, city, country) LIKE ALL (%s) "
+        "   OR starts_with(lower(customer_id), lower(%s)) "
+        "ORDER BY id", ([f"%{word}%" for word in q.lower().split()], q.strip()))]
+
+
+async def search_pages(client, q: str, limit: int) -> tuple[list[str], int]:
+    """Every page of a search: the Customer Ids in order, and how many pages stopped
+    early at the work budget (each says so, and its `next` goes on)."""
+    ids, partial, cursor = [], 0, None
+    while True:
+        resp = await client.get("/customers", params={"q": q, "limit": limit} | ({} if cursor is None
+                                                                                   else {"after": cursor}))
+        assert resp.status == 200, await resp.text()
+        body = await resp.json()
+        ids += [c["customer_id"] for c in body["items"]]
+        assert len(body["items"]) == limit or body["partial"] or body["next"] is None, (q, body)
+        partial += body["partial"]
+        cursor = body["next"]
+        if cursor is None:
+            return ids, partial
+
+
+@pytest.fixture
+def small_budget(monkeypatch):
+    """A work budget a 3,000-row table runs out of, as a 10,000,000-row one does."""
+    monkeypatch.setattr(customers, "SEARCH_WALK_BUDGET", 400)
+    monkeypatch.setattr(customers, "SEARCH_CANDIDATE_BUDGET", 60)
+
+
+@pytest.mark.slow
+async def test_every_kind_of_query_agrees_with_a_plain_scan_within_the_work_budget(client, db, small_budget):
+    """Pages that stop at the budget say so (`partial`) and go on from there:
+    all pages together are what a plain scan finds, for every kind of query."""
+    await fill_for_search(db)
+    await db.all("ANALYZE customers, customer_search")
+    stopped = set()
+    for q in QUERY_KINDS:
+        expected = await plain_scan(db, q)
+        for limit in (7, 500):
+            found, partial = await search_pages(client, q, limit)
+            assert found == expected, (q, limit)
+            if partial:
+                stopped.add(q)
+    # Short strings the index cannot look up stop at the budget; a long rare one is looked up.
+    assert {"qz", "zz", "q z"} <= stopped
+    assert not {"rarename", "zephyr", "P1234"} & stopped, stopped
+
+
+async def test_a_search_that_stops_at_its_budget_says_so_and_counts_what_it_saw(client, db, small_budget):
+    await fill_for_search(db)
+    first = await (await client.get("/customers", params={"q": "qz", "limit": 50, "total": "true"})).json()
+    assert first["partial"] and first["next"] and first["matches_partial"]
+    assert [c["customer_id"] for c in first["items"]] == ["P1"]  # the rows up to where it stopped
+    assert (first["matches"], first["matches_capped"]) == (1, False)
+    whole = await (await client.get("/customers", params={"q": "rarename", "total": "true"})).json()
+    assert (whole["partial"], whole["matches_partial"], whole["matches"]) == (False, False, 30)
+    # The export goes on past every early stop: all matches.
+    resp = await client.get("/customers.csv", params={"q": "qz"})
+    assert resp.status == 200
+    exported = [line.split(",")[1] for line in (await resp.text()).splitlines()[1:]]
+    assert exported == await plain_scan(db, "qz")
+
+
 async def test_search_walks_where_the_index_would_propose_most_rows(client, db):
     """pg_trgm takes from 'a-b' only 'b' as a word start, found in every row
     here: the search walks the table. From 'x-q' it takes 'q', in few rows,
@@ -303,15 +395,16 @@ async def test_search_walks_where_the_index_would_propose_most_rows(client, db):
 
 
 @pytest.mark.parametrize(("q", "proposed"), [
-    ("z@walker", "%walker%"),    # 'z' is a word's end, one letter: no trigram
-    ("3@ng", "%ng%"),            # 'ng' starts a word: '  n', ' ng'
-    ("x-q", "%q%"),
-    ("ng@x", "%ng%x%"),          # a two-letter word's end: 'ng '
-    ("ab", "%"),                 # nothing to look up: every row is a candidate
-    ("Lisa.Perez@b", "%Lisa%Perez%b%"),
+    ("z@walker", ["%wal%", "%alk%", "%lke%", "%ker%"]),  # 'z' is a word's end, one letter: no trigram
+    ("3@ng", ["%ng%"]),            # 'ng' starts a word: '  n', ' ng'
+    ("x-q", ["%q%"]),
+    ("ng@x", ["%ng%", "%x%"]),     # a two-letter word's end: 'ng '
+    ("ab", ["%"]),                 # nothing to look up: every row is a candidate
+    ("rand", ["%ran%", "%and%"]),  # each trigram anywhere: 'France and Sons' too
+    ("Lisa.Perez@b", ["%Lis%", "%isa%", "%Per%", "%ere%", "%rez%", "%b%"]),
 ])
-def test_the_rows_the_index_proposes_are_estimated_from_the_words_pg_trgm_takes(q, proposed):
-    assert proposed_pattern(q) == proposed
+def test_the_rows_the_index_proposes_are_estimated_trigram_by_trigram(q, proposed):
+    assert proposed_patterns(q) == proposed
 
 
 async def trigram_index_scans(db, q: str) -> int:
@@ -322,9 +415,9 @@ async def trigram_index_scans(db, q: str) -> int:
         await cur.execute("BEGIN")
         await cur.execute("SELECT pg_stat_get_xact_numscans('customer_search_trgm'::regclass)")
         before = (await cur.fetchone())[0]
-        await cur.execute("SELECT count(*) FROM customer_search_matching(0, lower(%s), %s, lower(%s), lower(%s), 50)",
+        await cur.execute("SELECT count(*) FROM customer_search_bounded(0, lower(%s), %s, lower(%s), %s, 50, %s, %s)",
                           (words.pattern, [other.lower() for other in words.others], words.index_pattern,
-                           words.proposed))
+                           [gram.lower() for gram in words.proposed], SEARCH_WALK_BUDGET, SEARCH_CANDIDATE_BUDGET))
         await cur.execute("SELECT pg_stat_get_xact_numscans('customer_search_trgm'::regclass)")
         scans = (await cur.fetchone())[0] - before
         await cur.execute("ROLLBACK")
@@ -391,7 +484,7 @@ async def test_search_has_one_trigram_index_and_customers_only_the_list_orders(d
         "SELECT indexname FROM pg_indexes WHERE tablename IN ('customers', 'customer_search')")}
     assert indexes == {"customers_pkey", "customers_customer_id_key", "customer_search_pkey", "customer_search_trgm",
                        "customers_updated_at_id", "customers_import_job_id_id", "customers_edited_by_hand",
-                       "customers_customer_id_lower"}
+                       "customers_customer_id_lower_id"}
 
 
 # ETag and If-Match
@@ -701,18 +794,16 @@ async def test_a_customer_id_search_ignores_case(client):
 
 
 async def test_the_customer_id_search_is_a_range_of_an_index(db):
-    """The prefix branch reads customers_customer_id_lower (sql/018_*), not every row."""
+    """The prefix branch reads customers_customer_id_lower_id (sql/022_*), not every row."""
     await db.all("INSERT INTO customers (customer_id) SELECT 'K' || n FROM generate_series(1, 2000) AS n")
     await db.all("ANALYZE customers")
-    words = SearchWords.of("k12")
     async with db.pool.acquire() as conn, conn.cursor() as cur:
         await cur.execute("SET enable_seqscan = off")
-        await cur.execute("EXPLAIN " + sqlfiles.queries("customers")["search_page"], {
-            "after": 0, "limit": 10, "pattern": words.pattern, "others": words.others,
-            "index_pattern": words.index_pattern, "proposed": words.proposed, "id_prefix": "k12"})
+        await cur.execute("EXPLAIN " + sqlfiles.queries("customers")["search_rows"], {
+            "after": 0, "limit": 10, "ids": [], "upto": 2**63 - 1, "id_prefix": "k12"})
         plan = "\n".join(line for (line,) in await cur.fetchall())
         await cur.execute("RESET enable_seqscan")
-    assert "customers_customer_id_lower" in plan, plan
+    assert "customers_customer_id_lower_id" in plan, plan
 
 
 async def test_a_search_or_a_filter_counts_its_matches(client, db):

@@ -101,7 +101,7 @@ with psycopg2.connect(start_embedded(Path(sys.argv[1]))) as conn, conn.cursor() 
 @pytest.mark.slow
 def test_a_new_embedded_cluster_runs_with_memory_for_search_from_its_first_start(embedded_env, tmp_path):
     """shared_buffers takes effect only at a start: a new cluster is restarted once, before use."""
-    wanted = max(128, min(1024, memory_bytes() // 8 // 1024**2)) * 1024**2
+    wanted = max(128, min(4096, memory_bytes() // 4 // 1024**2)) * 1024**2
     pgdata = tmp_path / "var" / "pgdata"
     for start in ("new", "again"):
         done = subprocess.run([sys.executable, "-c", SHOW_SETTINGS, str(pgdata)], env=embedded_env,

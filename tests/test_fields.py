@@ -105,7 +105,7 @@ async def test_the_pages_form_has_a_control_for_each_field_as_described(client):
         assert attrs["autocomplete"] == field.autocomplete
 
 
-@pytest.mark.parametrize("name", ["page", "search_page", "by_id"])
+@pytest.mark.parametrize("name", ["page", "search_rows", "by_id"])
 def test_every_customer_query_returns_the_customer_fields_in_order(name):
     assert column_list(queries("customers")[name], "SELECT ") == list(fields.CUSTOMER_FIELDS)
 

@@ -14,8 +14,9 @@ import pytest
 from server.app import create_app
 from server.importer import jobs
 from server.keys import pool_key, runner_key
-from tests.importing import HEADER, import_file, row, wait_for_status, wait_for_the_import_to_wait_on_a_lock, write_csv
-from tests.test_customers_api import all_pages
+from tests.importing import (HEADER, TERMINAL, import_file, row, wait_for_status,
+                             wait_for_the_import_to_wait_on_a_lock, write_csv)
+from tests.test_customers_api import QUERY_KINDS, all_pages, plain_scan, search_pages, small_budget  # noqa: F401
 
 ROWS = 1000
 
@@ -168,3 +169,35 @@ async def test_a_job_that_rebuilds_the_index_finishes_when_its_last_batch_commit
     assert finished > last_written
     shown = await (await client.get(f"/import/jobs/{job['id']}")).json()
     assert datetime.fromisoformat(shown["finished_at"]) == finished
+
+
+async def agree_with_a_plain_scan(client, db, when: str) -> None:
+    for q in QUERY_KINDS + ("zelda", "lda1", "S1", "s2 zelda"):
+        found, _ = await search_pages(client, q, 37)
+        assert found == await plain_scan(db, q), (when, q)
+
+
+@pytest.mark.slow
+async def test_every_kind_of_query_agrees_with_a_plain_scan_during_an_import_and_after_its_undo(
+        rebuilding_client, db, tmp_path, small_budget):
+    """With the trigram index dropped by the import, every search walks within its budget,
+    stopping early and going on as the pages say; once it is built again, and after an
+    undo has taken the rows back out, the pages are again what a plain scan finds."""
+    client = rebuilding_client
+    first = await import_file(client.app, write_csv(tmp_path / "first.csv", people(300)))
+    path = write_csv(tmp_path / "people.csv", [HEADER] + [
+        row(n, f"S{n}", f"{'Zelda' if n % 3 == 0 else 'Anna'}{n}", company="Corp")
+        for n in range(301, ROWS + 1)] + [row(ROWS + 1, "BAD", date="not a date")])
+    async with held_at_its_rejects(client, db, path) as job:
+        await agree_with_a_plain_scan(client, db, "during the import")
+    done = await wait_for_status(client.app, job["id"], TERMINAL)
+    assert done["status"] == "completed", done
+    assert await search_index(db)
+    await agree_with_a_plain_scan(client, db, "after the import")
+
+    resp = await client.post(f"/import/jobs/{job['id']}/undo")
+    assert resp.status == 202, await resp.text()
+    undo = await wait_for_status(client.app, (await resp.json())["id"], TERMINAL)
+    assert undo["status"] == "completed", undo
+    assert await db.value("SELECT count(*) FROM customers") == first["rows_done"]
+    await agree_with_a_plain_scan(client, db, "after the undo")

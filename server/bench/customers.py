@@ -13,16 +13,24 @@ million), and the last page is the page after cursor(max id - limit).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
+import os
 import random
 import re
+import socket
 import statistics
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import aiohttp
 import psutil
 
 from ..customers import encode_cursor
+
+REPO = Path(__file__).resolve().parents[2]
 
 NO_MATCH = ("qzxjvw", "no such customer", "zzz@@zzz", "xq_%_qx", "ÆØÅ-ÆØÅ-404")
 # Under three characters there is no trigram to look up: these scan, shown apart.
@@ -31,7 +39,10 @@ FRAGMENTS = 100
 
 
 async def run(base_url: str, server_pid: int | None = None, *, limit: int = 50,
-              repeats: int = 9, headers: dict[str, str] | None = None, export: bool = True) -> list[tuple[str, str]]:
+              repeats: int = 9, headers: dict[str, str] | None = None, export: bool = True,
+              database_url: str | None = None) -> list[tuple[str, str]]:
+    """Pages, search (warm), export; with `database_url`, search right after a restart of
+    PostgreSQL and of the service too (the server at base_url is left unused after that)."""
     base = base_url.rstrip("/")
     rows: list[tuple[str, str]] = []
     timeout = aiohttp.ClientTimeout(total=None, sock_read=300)
@@ -39,40 +50,157 @@ async def run(base_url: str, server_pid: int | None = None, *, limit: int = 50,
         max_id, probes = await _max_id(session, base)
         if max_id == 0:
             return [("customers", "none: load a file first")]
-        first = await _median_ms(session, f"{base}/customers", {"limit": limit}, repeats)
-        last_cursor = encode_cursor(max(max_id - limit, 0))
-        last_page = await _get_json(session, f"{base}/customers", {"limit": limit, "after": last_cursor})
-        last = await _median_ms(session, f"{base}/customers", {"limit": limit, "after": last_cursor}, repeats)
-        rows += [("highest id (found by probes)", f"{max_id:,} ({probes} probes)"),
-                 (f"first keyset page, limit {limit}, median of {repeats}", f"{first:.1f} ms"),
-                 (f"last keyset page, limit {limit}, median of {repeats}",
-                  f"{last:.1f} ms ({len(last_page['items'])} rows, next={last_page['next']})")]
+        rows.append(("highest id (found by probes)", f"{max_id:,} ({probes} probes)"))
+        rows += await _keyset_pages(session, base, max_id, limit, repeats)
 
         sample = await _sample(session, base, max_id)
+        fixed = fixed_queries(sample)
+        await _timed_searches(session, base, fixed, limit)  # once to warm, not counted
+        timings: list[tuple[float, str]] = []
+        for _ in range(WARM_PASSES):
+            timings += await _timed_searches(session, base, fixed, limit)
+        rows += _search_rows(f"search, {len(fixed)} fixed queries x {WARM_PASSES}, warm", timings)
+
         terms = _search_terms(sample)
         query_sets = {f"{len(terms)} typed queries": terms, f"{FRAGMENTS} random fragments": _fragments(sample)}
-        # Twice: first right after an import, with the table mostly out of cache, then warm.
-        for when in ("first pass", "second pass"):
-            for name, queries in query_sets.items():
-                timings = []
-                for q in queries:
-                    started = time.perf_counter()
-                    await _get_json(session, f"{base}/customers", {"limit": limit, "q": q})
-                    timings.append((time.perf_counter() - started) * 1000)
-                slowest = sorted(zip(timings, queries), reverse=True)[:3]
-                rows += [(f"search q, {name}, {when}: p50 / p95",
-                          f"{_percentile(timings, 50):.1f} ms / {_percentile(timings, 95):.1f} ms"),
-                         (f"search q, {name}, {when}: slowest three",
-                          ", ".join(f"{ms:.1f} ms (q={q!r})" for ms, q in slowest))]
+        for name, queries in query_sets.items():
+            rows += _search_rows(f"search, {name}", await _timed_searches(session, base, queries, limit))
         for q in SHORT:
             started = time.perf_counter()
             found = await _get_json(session, f"{base}/customers", {"limit": limit, "q": q})
             rows.append((f"search q={q!r} (too short for trigrams)",
-                         f"{(time.perf_counter() - started) * 1000:.1f} ms ({len(found['items'])} rows)"))
+                         f"{(time.perf_counter() - started) * 1000:.1f} ms ({len(found['items'])} rows, "
+                         f"partial={found.get('partial')})"))
 
-        if export:
+    # Restarted before the export, which reads the whole table through the buffers and
+    # so leaves them (and autoprewarm's list of them) holding customers, not search.
+    if database_url is not None:
+        rows += await _after_a_restart(database_url, headers, fixed, limit,
+                                       export=export)
+    elif export:
+        async with aiohttp.ClientSession(timeout=timeout, headers=headers) as session:
             rows += await _export(session, base, server_pid)
     return rows
+
+
+# The fixed query set: every kind a person types, drawn from the same rows of the
+# generator's data (seed 1) each time, so that runs compare (docs/search.md).
+WARM_PASSES = 3
+
+
+def fixed_queries(sample: list[dict]) -> list[str]:
+    """40 queries: one and two characters, name and email starts, Customer Ids exact
+    and by their start, two words in any order, rare strings, strings that match
+    nothing and strings that match millions of rows."""
+    people = [c for c in sample if c["first_name"] and c["last_name"] and c["email"]][:3]
+    ids = [c["customer_id"] for c in sample[::7]][:3]
+    return (["a", "e", "7", "z"]                                         # one character
+            + ["qz", "19", "an", "xo"]                                   # two
+            + [c["first_name"][:3] for c in people] + [c["last_name"][:4] for c in people]  # name starts
+            + [c["email"].split("@")[0][:6] for c in people]             # email starts
+            + ids + [i[:6].lower() for i in ids]                         # Customer Ids, exact and started
+            + [f"{c['last_name']} {c['first_name']}" for c in people]    # two words, any order
+            + ["rand", "evinm", "wang zürich", "oungs", "isa.p", "ncy.ro"]  # rare strings
+            + ["qzxjvw", "no such customer", "zzz@@zzz", "xq_%_qx", "ÆØÅ-ÆØÅ-404"]  # nothing
+            + ["com", "gmail", "inc"])                                   # millions of rows
+
+
+async def _timed_searches(session: aiohttp.ClientSession, base: str, queries: list[str],
+                          limit: int) -> list[tuple[float, str]]:
+    timings = []
+    for q in queries:
+        started = time.perf_counter()
+        await _get_json(session, f"{base}/customers", {"limit": limit, "q": q})
+        timings.append(((time.perf_counter() - started) * 1000, q))
+    return timings
+
+
+def _search_rows(name: str, timings: list[tuple[float, str]]) -> list[tuple[str, str]]:
+    values = [ms for ms, _ in timings]
+    slowest = sorted(timings, reverse=True)[:3]
+    return [(f"{name}: p50 / p95 / p99",
+             " / ".join(f"{_percentile(values, p):.1f} ms" for p in (50, 95, 99))),
+            (f"{name}: slowest three", ", ".join(f"{ms:.1f} ms (q={q!r})" for ms, q in slowest))]
+
+
+async def _keyset_pages(session: aiohttp.ClientSession, base: str, max_id: int, limit: int,
+                        repeats: int) -> list[tuple[str, str]]:
+    """The first page, one 90% of the way in, and the last, as one signed-in client sees them."""
+    rows = []
+    for name, after in (("first", None), ("deep (90% in)", max_id * 9 // 10), ("last", max(max_id - limit, 0))):
+        params = {"limit": limit} | ({} if after is None else {"after": encode_cursor(after)})
+        median = await _median_ms(session, f"{base}/customers", params, repeats)
+        rows.append((f"{name} keyset page, limit {limit}, p50 of {repeats}", f"{median:.1f} ms"))
+    return rows
+
+
+async def _after_a_restart(database_url: str, headers: dict[str, str] | None, queries: list[str],
+                           limit: int, export: bool = False) -> list[tuple[str, str]]:
+    """Restart PostgreSQL (pg_ctl, on this machine) and start a new service, then run
+    the fixed queries at once (what the first person typing sees), and again; then
+    the export from that service (none when PostgreSQL could not be restarted)."""
+    restarted = await asyncio.to_thread(_restart_postgres, database_url)
+    if restarted is not None:
+        return [("search right after a restart", restarted)]
+    started = time.perf_counter()
+    async with _service(database_url) as (base, pid):
+        ready = time.perf_counter() - started
+        timeout = aiohttp.ClientTimeout(total=None, sock_read=300)
+        async with aiohttp.ClientSession(timeout=timeout, headers=headers) as session:
+            first = await _timed_searches(session, base, queries, limit)
+            second = await _timed_searches(session, base, queries, limit)
+            exported = await _export(session, base, pid) if export else []
+    return ([("restart: PostgreSQL and service up, healthz answers after", f"{ready:.1f} s")]
+            + _search_rows(f"search right after a restart, {len(queries)} fixed queries, first pass", first)
+            + _search_rows("search right after a restart, second pass", second) + exported)
+
+
+def _restart_postgres(database_url: str) -> str | None:
+    """pg_ctl restart of the server at database_url when its data directory is here; why not, else."""
+    import psycopg2
+
+    from ..embedded import program_path, system_user
+
+    with contextlib.closing(psycopg2.connect(database_url)) as conn, conn.cursor() as cur:
+        try:
+            cur.execute("SELECT current_setting('data_directory')")
+        except psycopg2.Error as exc:
+            return f"skipped: {exc.pgerror or exc}"
+        row = cur.fetchone()
+        assert row is not None  # current_setting returns one row
+        data_dir = row[0]
+    if not os.path.isdir(data_dir):
+        return f"skipped: the data directory {data_dir} is not on this machine"
+    done = subprocess.run([program_path("pg_ctl"), "restart", "-D", data_dir, "-m", "fast", "-w",
+                           "-l", os.path.join(data_dir, "bench-restart.log")],
+                          capture_output=True, text=True, timeout=300, user=system_user())
+    return None if done.returncode == 0 else f"skipped: pg_ctl restart failed: {done.stderr.strip()[-300:]}"
+
+
+@contextlib.asynccontextmanager
+async def _service(database_url: str):
+    """`python -m server serve` on a free port, with its own pool: a service just started."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "DATABASE_URL": database_url, "PORT": str(port)}
+    server = await asyncio.create_subprocess_exec(sys.executable, "-m", "server", "serve", env=env, cwd=REPO,
+                                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession() as session:
+            for _ in range(600):
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with session.get(f"{base}/healthz") as resp:
+                        if resp.status == 200:
+                            break
+                await asyncio.sleep(0.1)
+            else:
+                raise SystemExit(f"the service at {base} did not become healthy")
+        yield base, server.pid
+    finally:
+        server.terminate()
+        await asyncio.wait_for(server.wait(), 30)
 
 
 async def _max_id(session: aiohttp.ClientSession, base: str) -> tuple[int, int]:

@@ -59,6 +59,14 @@ class CustomerPage(BaseModel):
     matches: int | None = Field(None, description="with ?total=true and q, job or edited: how many customers "
                                                   f"match, at most {customers.MATCH_COUNT_CAP}")
     matches_capped: bool | None = Field(None, description="whether more customers match than `matches`")
+    partial: bool | None = Field(
+        None, description="with q: whether the search stopped at its work budget before the page was full "
+                          "(a short or very common string over many customers). Every match up to `next` is "
+                          "on this page or an earlier one; more may match after it: follow `next`, or refine "
+                          "the search (a longer string is answered at once)")
+    matches_partial: bool | None = Field(
+        None, description="with ?total=true and q: whether the count stopped at the work budget, so that at "
+                          "least `matches` customers match (those up to where it stopped)")
 
 
 class Problem(BaseModel):
@@ -94,15 +102,20 @@ class Invalid(BaseModel):
 async def list_customers(request: web.Request) -> web.Response:
     query = query_params(PageQuery, request)
     pool = read_pool(request)
-    items, last = await customers.page(pool, limit=query.limit, after=query.after, q=query.q, sort=query.sort,
-                                       only=customers.ListFilter(job=query.job, edited=query.edited))
-    body: dict[str, Any] = {"items": items, "next": None if last is None else customers.encode_cursor(last)}
+    only = customers.ListFilter(job=query.job, edited=query.edited)
+    found = await customers.page(pool, limit=query.limit, after=query.after, q=query.q, sort=query.sort, only=only)
+    body: dict[str, Any] = {"items": found.items,
+                            "next": None if found.next is None else customers.encode_cursor(found.next)}
+    if query.q:
+        body["partial"] = found.partial
     if query.total:
         body["total"], exact = await customers.estimated_total(pool)
         body["total_is_estimate"] = not exact
-        only = customers.ListFilter(job=query.job, edited=query.edited)
         if query.q or only != customers.ListFilter():
-            body["matches"], body["matches_capped"] = await customers.count_matches(pool, query.q, only)
+            matches = await customers.count_matches(pool, query.q, only)
+            body["matches"], body["matches_capped"] = matches.count, matches.capped
+            if query.q:
+                body["matches_partial"] = matches.partial
     return web.json_response(body)
 
 

@@ -57,48 +57,63 @@ SELECT CASE WHEN pg_relation_size(c.oid) <= %(count_below_bytes)s
        pg_relation_size(c.oid) <= %(count_below_bytes)s
 FROM pg_class c WHERE c.oid = 'customers'::regclass
 
--- name: search_page
--- customer_search_matching (sql/015_*, after sql/006_*) finds the page's
--- ids in the narrow search table; only those rows are read here.
--- The patterns arrive with LIKE's wildcards already escaped by a backslash;
--- lowered here as the text was (lower() folds beyond ASCII as Python may not).
+-- name: search_hits
+-- customer_search_bounded (sql/022_*, after sql/015_*) finds the page's ids
+-- in the narrow search table with bounded work; a last row (NULL, id) says
+-- it stopped there. The patterns arrive with LIKE's wildcards already
+-- escaped by a backslash; lowered here as the text was (lower() folds
+-- beyond ASCII as Python may not).
+SELECT hit.id, hit.searched_to
+FROM customer_search_bounded(%(after)s, lower(%(pattern)s),
+                             ARRAY(SELECT lower(other) FROM unnest(%(others)s::text[]) AS other),
+                             lower(%(index_pattern)s),
+                             ARRAY(SELECT lower(trigram) FROM unnest(%(proposed)s::text[]) AS trigram),
+                             %(limit)s, %(walk_budget)s, %(candidate_budget)s) AS hit
+
+-- name: search_rows
+-- The rows of search_hits' ids, with the Customer Ids that start with the
+-- query in any case (exact ones included) up to where the search stopped:
+-- a range of customers_customer_id_lower_id (sql/022_*; C.UTF-8 sorts by
+-- code point, so the prefix's rows lie between it and it followed by the
+-- last code point), read from the index alone.
 SELECT id, customer_id, first_name, last_name, company, city, country, phone_1, phone_2,
        email, subscription_date, website, about, created_at, updated_at, updated_manually_at,
        updated_manually_by
-FROM (SELECT hit.id
-      FROM customer_search_matching(%(after)s, lower(%(pattern)s),
-                                    ARRAY(SELECT lower(other) FROM unnest(%(others)s::text[]) AS other),
-                                    lower(%(index_pattern)s), lower(%(proposed)s), %(limit)s) AS hit (id)
-      UNION
-      -- Customer Ids that start with the query in any case, exact ones
-      -- included: a range of customers_customer_id_lower (sql/018_*; C.UTF-8
-      -- sorts by code point, so the prefix's rows lie between it and it
-      -- followed by the last code point).
-      (SELECT c.id FROM customers c
-       WHERE lower(c.customer_id) >= lower(%(id_prefix)s)
-         AND lower(c.customer_id) < lower(%(id_prefix)s) || chr(1114111)
-         AND starts_with(lower(c.customer_id), lower(%(id_prefix)s)) AND c.id > %(after)s
-       ORDER BY c.id
-       LIMIT %(limit)s)) AS hits
-JOIN customers USING (id)
+FROM customers
+WHERE id IN (SELECT unnest(%(ids)s::bigint[])
+             UNION ALL
+             (SELECT c.id FROM customers c
+              WHERE lower(c.customer_id) >= lower(%(id_prefix)s)
+                AND lower(c.customer_id) < lower(%(id_prefix)s) || chr(1114111)
+                AND starts_with(lower(c.customer_id), lower(%(id_prefix)s))
+                AND c.id > %(after)s AND c.id <= %(upto)s
+              ORDER BY c.id
+              LIMIT %(limit)s))
 ORDER BY id
 LIMIT %(limit)s
 
 -- name: search_count
--- How many customers search_page would list in all, counted up to `cap` + 1
--- (each way of finding them stops there): a count that costs what a page of
--- `cap` rows costs, however many match.
-SELECT least(count(*), %(cap)s + 1)
-FROM (SELECT hit.id
-      FROM customer_search_matching(0, lower(%(pattern)s),
-                                    ARRAY(SELECT lower(other) FROM unnest(%(others)s::text[]) AS other),
-                                    lower(%(index_pattern)s), lower(%(proposed)s), %(cap)s + 1) AS hit (id)
+-- How many customers the pages of a search list, counted up to `cap` + 1
+-- (each way of finding them stops there), with the same bounded work as a
+-- page: the second column, when not null, is the id the count stopped at
+-- (the matches up to it are counted, those after it are not known).
+WITH hits AS MATERIALIZED (
+    SELECT hit.id, hit.searched_to
+    FROM customer_search_bounded(0, lower(%(pattern)s),
+                                 ARRAY(SELECT lower(other) FROM unnest(%(others)s::text[]) AS other),
+                                 lower(%(index_pattern)s),
+                                 ARRAY(SELECT lower(trigram) FROM unnest(%(proposed)s::text[]) AS trigram),
+                                 %(cap)s + 1, %(walk_budget)s, %(candidate_budget)s) AS hit
+)
+SELECT least(count(*), %(cap)s + 1), (SELECT max(searched_to) FROM hits)
+FROM (SELECT hits.id FROM hits WHERE hits.id IS NOT NULL
       UNION
       (SELECT c.id FROM customers c
        WHERE lower(c.customer_id) >= lower(%(id_prefix)s)
          AND lower(c.customer_id) < lower(%(id_prefix)s) || chr(1114111)
          AND starts_with(lower(c.customer_id), lower(%(id_prefix)s))
-       LIMIT %(cap)s + 1)) AS hits
+         AND c.id <= coalesce((SELECT max(searched_to) FROM hits), 9223372036854775807)
+       LIMIT %(cap)s + 1)) AS found
 
 -- name: filter_count
 -- How many customers a filter of page shows, counted up to `cap` + 1.
@@ -183,3 +198,19 @@ WHERE id = %(id)s
   AND (%(versions)s::bigint[] IS NULL
        OR (extract(epoch FROM updated_at) * 1000000)::bigint = ANY(%(versions)s::bigint[]))
 RETURNING id
+
+-- name: warm_plan
+-- What warm reads, most used first: the size of each relation search and
+-- pages read, and the shared_buffers they share; null sizes when pg_prewarm
+-- is not installed (sql/022_*).
+SELECT r.name, pg_relation_size(r.name::regclass), pg_size_bytes(current_setting('shared_buffers')),
+       to_regproc('pg_prewarm') IS NOT NULL
+FROM unnest(ARRAY['customer_search_pkey', 'customer_search', 'customers_customer_id_lower_id',
+                  'customers_pkey', 'customer_search_trgm']) WITH ORDINALITY AS r (name, rank)
+WHERE to_regclass(r.name) IS NOT NULL
+ORDER BY r.rank
+
+-- name: warm
+-- 'buffer' into shared_buffers; 'read' into the OS cache only, for what
+-- would push the relations before it out.
+SELECT pg_prewarm(%(name)s::regclass, %(mode)s)
