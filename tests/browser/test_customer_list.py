@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 from playwright.async_api import expect
 
+from server import customers
 from tests.importing import HEADER, import_file, row, write_csv
 
 from .conftest import PHONE, screenshot
@@ -174,3 +175,33 @@ async def test_search_is_debounced_and_shows_only_matches(page, live_app, db):
     await page.get_by_role("searchbox").fill("no such customer")
     await expect(page.locator("#list-message")).to_contain_text("No customer matches")
     await expect(page.locator(ROWS)).to_have_count(0)
+
+
+async def test_a_search_stopped_at_its_work_budget_says_more_may_match(page, live_app, db, monkeypatch):
+    """Over millions of customers a common two-letter search stops at its work budget; a
+    budget of 40 rows over 300 customers does the same here. The words above the list
+    say that what they count is a floor, and scrolling still brings every match."""
+    monkeypatch.setattr(customers, "SEARCH_WALK_BUDGET", 40)
+    monkeypatch.setattr(customers, "SEARCH_CANDIDATE_BUDGET", 10)
+    url, _ = live_app
+    await insert_customers(db, 300)
+    await page.goto(url)
+    await expect(page.locator(ROWS).first).to_contain_text("First1")
+    await page.get_by_role("searchbox").fill("first")
+    total = page.locator("#list-total")
+    await expect(total).to_contain_text("At least")
+    await expect(total).to_contain_text("more may follow as you scroll")
+    await expect(page.locator(ROWS).first).to_contain_text("First1")
+    # The list asks on from where each budget stopped, to the last customer.
+    viewport = page.locator("#list-viewport")
+    for _ in range(100):
+        count, done = await loaded(page)
+        if done:
+            break
+        await viewport.evaluate("v => { v.scrollTop = v.scrollHeight; }")
+        await page.wait_for_function(
+            f"(() => {{ const d = document.getElementById('list-viewport').dataset;"
+            f" return Number(d.loaded) > {count} || d.done === 'true'; }})()", polling="raf")
+    assert await loaded(page) == (300, True)
+    await viewport.evaluate("v => { v.scrollTop = v.scrollHeight; }")
+    await expect(page.locator(f'{ROWS}[data-index="299"]')).to_contain_text("First300")

@@ -185,12 +185,18 @@ export class CustomerList {
   }
 
   // What the words above the list count is what the list shows: the matches
-  // of a search or a filter (capped), else the table (an estimate when large).
+  // of a search or a filter (capped, or a floor when the search stopped at its
+  // work budget), else the table (an estimate when large).
   showTotal(page) {
     if (page.matches != null) {
+      // A search over millions of customers stops at its work budget (matches_partial):
+      // what it counted so far is a floor, and the list goes on as it scrolls.
       const words = page.matches_capped
         ? `More than ${formatNumber(page.matches)} matches`
-        : `${formatNumber(page.matches)} ${page.matches === 1 ? "match" : "matches"}`;
+        : page.matches_partial
+          ? `At least ${formatNumber(page.matches)} ${page.matches === 1 ? "match" : "matches"} so far; `
+            + "more may follow as you scroll (type more to narrow the search)"
+          : `${formatNumber(page.matches)} ${page.matches === 1 ? "match" : "matches"}`;
       setText($("list-total"), words);
       return;
     }
