@@ -140,13 +140,17 @@ async def _unless_chromium_crashed(chromium: SharedChromium, closing) -> None:
 
 
 class PageWatch:
-    """What the page did that a test must see: script errors and dialogs."""
+    """What the page did that a test must see: script errors and dialogs, each answered
+    (dismissed, or accepted when the test says so); `await answered()` waits for the next
+    answer. A test must not end with a dialog up: closing a page's context then can
+    crash Chromium (seen with beforeunload)."""
 
     def __init__(self, page: Page) -> None:
         self.errors: list[str] = []
         self.dialogs: list[str] = []
         self.accept_dialogs = False
         self.accept_leaving = False  # answer "leave" when the page asks before unloading (mid-upload)
+        self._answers: asyncio.Queue[str] = asyncio.Queue()
         page.on("pageerror", lambda exc: self.errors.append(str(exc)))
         page.on("dialog", self._dialog)
 
@@ -156,6 +160,11 @@ class PageWatch:
             await dialog.accept()
         else:
             await dialog.dismiss()
+        self._answers.put_nowait(dialog.type)
+
+    async def answered(self, timeout: float = 10) -> str:
+        """The type of the next dialog once it has been answered."""
+        return await asyncio.wait_for(self._answers.get(), timeout)
 
 
 @pytest.fixture
