@@ -37,25 +37,33 @@ STATE = ("SELECT (SELECT count(*) FROM customers), (SELECT count(*) FROM custome
 def test_what_a_test_wrote_is_gone_for_the_next_and_a_changed_schema_is_a_new_copy(databases, server_url):
     first = with_database(server_url, databases.take())
     fresh = run(first, STATE)
+    migrated = schema.dump(first)
     run(first, "INSERT INTO customers (customer_id, first_name) SELECT 'C' || i, 'Ann' FROM generate_series(1, 500) i",
         "INSERT INTO import_jobs (filename, path, bytes_total) VALUES ('a.csv', '/a.csv', 10)",
         "ANALYZE customers, customer_search", "SELECT nextval('import_event_seq')")
-    # A session the test left open (a server it did not stop) holds a lock.
-    left_open = psycopg2.connect(first)
-    left_open.cursor().execute("SELECT pg_advisory_lock(7)")
 
     second = with_database(server_url, databases.take())
     assert second == first  # emptied, not copied
     assert run(second, STATE) == fresh
-    assert run(second, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND database = "
-               "(SELECT oid FROM pg_database WHERE datname = current_database())") == [(0,)]
-    with pytest.raises(psycopg2.OperationalError):  # the server ended it
-        left_open.cursor().execute("SELECT 1")
-    left_open.close()
 
-    migrated = schema.dump(second)
     run(second, "ALTER TABLE import_jobs ADD CONSTRAINT few CHECK (bytes_total < 5)")
     third = with_database(server_url, databases.take())
     assert third != second  # a fresh copy
     assert run(third, STATE) == fresh
     assert schema.dump(third) == migrated
+
+
+def test_a_session_a_test_left_open_goes_with_its_database(databases, server_url):
+    first = with_database(server_url, databases.take())
+    left_open = psycopg2.connect(first)  # as a server the test did not stop would hold it
+    try:
+        left_open.cursor().execute("SELECT pg_advisory_lock(7)")
+        second = with_database(server_url, databases.take())
+        assert second != first
+        assert run(second, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND database = "
+                   "(SELECT oid FROM pg_database WHERE datname = current_database())") == [(0,)]
+        databases.thread.submit(lambda: None).result()  # after the drop of the first
+        with pytest.raises(psycopg2.OperationalError):  # ended by it
+            left_open.cursor().execute("SELECT 1")
+    finally:
+        left_open.close()
