@@ -51,8 +51,9 @@ SELECT md5(string_agg(part, ',' ORDER BY part)) FROM (
   UNION ALL SELECT 'description ' || count(*) || ' ' || max(xmin::text::bigint) FROM pg_description
   UNION ALL SELECT 'namespace ' || count(*) || ' ' || max(xmin::text::bigint) FROM pg_namespace
     WHERE nspname !~ '^pg_(toast_)?temp_'
-  UNION ALL SELECT concat_ws(' ', 'class', oid, relname, relnamespace, relkind, relnatts, relchecks, relhasindex,
-                             relhastriggers, relhasrules, relrowsecurity, relpersistence, reloptions)
+  UNION ALL SELECT concat_ws(' ', 'class', oid, relname, relnamespace, relowner, relkind, relnatts, relchecks,
+                             relhasindex, relhastriggers, relhasrules, relrowsecurity, relpersistence, reloptions,
+                             relacl)
     FROM pg_class WHERE relpersistence <> 't'
 ) AS catalog(part)
 """
