@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # ./run.sh              serve the app on 127.0.0.1:8080 (embedded PostgreSQL unless DATABASE_URL)
 # ./run.sh test [ARGS]  lint, then the whole test suite (pytest ARGS pass through);
-#                       the quick loop: ./run.sh test -m "not slow and not browser"
+#                       the quick loop: ./run.sh test -m "not slow and not browser" -n 2
 # ./run.sh lint         ruff and mypy (settings in pyproject.toml)
 # ./run.sh schema       regenerate sql/schema.sql from the migrations
 # ./run.sh bench [ROWS] side-by-side benchmark against psql \copy

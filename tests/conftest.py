@@ -1,13 +1,11 @@
-"""A real PostgreSQL for every test: the embedded one (or DATABASE_URL), and a
-fresh database per test copied from a migrated template, which is cheap."""
+"""A real PostgreSQL for every test: the embedded one (or DATABASE_URL), and a migrated
+database per test, as new as a fresh copy of the template (tests/databases.py)."""
 from __future__ import annotations
 
 import asyncio
 import itertools
 import os
-import uuid
 from collections.abc import AsyncIterator, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import aiopg
@@ -21,6 +19,7 @@ from server.config import Config
 from server.db import drop_database, migrate_database, recreate_database, with_database
 from server.embedded import start_embedded
 from server.keys import pool_key
+from tests.databases import WorkerDatabase
 from tests.replication import Pair
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,47 +53,17 @@ def replication() -> Iterator[Pair]:
     pair.stop()
 
 
-class FreshDatabases:
-    """Copies of the migrated template, one made ahead while a test runs, and dropped after
-    it, on one thread: a copy takes 0.2 s (over 0.5 s on a loaded machine) that no test
-    needs to wait for."""
-
-    def __init__(self, server_url: str, template: str) -> None:
-        self.server_url, self.template = server_url, template
-        self.thread = ThreadPoolExecutor(1, thread_name_prefix="fresh-databases")
-        self.ahead = self.thread.submit(self._copy)
-
-    def _copy(self) -> str:
-        name = f"csvimp_test_{uuid.uuid4().hex[:12]}"
-        recreate_database(self.server_url, name, template=self.template)
-        return name
-
-    def take(self) -> str:
-        name = self.ahead.result()
-        self.ahead = self.thread.submit(self._copy)
-        return name
-
-    def drop(self, name: str) -> None:
-        self.thread.submit(drop_database, self.server_url, name)
-
-    def close(self) -> None:
-        self.drop(self.ahead.result())
-        self.thread.shutdown(wait=True)
-
-
 @pytest.fixture(scope="session")
-def fresh_databases(server_url: str, template_db: str) -> Iterator[FreshDatabases]:
-    databases = FreshDatabases(server_url, template_db)
-    yield databases
-    databases.close()
+def worker_database(server_url: str, template_db: str) -> Iterator[WorkerDatabase]:
+    database = WorkerDatabase(server_url, template_db)
+    yield database
+    database.close()
 
 
 @pytest.fixture
-def db_url(server_url: str, fresh_databases: FreshDatabases) -> Iterator[str]:
-    """A fresh, migrated database for one test."""
-    name = fresh_databases.take()
-    yield with_database(server_url, name)
-    fresh_databases.drop(name)
+def db_url(server_url: str, worker_database: WorkerDatabase) -> str:
+    """A migrated database for one test, holding nothing a test before it left (tests/databases.py)."""
+    return with_database(server_url, worker_database.take())
 
 
 @pytest.fixture

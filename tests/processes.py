@@ -25,7 +25,11 @@ _token_names = itertools.count(1)
 
 
 def server_env(**overrides: str) -> dict[str, str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    """The tests' environment for a process of the product: this checkout first on the
+    path (the caller's path after it, for tools run around the tests), no PORT."""
+    path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    env = {name: value for name, value in os.environ.items() if name != "PORT"}
+    env["PYTHONPATH"] = path
     env.update(overrides)
     return env
 
@@ -42,28 +46,29 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-async def wait_healthy(url: str, proc: subprocess.Popen, *, timeout: float = 60,
+async def wait_healthy(url: str, proc: subprocess.Popen | None = None, *, timeout: float = 60,
                        log: Path | None = None) -> float:
-    """Seconds until `url`/healthz answers 200; fails if the server exits or never answers."""
+    """Seconds until `url`/healthz answers 200; fails if `proc` (the server, or a proxy
+    in front of it) exits first, or nothing answers within `timeout` seconds."""
     started = time.monotonic()
 
     def output() -> str:
         if log is not None:
-            return log.read_text()[-3000:]
-        return proc.stderr.read()[-3000:] if proc.stderr else ""
+            return log.read_text(errors="replace")[-3000:]
+        return proc.stderr.read()[-3000:] if proc is not None and proc.stderr else ""
 
     async with aiohttp.ClientSession() as session:
         while time.monotonic() - started < timeout:
-            if proc.poll() is not None:
-                raise AssertionError(f"the server exited: {output()}")
+            if proc is not None and proc.poll() is not None:
+                raise AssertionError(f"{url} exited ({proc.returncode}) before it answered: {output()}")
             try:
                 async with session.get(f"{url}/healthz") as resp:
                     if resp.status == 200:
                         return time.monotonic() - started
             except aiohttp.ClientError:
                 pass
-            await asyncio.sleep(0.1)
-    raise AssertionError(f"the server did not answer /healthz in {timeout}s: {output()}")
+            await asyncio.sleep(0.05)
+    raise AssertionError(f"{url}/healthz did not answer 200 in {timeout}s: {output()}")
 
 
 async def admin_headers(db_url: str, role: str = "admin") -> dict[str, str]:
@@ -104,13 +109,16 @@ class RssGrowth:
 
 
 class ServerProcess:
-    """`python -m server serve` on a free port, as its own process group (a kill -9 takes
-    its parse workers too), its output in files (an unread pipe would fill up and stall
-    the server): `log` gets stdout, and stderr too unless `stderr_log` is given.
+    """`python -m server serve` on a free port: every test that runs the service as a
+    separate process starts it through this. It runs as its own process group (a kill -9
+    takes its parse workers too), its output goes to files (an unread pipe would fill up
+    and stall it): `log` gets stdout, and stderr too unless `stderr_log` is given.
 
-    `async with ServerProcess(...)` starts it, waits for /healthz and stops it as Ctrl-C
-    does; `start()`, `wait_healthy()`, `stop()` and `kill()` do the steps one by one.
-    `wrapper` runs the server through another command (`unshare --mount sh -c ...`).
+    `async with ServerProcess(env, log) as server:` starts it, waits until /healthz
+    answers and stops it as Ctrl-C does. One step at a time: `spawn()`, `wait_healthy()`,
+    or `start()` for both; `stop()`, or `kill()` as a crashed machine would; `start()`
+    again after either, on the same port. `output()` is what it wrote. `wrapper` runs
+    the server through another command (`unshare --mount sh -c ...`).
     """
 
     def __init__(self, env: dict[str, str], log: Path, *, stderr_log: Path | None = None,
@@ -127,7 +135,8 @@ class ServerProcess:
         assert self.proc is not None, "the server was not started"
         return self.proc.pid
 
-    def start(self) -> None:
+    def spawn(self) -> None:
+        """Start the process; `wait_healthy()` waits until it serves."""
         command = [*self.wrapper, sys.executable, "-m", "server", "serve", "--port", str(self.port)]
         with contextlib.ExitStack() as files:
             out = files.enter_context(open(self.log, "ab"))
@@ -136,13 +145,29 @@ class ServerProcess:
                                          start_new_session=True)
 
     async def wait_healthy(self, timeout: float = 60) -> float:
+        """Seconds until it answers /healthz; fails, with its output, if it exits first."""
         assert self.proc is not None, "the server was not started"
         return await wait_healthy(self.url, self.proc, timeout=timeout, log=self.stderr_log or self.log)
+
+    async def start(self, timeout: float = 60) -> float:
+        """Spawn it and wait until it serves (killed if it never does)."""
+        self.spawn()
+        try:
+            return await self.wait_healthy(timeout)
+        except BaseException:
+            self.kill()
+            raise
+
+    def output(self) -> str:
+        """What it has written so far (stdout, then stderr when that has a file of its own)."""
+        logs = [self.log] + ([self.stderr_log] if self.stderr_log else [])
+        return "".join(log.read_text(errors="replace") for log in logs if log.exists())
 
     def kill(self) -> None:
         """kill -9 of the server and its workers, as a crashed machine would."""
         if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
 
     def stop(self, timeout: float = 30) -> None:
@@ -155,12 +180,7 @@ class ServerProcess:
                 self.kill()
 
     async def __aenter__(self) -> ServerProcess:
-        self.start()
-        try:
-            await self.wait_healthy()
-        except BaseException:
-            self.kill()
-            raise
+        await self.start()
         return self
 
     async def __aexit__(self, *exc) -> None:

@@ -1,5 +1,4 @@
 """The command line as a user types it: python -m server import | generate."""
-import asyncio
 import json
 import signal
 import subprocess
@@ -9,7 +8,8 @@ import pytest
 from server.embedded import psql_path
 from server.generate import generate
 from tests.importing import HEADER, row, write_csv
-from tests.processes import admin_headers, cli, server_env
+from tests.processes import ServerProcess, admin_headers, cli, server_env
+from tests.waiting import eventually
 
 # Every test here starts the program as a process (the quick loop leaves them out).
 pytestmark = pytest.mark.slow
@@ -49,11 +49,10 @@ async def test_ctrl_c_pauses_and_running_again_resumes_the_same_job(db, db_url, 
     generate(path, 20_000, seed=3, about_bytes=300)
     env = server_env(DATABASE_URL=db_url, IMPORT_BATCH_BYTES=str(64 * 1024))
     proc = cli("import", str(path), "--no-progress", env=env)
-    for _ in range(600):
-        done = await db.value("SELECT bytes_done FROM import_jobs ORDER BY id DESC LIMIT 1")
-        if done and done > 200_000:
-            break
-        await asyncio.sleep(0.02)
+
+    async def well_under_way() -> bool:
+        return (await db.value("SELECT bytes_done FROM import_jobs ORDER BY id DESC LIMIT 1") or 0) > 200_000
+    await eventually(well_under_way, timeout=30)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
@@ -86,15 +85,14 @@ def test_generate_writes_the_same_bytes_for_the_same_seed_and_psql_reads_them(db
 
 async def test_import_follows_a_server_that_runs_its_job_to_the_end(db, db_url, tmp_path):
     import aiohttp
-    from tests.test_multiprocess import Server
 
     path = tmp_path / "shared.csv"
     generate(path, 20_000, seed=6, about_bytes=300)
     env = server_env(DATABASE_URL=db_url, IMPORT_BATCH_BYTES=str(64 * 1024), IMPORT_DIR=str(tmp_path))
-    server = Server(env, tmp_path / "server.log")
+    server = ServerProcess(env, tmp_path / "server.log")
     try:
+        await server.start()
         async with aiohttp.ClientSession(headers=await admin_headers(db_url)) as session:
-            await server.wait_healthy(session)
             started = await _import_by_path(session, server.url, path.name)
         # The server has the job; the same file from the command line follows it.
         code, out, err = run("import", str(path), "--json", env=env)
@@ -104,7 +102,7 @@ async def test_import_follows_a_server_that_runs_its_job_to_the_end(db, db_url, 
         assert "100%" in err and "completed: 20000 inserted" in err
         assert await db.value("SELECT count(*) FROM import_jobs") == 1
     finally:
-        server.stop()
+        server.kill()
 
 
 async def _import_by_path(session, base_url: str, name: str) -> dict:

@@ -16,9 +16,10 @@ import pytest
 
 from server.generate import generate
 from tests.importing import HEADER, row
-from tests.processes import REPO, admin_headers, free_port, server_env
+from tests.processes import REPO, ServerProcess, admin_headers, free_port, server_env, wait_healthy
 from tests.sse import open_stream
-from tests.test_multiprocess import TABLE, Server, expected_table
+from tests.test_multiprocess import TABLE, expected_table
+from tests.waiting import eventually
 
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
 SITE = REPO / "deploy" / "nginx" / "csv-import.conf"
@@ -56,12 +57,13 @@ def render_site(port: int, upstreams: list[int]) -> str:
 
 @pytest.fixture
 def nginx(tmp_path):
-    """Start nginx with the rendered config; yields (port, the function that renders for upstreams)."""
+    """`await nginx(upstream ports)` starts nginx with the rendered config and returns its URL
+    once /healthz answers through it."""
     if NGINX is None:
         pytest.fail("nginx is missing: ./run.sh test installs Debian's nginx")
     procs = []
 
-    def start(upstreams: list[int]) -> str:
+    async def start(upstreams: list[int]) -> str:
         port = free_port()
         conf = tmp_path / "nginx"
         conf.mkdir()
@@ -74,7 +76,9 @@ def nginx(tmp_path):
         procs.append(subprocess.Popen([NGINX, "-p", f"{conf}/", "-c", str(conf / "nginx.conf"),
                                        "-e", str(conf / "error.log")],
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        return f"http://127.0.0.1:{port}"
+        url = f"http://127.0.0.1:{port}"
+        await wait_healthy(url, procs[-1], log=conf / "error.log")  # through nginx, to an app process
+        return url
 
     yield start
     for proc in procs:
@@ -88,23 +92,10 @@ def two_servers(db_url, tmp_path):
     imports.mkdir()
     env = server_env(DATABASE_URL=db_url, IMPORT_DIR=str(imports), WORKER_POLL_SECONDS="1",
                      IMPORT_BATCH_BYTES=str(64 * 1024), TRUSTED_PROXIES="127.0.0.1")
-    env.pop("PORT", None)
-    both = [Server(env, tmp_path / f"server{n}.log") for n in range(2)]
+    both = [ServerProcess(env, tmp_path / f"server{n}.log") for n in range(2)]
     yield both
     for server in both:
-        server.stop()
-
-
-async def until_healthy(session, url: str, timeout: float = 30) -> None:
-    for _ in range(int(timeout * 10)):
-        try:
-            async with session.get(f"{url}/healthz") as resp:
-                if resp.status == 200:
-                    return
-        except aiohttp.ClientError:
-            pass
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{url}/healthz never answered 200")
+        server.kill()
 
 
 async def job_through(session, url: str, job_id: int) -> dict:
@@ -115,11 +106,9 @@ async def job_through(session, url: str, job_id: int) -> dict:
 
 @pytest.mark.slow
 async def test_two_processes_behind_nginx(two_servers, nginx, db, db_url, tmp_path):
-    async with aiohttp.ClientSession() as plain:
-        await asyncio.gather(*(s.wait_healthy(plain) for s in two_servers))
-    url = nginx([s.port for s in two_servers])
+    await asyncio.gather(*(s.start() for s in two_servers))
+    url = await nginx([s.port for s in two_servers])
     async with aiohttp.ClientSession(headers=await admin_headers(db_url)) as session:
-        await until_healthy(session, url)
         stream = await open_stream(session, url + "/import/events")
         assert (await stream.next()).event == "snapshot"
 
@@ -164,15 +153,13 @@ async def test_two_processes_behind_nginx(two_servers, nginx, db, db_url, tmp_pa
         first.kill()
 
         # nginx now sends everything to the other process, which takes the job over.
-        for _ in range(600):
+        async def the_job_ended() -> dict | None:
             job = await job_through(session, url, big["id"])
-            if job["status"] != "running":
-                break
-            await asyncio.sleep(0.1)
+            return job if job["status"] != "running" else None
+        job = await eventually(the_job_ended, timeout=60)
     assert job["status"] == "completed", job
     assert job["worker"] is None or job["worker"].endswith(f":{other.pid}")
-    took_over = re.search(rf"import job {big['id']} started at byte (\d+)",
-                          (tmp_path / f"server{two_servers.index(other)}.log").read_text())
+    took_over = re.search(rf"import job {big['id']} started at byte (\d+)", other.output())
     assert took_over and int(took_over.group(1)) > 0, "the other process did not go on from the checkpoint"
     count, checksum = await db.one(TABLE)
     expected_count, _ = expected_table(path)

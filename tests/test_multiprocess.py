@@ -2,19 +2,14 @@
 import asyncio
 import csv
 import hashlib
-import os
-import signal
-import subprocess
 import sys
 import time
-from pathlib import Path
 
 import aiohttp
-import psutil
 import pytest
 
 from server.generate import generate
-from tests.processes import REPO, admin_headers, free_port, server_env, wait_healthy
+from tests.processes import ServerProcess, admin_headers, server_env
 from tests.sse import open_stream
 
 TABLE = ("SELECT count(*), md5(coalesce(string_agg(customer_id || '|' || coalesce(first_name, ''), E'\\n' "
@@ -31,58 +26,22 @@ def expected_table(path) -> tuple[int, str]:
     return len(names), hashlib.md5(text.encode()).hexdigest()
 
 
-class Server:
-    def __init__(self, env: dict, log: Path):
-        self.port = free_port()
-        # Logs to a file: an unread pipe would fill up and stall the server.
-        with open(log, "wb") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "server", "serve", "--port", str(self.port)],
-                                         cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    async def wait_healthy(self, session) -> None:
-        await wait_healthy(self.url, self.proc, timeout=30)
-
-    def kill(self) -> None:
-        """kill -9 of the server and of its parse workers, as a crashed machine would."""
-        family = [self.proc.pid] + [p.pid for p in psutil.Process(self.pid).children(recursive=True)]
-        for pid in family:
-            with_gone(os.kill, pid, signal.SIGKILL)
-        self.proc.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.kill()
-
-
-def with_gone(fn, *args) -> None:
-    try:
-        fn(*args)
-    except ProcessLookupError:
-        pass
-
-
 @pytest.fixture
 def servers(db_url, tmp_path):
     env = server_env(DATABASE_URL=db_url, IMPORT_DIR=str(tmp_path), WORKER_POLL_SECONDS="1",
                      IMPORT_BATCH_BYTES=str(64 * 1024))
-    env.pop("PORT", None)
-    both = [Server(env, tmp_path / f"server{n}.log") for n in range(2)]
+    both = [ServerProcess(env, tmp_path / f"server{n}.log") for n in range(2)]
     yield both
     for server in both:
-        server.stop()
+        server.kill()
 
 
 @pytest.mark.slow
 async def test_a_job_survives_kill_9_of_its_process_and_every_page_sees_it(servers, tmp_path, db, db_url):
     path = tmp_path / "shared.csv"
     generate(path, 40_000, seed=21, about_bytes=400)
+    await asyncio.gather(*(s.start() for s in servers))
     async with aiohttp.ClientSession(headers=await admin_headers(db_url)) as session:
-        await asyncio.gather(*(s.wait_healthy(session) for s in servers))
         job = await (await session.post(servers[0].url + "/import", json={"path": "shared.csv"})).json()
         # Both runners were woken; the job's worker field says which one won.
         watcher = await open_stream(session, servers[0].url + "/import/events")

@@ -3,7 +3,6 @@ import asyncio
 import dataclasses
 import shutil
 import subprocess
-import sys
 
 import aiohttp
 import pytest
@@ -12,8 +11,8 @@ from server.app import create_app
 from server.importer import jobs
 from server.keys import pool_key, runner_key
 from tests.importing import HEADER, row, wait_for_status, write_csv
-from tests.processes import REPO, admin_headers, free_port, server_env
-from tests.test_multiprocess import Server
+from tests.processes import ServerProcess, admin_headers, server_env
+from tests.waiting import eventually
 
 # Two hosts on one machine: B runs in a mount namespace where A's IMPORT_DIR is an
 # empty tmpfs, so A's files are not there for B, as on a host with its own disk.
@@ -27,18 +26,12 @@ def can_hide_a_folder() -> bool:
     return probe.returncode == 0
 
 
-class BlindServer(Server):
-    """A server process that cannot see the folder `hidden`."""
+def blind_to(folder) -> list[str]:
+    """A ServerProcess wrapper: the server runs where `folder` is an empty tmpfs."""
+    return [*UNSHARE, "sh", "-c", 'mount -t tmpfs tmpfs "$1" && shift && exec "$@"', "sh", str(folder)]
 
-    def __init__(self, env: dict, log, *, hidden):
-        self.port = free_port()
-        script = 'mount -t tmpfs tmpfs "$1" && shift && exec "$@"'
-        with open(log, "wb") as out:
-            self.proc = subprocess.Popen(
-                [*UNSHARE, "sh", "-c", script, "sh", str(hidden),
-                 sys.executable, "-m", "server", "serve", "--port", str(self.port)],
-                cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
-        self.url = f"http://127.0.0.1:{self.port}"
+
+LEFT = "leaving it to a process that can read it"
 
 
 async def unseen_since(db, job_id):
@@ -53,42 +46,35 @@ async def test_a_process_that_cannot_see_the_file_leaves_the_job_to_one_that_can
         d.mkdir()
     env = {name: server_env(DATABASE_URL=db_url, IMPORT_DIR=str(d), WORKER_POLL_SECONDS="0.5")
            for name, d in dirs.items()}
-    for e in env.values():
-        e.pop("PORT", None)
     path = write_csv(dirs["a"] / "on-a.csv", [HEADER] + [row(i, f"H{i}") for i in range(300)])
-    b = BlindServer(env["b"], tmp_path / "b.log", hidden=dirs["a"])
-    a = None
+    b = ServerProcess(env["b"], tmp_path / "b.log", wrapper=blind_to(dirs["a"]))
+    a = ServerProcess(env["a"], tmp_path / "a.log")
     try:
+        await b.start()
         async with aiohttp.ClientSession() as session:
-            await b.wait_healthy(session)
             # A job whose file is on host A only (an upload A received, or a CLI on A).
             async with aiopg_pool(db_url) as pool:
                 job = await jobs.create(pool, filename=path.name, path=path, bytes_total=path.stat().st_size)
-            for _ in range(100):
-                if await unseen_since(db, job["id"]) is not None:
-                    break
-                await asyncio.sleep(0.1)
-            assert await unseen_since(db, job["id"]) is not None, (tmp_path / "b.log").read_text()[-3000:]
-            await asyncio.sleep(2)  # B looks again, several times, and still leaves it
+            async def b_left_it_thrice() -> bool:  # B looks again, several times, and still leaves it
+                return b.output().count(LEFT) >= 3 and await unseen_since(db, job["id"]) is not None
+            await eventually(b_left_it_thrice)
             assert await db.value("SELECT status FROM import_jobs WHERE id = %s", (job["id"],)) == "queued"
 
-            a = Server(env["a"], tmp_path / "a.log")
-            await a.wait_healthy(session)
+            await a.start()
             headers = await admin_headers(db_url)
-            for _ in range(200):
+
+            async def a_ran_it() -> dict | None:
                 async with session.get(f"{a.url}/import/jobs/{job['id']}", headers=headers) as resp:
-                    done = await resp.json()
-                if done["status"] != "queued" and done["status"] != "running":
-                    break
-                await asyncio.sleep(0.1)
+                    job_now = await resp.json()
+                return job_now if job_now["status"] not in ("queued", "running") else None
+            done = await eventually(a_ran_it, timeout=20)
     finally:
-        b.stop()
-        if a is not None:
-            a.stop()
+        b.kill()
+        a.kill()
     assert done["status"] == "completed", done
     assert done["inserted"] == 300
     assert await unseen_since(db, job["id"]) is None  # A saw it
-    assert "leaving it to a process that can read it" in (tmp_path / "b.log").read_text()
+    assert LEFT in b.output()
 
 
 async def test_a_file_no_process_sees_fails_the_job_after_the_wait(config, db):

@@ -2,7 +2,6 @@
 import asyncio
 import dataclasses
 import hashlib
-import inspect
 import os
 import sys
 import time
@@ -12,7 +11,8 @@ import pytest
 
 from server.app import create_app
 from tests.importing import HEADER, TERMINAL, row, wait_for_status, write_csv
-from tests.processes import RssGrowth, admin_headers, cli, free_port, server_env, wait_healthy
+from tests.processes import RssGrowth, ServerProcess, admin_headers, server_env
+from tests.waiting import eventually
 
 CSV = ("\n".join([HEADER] + [row(i, f"U{i}", f"Up{i}") for i in range(1, 2001)]) + "\n").encode()
 
@@ -22,14 +22,6 @@ def form(data: bytes, filename: str = "customers.csv") -> aiohttp.FormData:
     body.add_field("note", "ignored")
     body.add_field("file", data, filename=filename, content_type="text/csv")
     return body
-
-
-async def eventually(predicate, timeout: float = 15) -> None:
-    """Until `predicate()` (a plain or an async function) is true; fails after `timeout` seconds."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not (await result if inspect.isawaitable(result := predicate()) else result):
-        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {predicate.__name__}"
-        await asyncio.sleep(0.02)
 
 
 def stored(config) -> list:
@@ -122,37 +114,30 @@ async def _body(total: int):
 
 @pytest.mark.slow
 async def test_a_200_mb_upload_grows_the_server_rss_by_less_than_50_mb(db_url, tmp_path):
-    port = free_port()
     env = server_env(DATABASE_URL=db_url, IMPORT_DIR=str(tmp_path), IMPORT_BATCH_BYTES=str(64 * 1024))
-    proc = cli("serve", "--port", str(port), env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        async with aiohttp.ClientSession(headers=await admin_headers(db_url)) as session:
-            await wait_healthy(url, proc)
-            # Warm up: the first upload imports what an upload needs, like any later one.
-            async with session.post(url + "/import", data=form(CSV)) as resp:
-                warm = await resp.json()
-            async with session.post(url + f"/import/jobs/{warm['id']}/cancel"):
-                pass
-            body = aiohttp.MultipartWriter("form-data")
-            part = body.append(aiohttp.payload.AsyncIterablePayload(_body(200 * 1024 * 1024)))
-            part.set_content_disposition("form-data", name="file", filename="big.csv")
-            async with RssGrowth(proc.pid) as rss:
-                started = time.monotonic()
-                async with session.post(url + "/import", data=body) as resp:
-                    assert resp.status == 202, await resp.text()
-                    job = await resp.json()
-                seconds = time.monotonic() - started
-            async with session.post(url + f"/import/jobs/{job['id']}/cancel"):
-                pass
-        baseline, peak, growth_mb = rss.baseline, rss.peak, rss.growth_mb
-        print(f"\n200 MB upload in {seconds:.1f}s: server RSS {baseline / 1024**2:.0f} MB -> "
-              f"peak {peak / 1024**2:.0f} MB (+{growth_mb:.1f} MB)", file=sys.stderr)
-        assert job["upload"]["bytes"] >= 200 * 1024 * 1024
-        assert growth_mb < 50
-    finally:
-        proc.kill()
-        proc.wait(timeout=10)
+    async with ServerProcess(env, tmp_path / "server.log") as server, \
+            aiohttp.ClientSession(headers=await admin_headers(db_url)) as session:
+        # Warm up: the first upload imports what an upload needs, like any later one.
+        async with session.post(server.url + "/import", data=form(CSV)) as resp:
+            warm = await resp.json()
+        async with session.post(server.url + f"/import/jobs/{warm['id']}/cancel"):
+            pass
+        body = aiohttp.MultipartWriter("form-data")
+        part = body.append(aiohttp.payload.AsyncIterablePayload(_body(200 * 1024 * 1024)))
+        part.set_content_disposition("form-data", name="file", filename="big.csv")
+        async with RssGrowth(server.pid) as rss:
+            started = time.monotonic()
+            async with session.post(server.url + "/import", data=body) as resp:
+                assert resp.status == 202, await resp.text()
+                job = await resp.json()
+            seconds = time.monotonic() - started
+        async with session.post(server.url + f"/import/jobs/{job['id']}/cancel"):
+            pass
+    baseline, peak, growth_mb = rss.baseline, rss.peak, rss.growth_mb
+    print(f"\n200 MB upload in {seconds:.1f}s: server RSS {baseline / 1024**2:.0f} MB -> "
+          f"peak {peak / 1024**2:.0f} MB (+{growth_mb:.1f} MB)", file=sys.stderr)
+    assert job["upload"]["bytes"] >= 200 * 1024 * 1024
+    assert growth_mb < 50
 
 
 def multipart(boundary: str, parts: list[tuple[str, bytes]], *, close: bool = True) -> bytes:
@@ -290,29 +275,22 @@ async def test_a_body_that_stalls_is_dropped_and_its_file_removed(client_as, con
 
 @pytest.mark.slow
 async def test_a_server_killed_mid_upload_leaves_no_file_that_looks_complete(db_url, tmp_path):
-    port = free_port()
     uploads = tmp_path / "uploads"
     env = server_env(DATABASE_URL=db_url, IMPORT_DIR=str(tmp_path), UPLOAD_STALL_SECONDS="0.5")
-    proc = cli("serve", "--port", str(port), env=env)
+    server = ServerProcess(env, tmp_path / "server.log")
     try:
-        await wait_healthy(f"http://127.0.0.1:{port}", proc)
+        await server.start()
         token = (await admin_headers(db_url))["Authorization"].removeprefix("Bearer ")
-        reader, writer = await _start_raw_upload("127.0.0.1", port, CSV[:100_000], 10**7, token)
+        reader, writer = await _start_raw_upload("127.0.0.1", server.port, CSV[:100_000], 10**7, token)
         await eventually(lambda: any(uploads.iterdir()) if uploads.exists() else False)
-        proc.kill()
-        proc.wait(timeout=10)
+        server.kill()
         writer.close()
     finally:
-        proc.kill()
+        server.kill()
     left = sorted(uploads.iterdir())
     assert left and all(p.name.endswith(".csv.part") for p in left), left
     # The next start clears what nobody has written for twice UPLOAD_STALL_SECONDS (1 s here).
     for path in left:
         os.utime(path, (time.time() - 2, time.time() - 2))
-    proc = cli("serve", "--port", str(port), env=env)
-    try:
-        await wait_healthy(f"http://127.0.0.1:{port}", proc)
+    async with ServerProcess(env, tmp_path / "server.log", port=server.port):
         assert sorted(uploads.iterdir()) == []
-    finally:
-        proc.kill()
-        proc.wait(timeout=10)

@@ -25,7 +25,7 @@ from playwright.async_api import Error as PlaywrightError
 from server.auth import store
 from server.auth.roles import Role
 from tests.conftest import ROOT
-from tests.processes import free_port, wait_healthy
+from tests.processes import ServerProcess, server_env
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-gpu",
@@ -140,13 +140,17 @@ async def _unless_chromium_crashed(chromium: SharedChromium, closing) -> None:
 
 
 class PageWatch:
-    """What the page did that a test must see: script errors and dialogs."""
+    """What the page did that a test must see: script errors and dialogs, each answered
+    (dismissed, or accepted when the test says so); `await answered()` waits for the next
+    answer. A test must not end with a dialog up: closing a page's context then can
+    crash Chromium (seen with beforeunload)."""
 
     def __init__(self, page: Page) -> None:
         self.errors: list[str] = []
         self.dialogs: list[str] = []
         self.accept_dialogs = False
         self.accept_leaving = False  # answer "leave" when the page asks before unloading (mid-upload)
+        self._answers: asyncio.Queue[str] = asyncio.Queue()
         page.on("pageerror", lambda exc: self.errors.append(str(exc)))
         page.on("dialog", self._dialog)
 
@@ -156,6 +160,11 @@ class PageWatch:
             await dialog.accept()
         else:
             await dialog.dismiss()
+        self._answers.put_nowait(dialog.type)
+
+    async def answered(self, timeout: float = 10) -> str:
+        """The type of the next dialog once it has been answered."""
+        return await asyncio.wait_for(self._answers.get(), timeout)
 
 
 @pytest.fixture
@@ -200,45 +209,15 @@ async def screenshot(page: Page, name: str, *, full_page: bool = False) -> Path:
     return path
 
 
-class ServerProcess:
-    """`python -m server serve` in its own process group, so a kill -9 takes its workers too."""
-
-    def __init__(self, env: dict[str, str], port: int, log: Path) -> None:
-        self.env, self.port, self.log = env, port, log
-        self.proc: subprocess.Popen | None = None
-        self.url = f"http://127.0.0.1:{port}"
-
-    async def start(self, timeout: float = 30) -> None:
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "server", "serve", "--port", str(self.port)],
-                cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        await wait_healthy(self.url, self.proc, timeout=timeout, log=self.log)
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-
 @pytest.fixture
 def server_process(db_url: str, tmp_path: Path):
+    """The service as a separate process on this test's database, not yet started:
+    `await server_process.start()` (again after `kill()`, on the same port)."""
     import_dir = tmp_path / "imports"
     import_dir.mkdir(exist_ok=True)
-    env = {**os.environ,
-           # The caller's path stays after the repository, for tools run around the tests.
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-           "DATABASE_URL": db_url, "IMPORT_DIR": str(import_dir), "DATA_DIR": str(tmp_path / "var"),
-           "IMPORT_BATCH_BYTES": "65536", "WORKER_POLL_SECONDS": "0.5"}
-    server = ServerProcess(env, free_port(), tmp_path / "server.log")
+    env = server_env(DATABASE_URL=db_url, IMPORT_DIR=str(import_dir), DATA_DIR=str(tmp_path / "var"),
+                     IMPORT_BATCH_BYTES="65536", WORKER_POLL_SECONDS="0.5")
+    server = ServerProcess(env, tmp_path / "server.log")
     server.import_dir = import_dir
     yield server
     server.stop()

@@ -59,10 +59,8 @@ async def test_leaving_during_an_upload_asks_first(page, live_app, tmp_path):
     await page.goto(url)
     held = await hold_uploads(page)
     await start_upload(page, path)
-    dialog = asyncio.get_running_loop().create_future()
-    page.once("dialog", lambda d: dialog.done() or dialog.set_result(d.type))
     await page.close(run_before_unload=True)  # the test's answer is "stay"
-    assert await asyncio.wait_for(dialog, 10) == "beforeunload"
+    assert await page.watch.answered() == "beforeunload"
     held.release.set()
     assert [d.split(":")[0] for d in page.watch.dialogs] == ["beforeunload"]
     assert not page.is_closed()
