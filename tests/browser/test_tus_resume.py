@@ -5,6 +5,7 @@ the same name starts afresh."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import dataclasses
 import hashlib
@@ -17,6 +18,7 @@ from playwright.async_api import expect
 from server.app import create_app
 from server.generate import generate
 from tests.processes import admin_headers
+from tests.waiting import eventually
 
 from .conftest import sign_in
 from .pages import wait_for_status
@@ -24,21 +26,41 @@ from .pages import wait_for_status
 pytestmark = pytest.mark.browser
 
 CHUNK = 256 * 1024
-ROWS = 6000  # about 6 MB: two dozen chunks, 0.4 s each
+ROWS = 6000  # about 6 MB: two dozen chunks
 
 
-async def slow_patches(route) -> None:
-    """Each PATCH waits a little, so that a reload finds the upload half done."""
-    if route.request.method == "PATCH":
-        await asyncio.sleep(0.4)
-    try:
-        await route.continue_()
-    except Exception:  # the page went away (reloaded) while this one waited
-        pass
+class HeldPatches:
+    """A route handler that holds every PATCH from `from_offset` on, so that the upload
+    stops at a known offset however fast or slow the machine is, until `release()`. The
+    PATCHes held until then are dropped (their page has gone); later ones go through."""
+
+    def __init__(self, from_offset: int):
+        self.from_offset = from_offset
+        self._released = asyncio.Event()
+
+    def release(self) -> None:
+        self._released.set()
+
+    async def __call__(self, route) -> None:
+        request = route.request
+        if (request.method == "PATCH" and not self._released.is_set()
+                and int(request.headers.get("upload-offset", "-1")) >= self.from_offset):
+            await self._released.wait()
+            with contextlib.suppress(Exception):
+                await route.abort()
+            return
+        with contextlib.suppress(Exception):  # the page went away (reloaded) meanwhile
+            await route.continue_()
 
 
 async def server_offset(db) -> int:
     return await db.value('SELECT coalesce(max("offset"), 0) FROM uploads')
+
+
+async def server_reaches(db, offset: int) -> None:
+    async def reached() -> bool:
+        return await server_offset(db) == offset
+    await eventually(reached)
 
 
 async def page_on_small_chunks(page, aiohttp_server, config):
@@ -69,14 +91,14 @@ async def test_a_reloaded_upload_continues_from_the_servers_offset_and_imports(
     generate(path, ROWS, about_bytes=900)
     size = path.stat().st_size
     patches = patch_offsets(page)
-    await page.route("**/uploads/*", slow_patches)
+    held = HeldPatches(4 * CHUNK)
+    await page.route("**/uploads/*", held)
 
     await page.goto(url)
     await expect(page.locator("#connection")).to_have_text("Live")
     await choose_and_start(page, path)
     await expect(page.locator("#upload-percent")).to_contain_text("%")
-    while await server_offset(db) < 4 * CHUNK:
-        await asyncio.sleep(0.05)
+    await server_reaches(db, 4 * CHUNK)
     assert patches[0] == 0
     # Bytes, percent, speed and time left, while it goes.
     await expect(page.locator("#upload-text")).to_contain_text(" of 6.")
@@ -86,7 +108,8 @@ async def test_a_reloaded_upload_continues_from_the_servers_offset_and_imports(
     await page.reload()
     assert [d.split(":")[0] for d in page.watch.dialogs] == ["beforeunload"]
     reached = await server_offset(db)
-    assert 0 < reached < size
+    assert reached == 4 * CHUNK < size
+    held.release()
 
     await expect(page.locator("#connection")).to_have_text("Live")
     patches.clear()
@@ -112,15 +135,19 @@ WATCH_UPLOAD_BAR = """() => {
 
 async def cut_short_patch(server, path: str, offset: int, data: bytes, announced: int,
                           headers: dict[str, str]) -> None:
-    """A PATCH whose connection drops after `data` of its `announced` bytes reached the server."""
+    """A PATCH whose connection drops after `data` of its `announced` bytes were sent."""
     _, writer = await asyncio.open_connection(server.host, server.port)
     lines = [f"PATCH {path} HTTP/1.1", "Host: localhost", "Tus-Resumable: 1.0.0", f"Upload-Offset: {offset}",
              "Content-Type: application/offset+octet-stream", f"Content-Length: {announced}",
              *(f"{k}: {v}" for k, v in headers.items())]
     writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + data)
     await writer.drain()
+    # Nothing shows what the server has read of an unfinished body (its sink writes in
+    # blocks, the offset commits when the body ends): give it a moment before the drop,
+    # else it may see the drop before the bytes. The caller then waits for the offset.
     await asyncio.sleep(0.2)
     writer.close()
+    await writer.wait_closed()
 
 
 async def test_a_connection_dropped_mid_chunk_is_retried_from_the_servers_offset(
@@ -134,6 +161,7 @@ async def test_a_connection_dropped_mid_chunk_is_retried_from_the_servers_offset
     patches = patch_offsets(page)
     heads: list[int] = []  # the index in `patches` at which the page asked the server (HEAD)
     dropped: list[int] = []  # the offset of the PATCH whose connection dropped
+    watched = asyncio.Event()  # the test has seen the page say where it goes on from
     page.on("request", lambda request: request.method == "HEAD" and heads.append(len(patches)))
 
     async def drop_one_patch(route) -> None:
@@ -145,12 +173,11 @@ async def test_a_connection_dropped_mid_chunk_is_retried_from_the_servers_offset
             dropped.append(offset)
             await cut_short_patch(server, request.url.removeprefix(url), offset,
                                   content[offset:offset + CHUNK // 2], CHUNK, signed)
-            while await server_offset(db) != offset + CHUNK // 2:
-                await asyncio.sleep(0.02)
+            await server_reaches(db, offset + CHUNK // 2)
             await route.abort("connectionreset")
             return
         if request.method == "PATCH" and dropped:
-            await asyncio.sleep(0.2)  # the rest slowly enough for the page to be watched
+            await watched.wait()  # the rest once the page has been watched saying so
         await route.continue_()
 
     await page.route("**/uploads/*", drop_one_patch)
@@ -164,6 +191,7 @@ async def test_a_connection_dropped_mid_chunk_is_retried_from_the_servers_offset
     [dropped_at] = dropped
     resumed_at = dropped_at + CHUNK // 2
     await expect(page.locator("#upload-message")).to_contain_text(f"from {resumed_at / 1024**2:.1f} MB of")
+    watched.set()
     await wait_for_status(page, ("completed", "failed", "cancelled"))
     await expect(page.locator("#job-status")).to_have_text("completed")
 
@@ -224,27 +252,24 @@ async def test_another_file_of_the_same_name_starts_from_zero_and_imports_only_i
     rows = len(customer_ids(second))
     assert customer_ids(first) != customer_ids(second)
     patches = patch_offsets(page)
-    await page.route("**/uploads/*", slow_patches)
+    held = HeldPatches(4 * CHUNK)
+    await page.route("**/uploads/*", held)
 
     await page.goto(url)
     await expect(page.locator("#connection")).to_have_text("Live")
     await choose_and_start(page, first)
-    while await server_offset(db) < 4 * CHUNK:
-        await asyncio.sleep(0.05)
+    await server_reaches(db, 4 * CHUNK)
     page.watch.accept_leaving = True
     await page.reload()
-    reached = None
-    while reached != (reached := await db.all('SELECT id, "offset" FROM uploads')):
-        await asyncio.sleep(0.5)  # until a PATCH the reload cut short has settled
-    [(interrupted, offset)] = reached
-    assert 0 < offset < first.stat().st_size
+    [(interrupted, offset)] = await db.all('SELECT id, "offset" FROM uploads')
+    assert offset == 4 * CHUNK < first.stat().st_size
+    held.release()
 
     await expect(page.locator("#connection")).to_have_text("Live")
     await page.evaluate(WATCH_UPLOAD_MESSAGE)
     patches.clear()
     await choose_and_start(page, second)
-    while not patches:
-        await asyncio.sleep(0.05)
+    await eventually(lambda: patches)
     assert patches[0] == 0, patches  # a new upload, from its first byte
     await wait_for_status(page, ("completed", "failed", "cancelled"))
     await expect(page.locator("#job-status")).to_have_text("completed")
