@@ -1,7 +1,6 @@
 """The live import panel: upload, progress to 100%, reload and server restart mid-import."""
 from __future__ import annotations
 
-import asyncio
 import csv
 from decimal import ROUND_HALF_UP, Decimal
 
@@ -11,6 +10,7 @@ from playwright.async_api import expect
 from server.generate import generate
 from server.importer import jobs
 from server.keys import pool_key, runner_key
+from tests.waiting import eventually
 
 from .conftest import DESKTOP, PHONE, screenshot, sign_in
 from .pages import WATCH_BAR, bar, count, wait_for_bar_between, wait_for_status
@@ -119,10 +119,7 @@ async def test_a_reload_mid_import_shows_the_persisted_progress_before_any_event
     await page.reload()
     await page.wait_for_function("Number(document.getElementById('job-bar').getAttribute('aria-valuenow')) > 0")
     shown = await bar(page)
-    for _ in range(200):  # the page subscribes right after it rendered what it read
-        if held:
-            break
-        await asyncio.sleep(0.05)
+    await eventually(lambda: held)  # the page subscribes right after it rendered what it read
     assert len(held) == 1 and len(reads) == 1, (held, reads)
     persisted = reads[0]
     assert persisted["status"] == "running"
@@ -173,7 +170,8 @@ async def test_the_page_recovers_by_itself_from_a_server_restart_mid_import(page
     server_process.kill()
     await expect(page.locator("#connection")).not_to_have_text("Live")
     before = await bar(page)
-    await asyncio.sleep(1)  # the page keeps trying a dead port meanwhile
+    # The page keeps trying the dead port meanwhile: one of its tries fails before the restart.
+    await page.wait_for_event("requestfailed", lambda request: "/import" in request.url, timeout=30_000)
     await server_process.start()
 
     await expect(page.locator("#connection")).to_have_text("Live", timeout=15_000)
