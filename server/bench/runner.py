@@ -41,23 +41,9 @@ def run_bench(config: Config, rows: int, *, about_bytes: int = 1000, big: bool =
           f"machine: {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB, "
           f"{platform.platform()}", file=sys.stderr)
 
-    keys_only_seconds = _psql_copy(db_url, csv_path, with_search_index=False)
-    copied, indexed = _psql_copy_then_index(db_url, csv_path)
-    copy_seconds = copied + indexed
-    workers = max(2, os.cpu_count() or 1)
-    runs = {}
-    for title, env, cpus in _import_runs(workers):
-        db_url = _fresh_database(server_url)
-        runs[title] = _our_import(db_url, csv_path, config, env=env, cpus=cpus)
-    first = runs[f"import, new rows, {workers} workers"]  # the database the rest of the bench reads
-    table = [("psql \\copy, keys only, no search index", keys_only_seconds, None, None, None),
-             (f"psql \\copy ({copied:.1f} s) then bulk CREATE INDEX of the search text ({indexed:.1f} s)",
-              copy_seconds, None, None, None)]
-    table += [(title, run["seconds"], run["rss_mb"], run["lag"], run["job"]) for title, run in runs.items()]
+    db_url, first = _imports_side_by_side(config, server_url, db_url, csv_path, rows, size_mb)
     if not big:  # history's cost on a first import, side by side (docs/history.md)
         without_history = history.without_history(config, server_url, csv_path, _our_import)
-    _print_import_table(table, rows, size_mb, copy_seconds, keys_only_seconds)
-    _print_cpu_table(runs, rows)
     marks = first["rss_at"]
     print("\nimport, new rows: peak RSS MB (main / with parse worker) up to "
           + ", ".join(f"{mark}%: {marks[mark][0]:.0f} / {marks[mark][1]:.0f}" if mark in marks else f"{mark}%: -"
@@ -71,6 +57,40 @@ def run_bench(config: Config, rows: int, *, about_bytes: int = 1000, big: bool =
     if not big:  # last: the undo empties the table the API figures need
         history.print_table(history.run(config, db_url, csv_path, _our_import, first, without_history), rows)
     return 0
+
+
+def run_import_bench(config: Config, rows: int, *, about_bytes: int = 1000) -> int:
+    """Only the imports side by side (the baselines, 1 and N workers, pinned): a quick smoke run."""
+    csv_path = config.data_dir / "bench" / f"customers-{rows}-{about_bytes}.csv"
+    if not csv_path.exists():
+        csv_path.parent.mkdir(parents=True, exist_ok=True)
+        generate(csv_path, rows, seed=1, about_bytes=about_bytes)
+    server_url = asyncio.run(resolve_database_url(config))
+    _imports_side_by_side(config, server_url, _fresh_database(server_url), csv_path, rows,
+                          csv_path.stat().st_size / 1e6)
+    return 0
+
+
+def _imports_side_by_side(config: Config, server_url: str, db_url: str, csv_path: Path, rows: int,
+                          size_mb: float) -> tuple[str, dict]:
+    """The baselines and our imports, one after the other, and their tables; the database and the run
+    of the import with one worker per core, which the rest of the bench goes on with."""
+    keys_only_seconds = _psql_copy(db_url, csv_path, with_search_index=False)
+    copied, indexed = _psql_copy_then_index(db_url, csv_path)
+    copy_seconds = copied + indexed
+    workers = max(2, os.cpu_count() or 1)
+    runs = {}
+    for title, env, cpus in _import_runs(workers):
+        db_url = _fresh_database(server_url)
+        runs[title] = _our_import(db_url, csv_path, config, env=env, cpus=cpus)
+    table = [("psql \\copy, keys only, no search index", keys_only_seconds, None, None, None),
+             (f"psql \\copy ({copied:.1f} s) then bulk CREATE INDEX of the search text ({indexed:.1f} s)",
+              copy_seconds, None, None, None)]
+    table += [(title, run["seconds"], run["rss_mb"], run["lag"], run["job"]) for title, run in runs.items()]
+    print(f"load average now: {', '.join(f'{load:.2f}' for load in os.getloadavg())}")
+    _print_import_table(table, rows, size_mb, copy_seconds, keys_only_seconds)
+    _print_cpu_table(runs, rows)
+    return db_url, runs[f"import, new rows, {workers} workers"]
 
 
 def run_api_bench(config: Config, rows: int, *, about_bytes: int = 1000) -> int:
