@@ -112,7 +112,7 @@ def _write(conn, job_id: int, worker: str, batch: Batch, present, reject_limit: 
         if new:
             cur.execute(SQL["new_ids"], {"n": len(new)})
             ids = [row[0] for row in cur.fetchall()]
-            copied = io.BytesIO(b"".join(b"%d\t%d\t%b" % (id_, line_no, line)
+            copied = io.BytesIO(b"".join(b"%d\t%b\t%d\n" % (id_, line[:-1], line_no)
                                          for id_, (_, line, line_no) in zip(ids, new)))
             cur.copy_expert(SQL["copy_customers"], copied, size=COPY_BUFFER)
             cur.execute(SQL["search_add"], {"ids": ids})
@@ -154,6 +154,10 @@ def checkpoint_batch(conn, cur, job_id: int, worker: str, batch: Batch, counts: 
     which leaves the index as it is), and runs `at_end` on its cursor, before
     the job's end commits.
     """
+    # Before the job's row is taken: a wait here must not hold up a pause or cancel.
+    if batch.rejects:
+        execute_values(cur, SQL["insert_rejects"],
+                       [(job_id, line, offset, reason, raw) for line, offset, reason, raw in batch.rejects])
     cur.execute(SQL["lock_job"], {"job_id": job_id})
     row = cur.fetchone()
     if row is None or row[0] != "running":
@@ -176,9 +180,6 @@ def checkpoint_batch(conn, cur, job_id: int, worker: str, batch: Batch, counts: 
         conn.rollback()
         raise CheckpointMoved(f"job {job_id}: its range at byte {range_start} is no longer at byte "
                               f"{batch.start_offset}")
-    if batch.rejects:
-        execute_values(cur, SQL["insert_rejects"],
-                       [(job_id, line, offset, reason, raw) for line, offset, reason, raw in batch.rejects])
     cur.execute(SQL["checkpoint"], {
         **keys, "eof": ended[0], "rejected": len(batch.rejects), "recent": json.dumps(batch.recent),
         "reject_limit": reject_limit, **counts,

@@ -48,8 +48,8 @@ CREATE INDEX IF NOT EXISTS customer_search_trgm ON customer_search USING gin (do
 SELECT customer_id FROM customers WHERE customer_id = ANY(%(ids)s)
 
 -- name: copy_customers
-COPY customers (id, import_line, customer_id, first_name, last_name, company, city, country,
-                phone_1, phone_2, email, subscription_date, website, about, import_job_id)
+COPY customers (id, customer_id, first_name, last_name, company, city, country,
+                phone_1, phone_2, email, subscription_date, website, about, import_job_id, import_line)
 FROM STDIN
 
 -- name: create_stage
