@@ -61,6 +61,12 @@ class Config:
                                  "rejects a batch may hold, whatever its bytes")
     max_record_bytes: int = setting(ENGINE, "MAX_RECORD_BYTES", 1024**2, Bytes(low=1024),
                                     "a longer record is rejected, never buffered without end")
+    # Parallel pipelines (docs/design.md, "The pipelines"): each a parse process and a
+    # PostgreSQL connection of its own, over record-aligned ranges of the file.
+    import_workers: int = setting(ENGINE, "IMPORT_WORKERS", 0, Whole(low=0, high=256),
+                                  "pipelines per import, each a parse process and a connection (0: one per core)")
+    range_bytes: int = setting(ENGINE, "IMPORT_RANGE_BYTES", 64 * 1024**2, Bytes(low=64 * 1024),
+                               "a file is cut into ranges of about this size (at least one per pipeline)")
     worker_poll_seconds: float = setting(ENGINE, "WORKER_POLL_SECONDS", 2.0, SECONDS,
                                          "how often a process looks for a job to take over")
     control_poll_seconds: float = setting(ENGINE, "IMPORT_CONTROL_POLL_SECONDS", 0.5, SECONDS,

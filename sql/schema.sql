@@ -505,6 +505,7 @@ CREATE TABLE customers (
     updated_manually_at timestamp with time zone,
     import_job_id bigint,
     updated_manually_by text,
+    import_line bigint,
     CONSTRAINT customers_customer_id_check CHECK (((length(customer_id) >= 1) AND (length(customer_id) <= 64)))
 );
 
@@ -536,6 +537,17 @@ ALTER TABLE import_jobs ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     NO MINVALUE
     NO MAXVALUE
     CACHE 1
+);
+
+CREATE TABLE import_ranges (
+    job_id bigint NOT NULL,
+    start_offset bigint NOT NULL,
+    end_offset bigint NOT NULL,
+    first_line bigint NOT NULL,
+    done_offset bigint NOT NULL,
+    done_line bigint NOT NULL,
+    done boolean DEFAULT false NOT NULL,
+    CONSTRAINT import_ranges_check CHECK (((start_offset <= done_offset) AND (done_offset <= end_offset)))
 );
 
 CREATE TABLE import_rejects (
@@ -622,6 +634,9 @@ ALTER TABLE ONLY import_dry_run_inserted
 ALTER TABLE ONLY import_jobs
     ADD CONSTRAINT import_jobs_pkey PRIMARY KEY (id);
 
+ALTER TABLE ONLY import_ranges
+    ADD CONSTRAINT import_ranges_pkey PRIMARY KEY (job_id, start_offset);
+
 ALTER TABLE ONLY import_rejects
     ADD CONSTRAINT import_rejects_pkey PRIMARY KEY (job_id, line_no);
 
@@ -677,6 +692,9 @@ CREATE TRIGGER customers_keep_id BEFORE UPDATE OF id ON customers FOR EACH ROW E
 CREATE TRIGGER import_jobs_notify AFTER INSERT OR UPDATE ON import_jobs FOR EACH ROW EXECUTE FUNCTION import_jobs_notify();
 
 CREATE TRIGGER import_jobs_stamp BEFORE INSERT OR UPDATE ON import_jobs FOR EACH ROW EXECUTE FUNCTION import_jobs_stamp();
+
+ALTER TABLE ONLY import_ranges
+    ADD CONSTRAINT import_ranges_job_id_fkey FOREIGN KEY (job_id) REFERENCES import_jobs(id) ON DELETE CASCADE;
 
 ALTER TABLE ONLY import_rejects
     ADD CONSTRAINT import_rejects_job_id_fkey FOREIGN KEY (job_id) REFERENCES import_jobs(id) ON DELETE CASCADE;

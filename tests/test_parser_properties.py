@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from server.importer.records import NULL
 from server.importer.header import EncodingUnclear
 from server.importer.parse import parse_batch, read_header
+from server.importer.ranges import count_lines, plan_cuts
 
 settings.register_profile("parser-quick", max_examples=150, deadline=None, database=None,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
@@ -79,11 +80,15 @@ bounds = st.fixed_dictionaries({
 })
 
 
-def parse_all(path: Path, bounds: dict, start: tuple[int, int] | None = None, options: dict | None = None) -> list:
+def header_of(path: Path, options: dict | None = None):
     try:
-        header = read_header(path, 4096, options)
+        return read_header(path, 4096, options)
     except EncodingUnclear:  # as a person would, once told: these files are meant as UTF-8
-        header = read_header(path, 4096, {"encoding": "utf-8"})
+        return read_header(path, 4096, {"encoding": "utf-8"})
+
+
+def parse_all(path: Path, bounds: dict, start: tuple[int, int] | None = None, options: dict | None = None) -> list:
+    header = header_of(path, options)
     offset, line = start or (header.data_offset, header.data_line)
     size = path.stat().st_size
     batches = []
@@ -95,6 +100,27 @@ def parse_all(path: Path, bounds: dict, start: tuple[int, int] | None = None, op
             return batches
         assert batch.end_offset > offset, "a batch must move on"
         offset, line = batch.end_offset, batch.end_line
+
+
+def parse_in_ranges(path: Path, bounds: dict, count: int) -> tuple[list, list[int]]:
+    """The batches of the file cut into `count` ranges as the engine plans them, in file order; the cuts."""
+    header = header_of(path)
+    size = path.stat().st_size
+    cuts = plan_cuts(path, header, header.data_offset, size, count, MAX_RECORD)
+    edges = [header.data_offset, *cuts, size]
+    batches = []
+    for start, end in zip(edges, edges[1:]):
+        offset, line = start, header.data_line + count_lines(path, header.data_offset, start)
+        while True:
+            batch = parse_batch(path, header, offset, line, max_record_bytes=MAX_RECORD, job_id=1,
+                                file_size=size, stop_offset=end, **bounds)
+            batches.append(batch)
+            if batch.eof:
+                assert batch.end_offset == end, "a range ends where the next one starts"
+                break
+            assert batch.end_offset > offset, "a batch must move on"
+            offset, line = batch.end_offset, batch.end_line
+    return batches, cuts
 
 
 def copy_values(line: bytes) -> list:
@@ -192,6 +218,18 @@ def test_a_resume_from_any_batch_boundary_gives_the_same_outcome(tmp_path_factor
         resumed += parse_all(path, then, start=(boundary.end_offset, boundary.end_line))
     assert outcome(resumed) == outcome(straight)
     assert outcome(parse_all(path, then)) == outcome(straight)
+
+
+@PROFILE
+@given(data=messy_file(), bounds=bounds, count=st.integers(2, 8))
+def test_a_file_read_in_ranges_by_pipelines_gives_the_outcome_of_one_reader(tmp_path_factory, data, bounds, count):
+    """Whatever the quotes, the plan cuts only where the reader from the top starts a record."""
+    path = tmp_path_factory.mktemp("g") / "f.csv"
+    path.write_bytes(data)
+    straight = parse_all(path, bounds)
+    ranged, cuts = parse_in_ranges(path, bounds, count)
+    assert outcome(ranged) == outcome(straight), f"cuts at {cuts}"
+    assert ranged[-1].end_line == straight[-1].end_line
 
 
 # -- the encoding (issue 22): a valid UTF-8 row is never read as anything else ---------------------

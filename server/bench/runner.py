@@ -41,15 +41,9 @@ def run_bench(config: Config, rows: int, *, about_bytes: int = 1000, big: bool =
           f"machine: {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB, "
           f"{platform.platform()}", file=sys.stderr)
 
-    copy_seconds = _psql_copy(db_url, csv_path, with_search_index=True)
-    keys_only_seconds = _psql_copy(db_url, csv_path, with_search_index=False)
-    first = _our_import(db_url, csv_path, config)
-    table = [("psql \\copy, with the trigram index", copy_seconds, None, None, None),
-             ("psql \\copy, keys only, no search index", keys_only_seconds, None, None, None)]
-    table.append(("import, new rows", first["seconds"], first["rss_mb"], first["lag"], first["job"]))
+    db_url, first = _imports_side_by_side(config, server_url, db_url, csv_path, rows, size_mb)
     if not big:  # history's cost on a first import, side by side (docs/history.md)
         without_history = history.without_history(config, server_url, csv_path, _our_import)
-    _print_import_table(table, rows, size_mb, copy_seconds, keys_only_seconds)
     marks = first["rss_at"]
     print("\nimport, new rows: peak RSS MB (main / with parse worker) up to "
           + ", ".join(f"{mark}%: {marks[mark][0]:.0f} / {marks[mark][1]:.0f}" if mark in marks else f"{mark}%: -"
@@ -63,6 +57,40 @@ def run_bench(config: Config, rows: int, *, about_bytes: int = 1000, big: bool =
     if not big:  # last: the undo empties the table the API figures need
         history.print_table(history.run(config, db_url, csv_path, _our_import, first, without_history), rows)
     return 0
+
+
+def run_import_bench(config: Config, rows: int, *, about_bytes: int = 1000) -> int:
+    """Only the imports side by side (the baselines, 1 and N workers, pinned): a quick smoke run."""
+    csv_path = config.data_dir / "bench" / f"customers-{rows}-{about_bytes}.csv"
+    if not csv_path.exists():
+        csv_path.parent.mkdir(parents=True, exist_ok=True)
+        generate(csv_path, rows, seed=1, about_bytes=about_bytes)
+    server_url = asyncio.run(resolve_database_url(config))
+    _imports_side_by_side(config, server_url, _fresh_database(server_url), csv_path, rows,
+                          csv_path.stat().st_size / 1e6)
+    return 0
+
+
+def _imports_side_by_side(config: Config, server_url: str, db_url: str, csv_path: Path, rows: int,
+                          size_mb: float) -> tuple[str, dict]:
+    """The baselines and our imports, one after the other, and their tables; the database and the run
+    of the import with one worker per core, which the rest of the bench goes on with."""
+    keys_only_seconds = _psql_copy(db_url, csv_path, with_search_index=False)
+    copied, indexed = _psql_copy_then_index(db_url, csv_path)
+    copy_seconds = copied + indexed
+    workers = max(2, os.cpu_count() or 1)
+    runs = {}
+    for title, env, cpus in _import_runs(workers):
+        db_url = _fresh_database(server_url)
+        runs[title] = _our_import(db_url, csv_path, config, env=env, cpus=cpus)
+    table = [("psql \\copy, keys only, no search index", keys_only_seconds, None, None, None),
+             (f"psql \\copy ({copied:.1f} s) then bulk CREATE INDEX of the search text ({indexed:.1f} s)",
+              copy_seconds, None, None, None)]
+    table += [(title, run["seconds"], run["rss_mb"], run["lag"], run["job"]) for title, run in runs.items()]
+    print(f"load average now: {', '.join(f'{load:.2f}' for load in os.getloadavg())}")
+    _print_import_table(table, rows, size_mb, copy_seconds, keys_only_seconds)
+    _print_cpu_table(runs, rows)
+    return db_url, runs[f"import, new rows, {workers} workers"]
 
 
 def run_api_bench(config: Config, rows: int, *, about_bytes: int = 1000) -> int:
@@ -123,6 +151,32 @@ def _fresh_database(server_url: str) -> str:
     return url
 
 
+def _psql_copy_then_index(db_url: str, csv_path: Path) -> tuple[float, float]:
+    """What a careful person does by hand: \\copy into a table without indexes, then one bulk
+    CREATE INDEX of the same search text (trigram GIN, maintenance_work_mem 1 GB); the seconds of each."""
+    psql = psql_path()
+    setup = ("DROP TABLE IF EXISTS bench_copy; "
+             "CREATE TABLE bench_copy (LIKE customers INCLUDING DEFAULTS INCLUDING IDENTITY); "
+             "ALTER TABLE bench_copy ADD COLUMN source_index bigint;")
+    subprocess.run([psql, "-q", "-v", "ON_ERROR_STOP=1", db_url, "-c", setup], check=True)
+    started = time.perf_counter()
+    subprocess.run([psql, "-q", "-v", "ON_ERROR_STOP=1", db_url, "-c", _copy_command(csv_path)], check=True)
+    copied = time.perf_counter() - started
+    index = ("SET maintenance_work_mem = '1GB'; CREATE INDEX ON bench_copy USING gin "
+             "(customer_search_doc(first_name, last_name, email, company, city, country) gin_trgm_ops);")
+    started = time.perf_counter()
+    subprocess.run([psql, "-q", "-v", "ON_ERROR_STOP=1", db_url, "-c", index], check=True)
+    indexed = time.perf_counter() - started
+    subprocess.run([psql, "-q", db_url, "-c", "DROP TABLE bench_copy; CHECKPOINT;"], check=True)
+    return copied, indexed
+
+
+def _copy_command(csv_path: Path) -> str:
+    return (r"\copy bench_copy (source_index, customer_id, first_name, last_name, company, city, "
+            r"country, phone_1, phone_2, email, subscription_date, website, about) "
+            f"FROM '{csv_path}' WITH (FORMAT csv, HEADER true)")
+
+
 def _psql_copy(db_url: str, csv_path: Path, *, with_search_index: bool) -> float:
     """\\copy into a fresh table with the customers table's columns and keys, and (or not) a search index.
 
@@ -138,9 +192,7 @@ def _psql_copy(db_url: str, csv_path: Path, *, with_search_index: bool) -> float
         setup += ("CREATE INDEX ON bench_copy USING gin "
                   "(customer_search_doc(first_name, last_name, email, company, city, country) gin_trgm_ops);")
     subprocess.run([psql, "-q", "-v", "ON_ERROR_STOP=1", db_url, "-c", setup], check=True)
-    copy = (r"\copy bench_copy (source_index, customer_id, first_name, last_name, company, city, "
-            r"country, phone_1, phone_2, email, subscription_date, website, about) "
-            f"FROM '{csv_path}' WITH (FORMAT csv, HEADER true)")
+    copy = _copy_command(csv_path)
     started = time.perf_counter()
     subprocess.run([psql, "-q", "-v", "ON_ERROR_STOP=1", db_url, "-c", copy], check=True)
     seconds = time.perf_counter() - started
@@ -148,45 +200,124 @@ def _psql_copy(db_url: str, csv_path: Path, *, with_search_index: bool) -> float
     return seconds
 
 
-def _our_import(db_url: str, csv_path: Path, config: Config) -> dict:
-    env = {**os.environ, "DATABASE_URL": db_url, "IMPORT_BATCH_BYTES": str(config.batch_bytes)}
-    started = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "server", "import", str(csv_path), "--json",
-                             "--no-progress", "--stats"], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    peak_main, peak_tree, rss_at = _watch_memory_and_progress(proc.pid, db_url)
-    out, err = proc.communicate()
-    seconds = time.perf_counter() - started
+def _import_runs(workers: int) -> list[tuple[str, dict, list[int] | None]]:
+    """Our import with 1 and with `workers` pipelines, then pinned (PostgreSQL too) to one core and to two."""
+    runs: list[tuple[str, dict, list[int] | None]] = [("import, new rows, 1 worker", {"IMPORT_WORKERS": "1"}, None)]
+    if _can_pin():
+        runs += [("import pinned to 1 core, 1 worker", {"IMPORT_WORKERS": "1"}, [0]),
+                 ("import pinned to 2 cores, 2 workers", {"IMPORT_WORKERS": "2"}, [0, 1])]
+    # Last: the database the re-import, history and API figures go on with.
+    runs.append((f"import, new rows, {workers} workers", {"IMPORT_WORKERS": str(workers)}, None))
+    return runs
+
+
+def _can_pin() -> bool:
+    return hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) >= 2
+
+
+def _our_import(db_url: str, csv_path: Path, config: Config, *, env: dict | None = None,
+                cpus: list[int] | None = None) -> dict:
+    """Our import in a process of its own; with `cpus`, it and PostgreSQL run on those cores only.
+
+    Also the CPU seconds of each stage: the parse processes, the importing process
+    (its writer threads and event loop), and PostgreSQL (its processes, including
+    the ones that ended meanwhile, as its postmaster's children).
+    """
+    env = {**os.environ, "DATABASE_URL": db_url, "IMPORT_BATCH_BYTES": str(config.batch_bytes), **(env or {})}
+    postmaster = _postmaster(db_url)
+    with _pinned(postmaster, cpus):
+        pg_before = _tree_cpu(postmaster)
+        started = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-m", "server", "import", str(csv_path), "--json",
+                                 "--no-progress", "--stats"], cwd=REPO, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=None if cpus is None else (lambda: os.sched_setaffinity(0, cpus)))
+        peak_main, peak_tree, rss_at, cpu = _watch_memory_and_progress(proc.pid, db_url)
+        out, err = proc.communicate()
+        seconds = time.perf_counter() - started
+        cpu["postgres"] = _tree_cpu(postmaster) - pg_before
     if proc.returncode != 0:
         raise SystemExit(f"import failed ({proc.returncode}):\n{err[-3000:]}")
     stats = json.loads([line for line in err.splitlines() if line.startswith('{"loop_lag_ms"')][-1])
     return {"seconds": seconds, "job": json.loads(out), "lag": stats["loop_lag_ms"],
-            "rss_mb": (peak_main, peak_tree), "rss_at": rss_at}
+            "rss_mb": (peak_main, peak_tree), "rss_at": rss_at, "cpu": cpu}
+
+
+def _postmaster(db_url: str) -> psutil.Process:
+    import psycopg2
+
+    with contextlib.closing(psycopg2.connect(db_url)) as conn, conn.cursor() as cur:
+        cur.execute("SELECT pg_backend_pid()")
+        row = cur.fetchone()
+        assert row is not None
+        return psutil.Process(psutil.Process(row[0]).ppid())
+
+
+def _tree_cpu(proc: psutil.Process) -> float:
+    """CPU seconds of a process, of its children that ended (reaped), and of those alive."""
+    times = proc.cpu_times()
+    total = times.user + times.system + times.children_user + times.children_system
+    for child in proc.children():
+        with contextlib.suppress(psutil.NoSuchProcess):
+            child_times = child.cpu_times()
+            total += child_times.user + child_times.system
+    return total
+
+
+@contextlib.contextmanager
+def _pinned(postmaster: psutil.Process, cpus: list[int] | None):
+    """PostgreSQL on `cpus` (its running processes, and those it forks meanwhile), then as before."""
+    if cpus is None:
+        yield
+        return
+    procs = [postmaster, *postmaster.children()]
+    before = {p.pid: p.cpu_affinity() for p in procs}
+    for p in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.cpu_affinity(cpus)
+    try:
+        yield
+    finally:
+        for p in [postmaster, *postmaster.children()]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.cpu_affinity(before.get(p.pid, before[postmaster.pid]))
 
 
 def _watch_memory(pid: int) -> tuple[float, float]:
     """Peak RSS of the importing process, and of it plus its parse worker, in MB."""
-    peak_main, peak_tree, _ = _watch_memory_and_progress(pid, None)
+    peak_main, peak_tree, _, _ = _watch_memory_and_progress(pid, None)
     return peak_main, peak_tree
 
 
-def _watch_memory_and_progress(pid: int, db_url: str | None) -> tuple[float, float, dict[int, tuple[float, float]]]:
-    """Peak RSS of the importing process, and of it plus its parse worker, in MB.
+def _watch_memory_and_progress(pid: int, db_url: str | None
+                               ) -> tuple[float, float, dict[int, tuple[float, float]], dict[str, float]]:
+    """Peak RSS of the importing process, and of it plus its parse workers, in MB.
 
     Also the peaks so far when the job passed each of MARKS percent of its file
-    (the job's progress read from the database every second).
+    (the job's progress read from the database every second), and the CPU
+    seconds of the process ("writer": its threads and loop) and of its parse
+    workers ("parse"), as last seen.
     """
     import psycopg2
 
     peak_main = peak_tree = 0.0
     rss_at: dict[int, tuple[float, float]] = {}
+    cpu_main = 0.0
+    cpu_children: dict[int, float] = {}
     conn = None if db_url is None else psycopg2.connect(db_url, application_name="csv-import bench watcher")
     next_look = 0.0
     try:
         proc = psutil.Process(pid)
         while proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
             main = proc.memory_info().rss
-            tree = main + sum(_rss(child) for child in proc.children(recursive=True))
+            children = proc.children(recursive=True)
+            tree = main + sum(_rss(child) for child in children)
+            times = proc.cpu_times()
+            cpu_main = times.user + times.system
+            for child in children:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    child_times = child.cpu_times()
+                    cpu_children[child.pid] = child_times.user + child_times.system
             peak_main, peak_tree = max(peak_main, main / 1e6), max(peak_tree, tree / 1e6)
             if conn is not None and time.monotonic() >= next_look:
                 next_look = time.monotonic() + 1
@@ -203,7 +334,22 @@ def _watch_memory_and_progress(pid: int, db_url: str | None) -> tuple[float, flo
     finally:
         if conn is not None:
             conn.close()
-    return peak_main, peak_tree, rss_at
+    return peak_main, peak_tree, rss_at, {"writer": cpu_main, "parse": sum(cpu_children.values())}
+
+
+def _print_cpu_table(runs: dict[str, dict], rows: int) -> None:
+    """CPU seconds per stage of each of our imports, and what they add up to per row."""
+    print("\n| run | seconds | parse processes CPU s | importing process CPU s | PostgreSQL CPU s "
+          "| CPU s total | CPU µs per row | rows/s |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for title, run in runs.items():
+        cpu = run["cpu"]
+        total = cpu["parse"] + cpu["writer"] + cpu["postgres"]
+        print(f"| {title} | {run['seconds']:.1f} | {cpu['parse']:.1f} | {cpu['writer']:.1f} | {cpu['postgres']:.1f} "
+              f"| {total:.1f} | {total / rows * 1e6:.0f} | {rows / run['seconds']:,.0f} |")
+    pinned = [run for title, run in runs.items() if title.startswith("import pinned")]
+    if len(pinned) == 2:
+        print(f"\ntwo cores give {pinned[0]['seconds'] / pinned[1]['seconds']:.2f}x the throughput of one")
 
 
 def _rss(proc: psutil.Process) -> int:
@@ -214,7 +360,7 @@ def _rss(proc: psutil.Process) -> int:
 
 
 def _print_import_table(table, rows: int, size_mb: float, copy_seconds: float, keys_only_seconds: float) -> None:
-    print("\n| run | seconds | rows/s | MB/s | vs \\copy with trigram index | vs \\copy keys only "
+    print("\n| run | seconds | rows/s | MB/s | vs \\copy then bulk CREATE INDEX | vs \\copy keys only "
           "| peak RSS MB (main / with parse worker) | loop lag p50 / p99 ms |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for name, seconds, rss, lag, job in table:

@@ -22,6 +22,7 @@ class Batch:
     # Customer Id -> those repeats whose values equal the occurrence before them: they
     # change nothing, so they count as unchanged, as they would in batches of their own.
     same_repeats: dict[str, int] = dataclasses.field(default_factory=dict)
+    start_line: int = 0            # physical line number at start_offset
 
     @property
     def accepted(self) -> int:

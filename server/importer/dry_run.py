@@ -19,7 +19,7 @@ SQL = queries("import_dry_run")
 
 
 def count_batch(conn, job_id: int, worker: str, batch: Batch, present: tuple[str, ...],
-                reject_limit: int) -> Written:
+                reject_limit: int, *, range_start: int) -> Written:
     """Count one batch and commit its checkpoint. Blocking: call from a thread.
 
     The batch's rows go to the session's stage (emptied at commit), to be held
@@ -36,7 +36,8 @@ def count_batch(conn, job_id: int, worker: str, batch: Batch, present: tuple[str
             counts = {"inserted": inserted, "updated": updated, "unchanged": unchanged,
                       "skipped_manual": skipped_manual}
             return checkpoint_batch(conn, cur, job_id, worker, batch, counts, reject_limit, build_kilobytes=None,
-                                    at_end=lambda cur: cur.execute(SQL["forget_job"], {"job_id": job_id}))
+                                    at_end=lambda cur: cur.execute(SQL["forget_job"], {"job_id": job_id}),
+                                    range_start=range_start)
     except BaseException:
         if not conn.closed:
             conn.rollback()

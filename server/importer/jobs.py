@@ -221,6 +221,25 @@ def set_header(conn, job_id: int, header: Header, found: dict) -> None:
     })
 
 
+def ranges(conn, job_id: int) -> list[tuple]:
+    """The job's range plan: (start, end, first line, done offset, done line, done), in file order."""
+    with conn.cursor() as cur:
+        cur.execute(SQL["ranges"], {"id": job_id})
+        rows = cur.fetchall()
+    conn.commit()
+    return rows
+
+
+def add_ranges(conn, job_id: int, plan: list[tuple[int, int, int, int, int]]) -> None:
+    """Keep a plan: (start, end, first line, done offset, done line) per range, in one transaction."""
+    with conn.cursor() as cur:
+        for start, end, first_line, done_offset, done_line in plan:
+            cur.execute(SQL["add_range"], {"id": job_id, "start_offset": start, "end_offset": end,
+                                           "first_line": first_line, "done_offset": done_offset,
+                                           "done_line": done_line})
+    conn.commit()
+
+
 def status(conn, job_id: int) -> str | None:
     return _now(conn, SQL["status"], {"id": job_id})
 

@@ -58,7 +58,7 @@ def fingerprint(path: Path) -> dict:
 def parse_batch(path: Path, header: Header, start_offset: int, start_line: int, *,
                 batch_bytes: int, max_record_bytes: int, job_id: int, file_size: int,
                 max_rows: int = 100_000, max_rejects: int = 10_000, first_chunk: int = _FIRST_CHUNK,
-                stream_offset: int | None = None) -> Batch:
+                stream_offset: int | None = None, stop_offset: int | None = None) -> Batch:
     """The records from start_offset on: at most batch_bytes of them, max_rows rows, max_rejects rejects.
 
     For a gzip file start_offset is the job's checkpoint in the compressed file and
@@ -67,6 +67,8 @@ def parse_batch(path: Path, header: Header, start_offset: int, start_line: int, 
 
     A record is taken when it starts in the window; one that may run past it is
     left to the next batch, unless it is the first, which is always decided.
+    `stop_offset` (a plain file's range end, a record boundary): no record that
+    starts there or after is taken, and the batch that reaches it ends the range.
     """
     if header.gzip:
         try:
@@ -84,8 +86,9 @@ def parse_batch(path: Path, header: Header, start_offset: int, start_line: int, 
         if size != file_size:
             raise FileRejected(f"the file changed while it was being imported (it was {file_size} bytes, "
                                f"now {size}); start a new import for the new file")
+        stop = None if stop_offset is None or stop_offset >= file_size else stop_offset
         builder = BatchBuilder(header, start_offset, start_line, max_record_bytes=max_record_bytes,
-                               max_rows=max_rows, max_rejects=max_rejects, job_id=job_id)
+                               max_rows=max_rows, max_rejects=max_rejects, job_id=job_id, stop=stop)
         return _read_window(f, builder, start_offset, batch_bytes, max_record_bytes, first_chunk,
                             lambda offset, data: offset + len(data) >= file_size)
 
@@ -97,7 +100,7 @@ def _read_window(f, builder: BatchBuilder, start_offset: int, batch_bytes: int, 
     # Read in growing chunks, not the whole window at once: a batch that its row or
     # reject bound ends early (tiny rows) must not split megabytes it does not take.
     chunk = first_chunk
-    while builder.offset < window_end and not (builder.reached_end or builder.full):
+    while builder.offset < min(window_end, builder.stop or window_end) and not (builder.reached_end or builder.full):
         before = builder.offset
         f.seek(before)
         want = min(chunk, window_end - before)

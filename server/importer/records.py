@@ -68,10 +68,14 @@ class _Lines:
 
 class BatchBuilder:
     def __init__(self, header: Header, offset: int, line: int, *, max_record_bytes: int,
-                 max_rows: int, max_rejects: int, job_id: int):
+                 max_rows: int, max_rejects: int, job_id: int, stop: int | None = None):
         self.header = header
         self.offset = offset
         self.line = line
+        self.start_line = line
+        # A range's end (engine.py's plan): no record that starts there or after is taken;
+        # the bytes after it are read only to decide the records before it, as one reader would.
+        self.stop = stop
         self.start_offset = offset
         self.max_record_bytes = max_record_bytes
         read_records_up_to(max_record_bytes)
@@ -120,8 +124,12 @@ class BatchBuilder:
         count = len(pieces)
         base = self.offset
         max_rows, max_rejects, rejects, take_line = self.max_rows, self.max_rejects, self.rejects, self._take_line
+        stop = self.stop
         i = 0
         while i < count:
+            if stop is not None and self.offset >= stop:
+                self.reached_end = True
+                return
             if self.rows >= max_rows or len(rejects) >= max_rejects:
                 self.full = True
                 return  # bounded: the next batch goes on from here
@@ -137,7 +145,7 @@ class BatchBuilder:
                 if taken == 0:
                     return  # the record may close past the window: the next batch starts with it
                 i += taken
-        self.reached_end = eof
+        self.reached_end = eof or (stop is not None and self.offset >= stop)
 
     @property
     def progressed(self) -> bool:
@@ -150,6 +158,7 @@ class BatchBuilder:
             repeats=self.repeats, rejects=self.rejects, recent=self._recent_rows(),
             line_nos=[self.line_of[customer_id] for customer_id in self.by_id],
             same_repeats=self.same_repeats, accepted_lines=self.accepted_lines, blank_lines=self.blank_lines,
+            start_line=self.start_line,
         )
 
     def reject_long_line(self, head: bytes, length: int) -> None:

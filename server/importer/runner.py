@@ -25,7 +25,7 @@ from ..config import Config
 from ..keys import config_key, database_url_key, metrics_key, pool_key, runner_key
 from . import jobs
 from .batch import Batch
-from .engine import run_job
+from .engine import pipelines, run_job
 from .workers import exit_with_parent, notice_dead_workers
 from .writer import CheckpointMoved
 from ..tasks import cancel_and_wait
@@ -165,7 +165,7 @@ class JobRunner:
     def _worker_processes(self) -> ProcessPoolExecutor:
         # Spawned, not forked: a fork of a process with threads and an event loop is unsafe.
         if self._processes is None:
-            self._processes = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+            self._processes = ProcessPoolExecutor(pipelines(self.config), mp_context=multiprocessing.get_context("spawn"),
                                                   initializer=exit_with_parent, initargs=(os.getpid(),))
         return self._processes
 

@@ -35,13 +35,19 @@ def notice_dead_workers(processes: Executor | None) -> None:
     of file: the manager marks the pool broken and fails its futures with BrokenProcessPool,
     as it does for any other death.
 
-    Only a dead worker's pool is touched, and a pool with a dead worker is broken for good.
+    Only a dead worker's pool is touched, and a pool with a dead worker is broken for good:
+    its other workers (the pipelines' parse workers) are ended too, since each holds the
+    pipe's write end as well, and the end of file comes only when no process does.
     """
     if not isinstance(processes, ProcessPoolExecutor):
         return
     workers = list((getattr(processes, "_processes", None) or {}).values())
     if not workers or not multiprocessing.connection.wait([w.sentinel for w in workers], timeout=0):
         return
+    for worker in workers:
+        if worker.is_alive():
+            worker.kill()
+            worker.join(1)
     results = getattr(processes, "_result_queue", None)
     writer = getattr(results, "_writer", None)
     if writer is not None:

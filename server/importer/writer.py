@@ -39,7 +39,14 @@ class Written:
 
 
 class CheckpointMoved(Exception):
-    """The job's checkpoint is not where this batch started: someone else wrote it."""
+    """The range's checkpoint is not where this batch started: someone else wrote it."""
+
+
+# Another pipeline writing the same customer at the same time: the batch again, all
+# through the stage (its ON CONFLICT and line check take either order in stride).
+_CLASHES = (psycopg2.errors.UniqueViolation, psycopg2.errors.DeadlockDetected,
+            psycopg2.errors.SerializationFailure)
+CLASH_ATTEMPTS = 5
 
 
 def prepare_session(conn, batch_bytes: int) -> None:
@@ -58,26 +65,29 @@ def prepare_session(conn, batch_bytes: int) -> None:
 
 
 def write_batch(conn, job_id: int, worker: str, batch: Batch, present: tuple[str, ...],
-                reject_limit: int, build_kilobytes: int, assume_new: bool = False) -> Written:
+                reject_limit: int, build_kilobytes: int, assume_new: bool = False, *, range_start: int) -> Written:
     """Write one batch and its checkpoint in one transaction. Blocking: call from a thread.
 
     `assume_new` (the batch before held only new customers): copy the batch
     without looking its ids up first, the way a first import goes fastest.
     A batch that ends the job also builds the trigram index if it is missing
     (`build_kilobytes` of maintenance_work_mem), before the job's end commits.
-    A dry run counts instead (dry_run.py).
+    A dry run counts instead (dry_run.py). `range_start`: the range of the job's
+    plan this batch belongs to, whose checkpoint commits with it.
     """
     # An id that exists after all (assumed new, or created by someone else between our
     # look-up and our COPY): the batch again, looked up, then all through the stage,
     # which takes conflicts in stride.
-    ways = (("none",) if assume_new else ()) + ("look", "stage")
+    ways = (("none",) if assume_new else ()) + ("look",) + ("stage",) * CLASH_ATTEMPTS
     try:
         for way in ways[:-1]:
             try:
-                return _write(conn, job_id, worker, batch, present, reject_limit, build_kilobytes, way)
-            except psycopg2.errors.UniqueViolation:
+                return _write(conn, job_id, worker, batch, present, reject_limit, build_kilobytes, way,
+                              range_start)
+            except _CLASHES:
                 conn.rollback()
-        return _write(conn, job_id, worker, batch, present, reject_limit, build_kilobytes, ways[-1])
+        return _write(conn, job_id, worker, batch, present, reject_limit, build_kilobytes, ways[-1],
+                      range_start)
     except BaseException:
         if not conn.closed:
             conn.rollback()
@@ -85,7 +95,7 @@ def write_batch(conn, job_id: int, worker: str, batch: Batch, present: tuple[str
 
 
 def _write(conn, job_id: int, worker: str, batch: Batch, present, reject_limit: int,
-           build_kilobytes: int, existing_from: str) -> Written:
+           build_kilobytes: int, existing_from: str, range_start: int) -> Written:
     """`existing_from`: which customers exist: "none", "look" them up, or all ("stage")."""
     counts = {"inserted": 0, "updated": 0, "unchanged": 0, "skipped_manual": 0}
     skipped_ids: set[str] = set()
@@ -102,7 +112,8 @@ def _write(conn, job_id: int, worker: str, batch: Batch, present, reject_limit: 
         if new:
             cur.execute(SQL["new_ids"], {"n": len(new)})
             ids = [row[0] for row in cur.fetchall()]
-            copied = io.BytesIO(b"".join(b"%d\t%b" % (id_, line) for id_, (_, line, _) in zip(ids, new)))
+            copied = io.BytesIO(b"".join(b"%d\t%b\t%d\n" % (id_, line[:-1], line_no)
+                                         for id_, (_, line, line_no) in zip(ids, new)))
             cur.copy_expert(SQL["copy_customers"], copied, size=COPY_BUFFER)
             cur.execute(SQL["search_add"], {"ids": ids})
             cur.execute(SQL["history_inserted"], {"job_id": job_id, "ids": ids,
@@ -129,40 +140,51 @@ def _write(conn, job_id: int, worker: str, batch: Batch, present, reject_limit: 
                 same = batch.same_repeats.get(cid, 0)
                 counts["unchanged"] += same
                 counts["updated"] += extra - same
-        return checkpoint_batch(conn, cur, job_id, worker, batch, counts, reject_limit, build_kilobytes)
+        return checkpoint_batch(conn, cur, job_id, worker, batch, counts, reject_limit, build_kilobytes,
+                                range_start=range_start)
 
 
 def checkpoint_batch(conn, cur, job_id: int, worker: str, batch: Batch, counts: dict[str, int],
                      reject_limit: int, build_kilobytes: int | None,
-                     at_end: Callable[[Any], None] | None = None) -> Written:
-    """The batch's rejects, counters and checkpoint, then the commit of its transaction.
+                     at_end: Callable[[Any], None] | None = None, *, range_start: int) -> Written:
+    """The batch's rejects, counters and its range's checkpoint, then the commit of its transaction.
 
-    A batch that ends the job builds the trigram index if it is missing, unless
-    `build_kilobytes` is None (a dry run, which leaves the index as it is), and
-    runs `at_end` on its cursor, before the job's end commits.
+    The batch that ends the job's last open range ends the job: it builds the
+    trigram index if it is missing, unless `build_kilobytes` is None (a dry run,
+    which leaves the index as it is), and runs `at_end` on its cursor, before
+    the job's end commits.
     """
+    # Before the job's row is taken: a wait here must not hold up a pause or cancel.
     if batch.rejects:
         execute_values(cur, SQL["insert_rejects"],
                        [(job_id, line, offset, reason, raw) for line, offset, reason, raw in batch.rejects])
-    cur.execute(SQL["checkpoint"], {
-        "job_id": job_id, "worker": worker,
-        "start_offset": batch.start_offset, "end_offset": batch.end_offset, "end_line": batch.end_line,
-        "rejected": len(batch.rejects), "recent": json.dumps(batch.recent),
-        "reject_limit": reject_limit, "eof": batch.eof, **counts,
-    })
+    cur.execute(SQL["lock_job"], {"job_id": job_id})
     row = cur.fetchone()
-    if row is None:
+    if row is None or row[0] != "running":
         cur.execute(SQL["job_status"], {"job_id": job_id})
         row = cur.fetchone()
         conn.rollback()
-        if row is not None and row[0] != "running":
+        if row is not None:
             # Paused or cancelled while this batch was on its way: the control's answer
             # stays the job's last word, and a resume parses the batch again.
             if build_kilobytes is not None:
                 build_search_index(conn, build_kilobytes)
             return Written(status=row[0], job=row[1])
-        raise CheckpointMoved(f"job {job_id} is no longer at byte {batch.start_offset}")
-    status, job = row
+        raise CheckpointMoved(f"job {job_id} is gone")
+    keys = {"job_id": job_id, "worker": worker, "range_start": range_start,
+            "start_offset": batch.start_offset, "end_offset": batch.end_offset,
+            "start_line": batch.start_line, "end_line": batch.end_line, "eof": batch.eof}
+    cur.execute(SQL["range_checkpoint"], keys)
+    ended = cur.fetchone()
+    if ended is None:
+        conn.rollback()
+        raise CheckpointMoved(f"job {job_id}: its range at byte {range_start} is no longer at byte "
+                              f"{batch.start_offset}")
+    cur.execute(SQL["checkpoint"], {
+        **keys, "eof": ended[0], "rejected": len(batch.rejects), "recent": json.dumps(batch.recent),
+        "reject_limit": reject_limit, **counts,
+    })
+    status, job = cur.fetchone()
     if status != "running":
         # The job ends with this batch: search is whole when it commits.
         if build_kilobytes is not None:
@@ -175,18 +197,19 @@ def checkpoint_batch(conn, cur, job_id: int, worker: str, batch: Batch, counts: 
     return Written(status=status, job=job, inserted=counts["inserted"])
 
 
-def drop_search_index_for(conn, batch: Batch, written: Written, file_size: int,
-                          share: float, min_rows: int) -> bool:
+def drop_search_index_for(conn, batch: Batch, written: Written, share: float, min_rows: int) -> bool:
     """After a run's first batch: drop the trigram index if the rest of the file is big beside the table.
 
     The rest is reckoned from the batch: its bytes per row and its share of new
-    customers. True when the index is gone (the job builds it again as it ends).
+    customers, over the bytes the job has still to read. True when the index is
+    gone (the job builds it again as it ends).
     """
     rows = len(batch.ids) + sum(batch.repeats.values()) + len(batch.rejects)
     size = batch.end_offset - batch.start_offset
-    if batch.eof or rows == 0 or size <= 0 or written.inserted == 0:
+    rest = written.job["bytes_total"] - written.job["bytes_done"]
+    if written.status != "running" or rows == 0 or size <= 0 or rest <= 0 or written.inserted == 0:
         return False
-    coming = (file_size - batch.end_offset) / (size / rows) * (written.inserted / rows)
+    coming = rest / (size / rows) * (written.inserted / rows)
     try:
         with conn.cursor() as cur:
             cur.execute(SQL["search_rows"])

@@ -49,7 +49,7 @@ SELECT customer_id FROM customers WHERE customer_id = ANY(%(ids)s)
 
 -- name: copy_customers
 COPY customers (id, customer_id, first_name, last_name, company, city, country,
-                phone_1, phone_2, email, subscription_date, website, about, import_job_id)
+                phone_1, phone_2, email, subscription_date, website, about, import_job_id, import_line)
 FROM STDIN
 
 -- name: create_stage
@@ -81,8 +81,8 @@ WITH batch AS (
 ), added AS (
     INSERT INTO customers AS c (customer_id, first_name, last_name, company, city, country,
                                 phone_1, phone_2, email, subscription_date, website, about,
-                                import_job_id)
-    SELECT * FROM import_stage s
+                                import_job_id, import_line)
+    SELECT s.*, b.line_no FROM import_stage s JOIN batch b ON b.customer_id = s.customer_id
     WHERE NOT EXISTS (SELECT 1 FROM customers o WHERE o.customer_id = s.customer_id)
     ON CONFLICT (customer_id) DO NOTHING
     RETURNING id, customer_id, customer_search_doc(first_name, last_name, email, company, city, country) AS doc
@@ -99,17 +99,23 @@ SELECT count(*) FROM added
 -- the file has) equal the stored ones is read, never locked or written, and
 -- counts as unchanged. A hand-edited customer keeps all. The changed ones get
 -- one history row each with the old and new value of every changed field, and
--- a search row where their text changed.
+-- a search row where their text changed. A customer this job already wrote
+-- from a later line of its file (another pipeline's range) is superseded: it
+-- keeps that line's values, and this occurrence counts as updated if its
+-- values differ from them, else as unchanged.
 WITH batch AS (
     SELECT * FROM unnest(%(ids)s::text[], %(lines)s::bigint[]) AS b (customer_id, line_no)
 ), found AS (
     SELECT o.id, s.customer_id, o.updated_manually_at IS NOT NULL AS manual, d.differs,
+           coalesce(o.import_job_id = %(job_id)s AND o.import_line > b.line_no, false) AS superseded,
+           b.line_no,
            -- Before-images only for what changes: an unchanged row costs no JSON.
            CASE WHEN d.differs AND o.updated_manually_at IS NULL
                 THEN customer_changes(to_jsonb(o), to_jsonb(o) || (
                          SELECT jsonb_object_agg(key, value) FROM jsonb_each(to_jsonb(s))
                          WHERE key = ANY(%(present)s))) END AS changes
     FROM import_stage s JOIN customers o ON o.customer_id = s.customer_id
+    JOIN batch b ON b.customer_id = s.customer_id
     CROSS JOIN LATERAL (SELECT
            ('first_name' = ANY(%(present)s) AND s.first_name IS DISTINCT FROM o.first_name)
         OR ('last_name' = ANY(%(present)s) AND s.last_name IS DISTINCT FROM o.last_name)
@@ -123,8 +129,8 @@ WITH batch AS (
         OR ('website' = ANY(%(present)s) AND s.website IS DISTINCT FROM o.website)
         OR ('about' = ANY(%(present)s) AND s.about IS DISTINCT FROM o.about) AS differs) AS d
 ), changed AS (
-    SELECT f.id, f.changes, s.* FROM found f JOIN import_stage s USING (customer_id)
-    WHERE f.differs AND NOT f.manual
+    SELECT f.id, f.changes, f.line_no, s.* FROM found f JOIN import_stage s USING (customer_id)
+    WHERE f.differs AND NOT f.manual AND NOT f.superseded
 ), written AS (
     UPDATE customers c SET
         first_name = CASE WHEN 'first_name' = ANY(%(present)s) THEN d.first_name ELSE c.first_name END,
@@ -140,6 +146,7 @@ WITH batch AS (
         website = CASE WHEN 'website' = ANY(%(present)s) THEN d.website ELSE c.website END,
         about = CASE WHEN 'about' = ANY(%(present)s) THEN d.about ELSE c.about END,
         import_job_id = d.import_job_id,
+        import_line = d.line_no,
         updated_at = now()
     FROM changed d
     -- The ids as an array as well: the planner takes `changed` for far more rows
@@ -150,6 +157,8 @@ WITH batch AS (
     -- is read through its primary key, for those rows only.
     WHERE c.id = d.id AND c.id = ANY(ARRAY(SELECT id FROM changed))
       AND c.updated_manually_at IS NULL  -- a hand edit since the look is kept
+      -- and a later line another pipeline wrote since
+      AND NOT coalesce(c.import_job_id = %(job_id)s AND c.import_line > d.line_no, false)
     RETURNING c.id, c.customer_id,
               customer_search_doc(c.first_name, c.last_name, c.email, c.company, c.city, c.country) AS doc,
               (SELECT s.doc FROM customer_search s WHERE s.id = c.id) AS old_doc
@@ -159,12 +168,12 @@ WITH batch AS (
     ON CONFLICT (id) DO UPDATE SET doc = excluded.doc
 ), history AS (
     INSERT INTO customer_history (id, action, job_id, line_no, changes)
-    SELECT w.id, 'update', %(job_id)s, b.line_no, d.changes
-    FROM written w JOIN changed d ON d.id = w.id JOIN batch b ON b.customer_id = w.customer_id
+    SELECT w.id, 'update', %(job_id)s, d.line_no, d.changes
+    FROM written w JOIN changed d ON d.id = w.id
 )
-SELECT (SELECT count(*) FROM written),
+SELECT (SELECT count(*) FROM written) + (SELECT count(*) FROM found WHERE superseded AND differs AND NOT manual),
        (SELECT coalesce(array_agg(customer_id), '{}') FROM found
-        WHERE manual OR (differs AND id NOT IN (SELECT id FROM written)))
+        WHERE manual OR (differs AND NOT superseded AND id NOT IN (SELECT id FROM written)))
 
 -- name: insert_rejects
 INSERT INTO import_rejects (job_id, line_no, byte_offset, reason, raw)
@@ -179,13 +188,27 @@ UPDATE import_jobs SET finished_at = clock_timestamp()
 WHERE id = %(job_id)s AND finished_at IS NOT NULL
 RETURNING import_job_json(import_jobs.*)
 
--- name: checkpoint
+-- name: lock_job
+-- Each batch's checkpoint starts by taking the job's row: the pipelines' checkpoints
+-- go one at a time, and the statements after this one see every range that
+-- committed before it (the last batch of all knows it is the last).
+SELECT status FROM import_jobs WHERE id = %(job_id)s FOR UPDATE
+
+-- name: range_checkpoint
 -- Only from the checkpoint this batch started at: a second writer can never count twice.
+UPDATE import_ranges SET done_offset = %(end_offset)s, done_line = %(end_line)s, done = %(eof)s
+WHERE job_id = %(job_id)s AND start_offset = %(range_start)s AND done_offset = %(start_offset)s AND NOT done
+RETURNING NOT EXISTS (SELECT 1 FROM import_ranges r
+                      WHERE r.job_id = %(job_id)s AND NOT r.done AND r.start_offset <> %(range_start)s)
+          AND %(eof)s
+
+-- name: checkpoint
+-- The job's counters and its bytes and lines done, summed over its ranges.
 -- Only while the job runs: once a pause or cancel has answered, its counters are the
 -- job's last word, and the batch in flight rolls back (writer.py).
 UPDATE import_jobs SET
-    bytes_done = %(end_offset)s,
-    line_no = %(end_line)s,
+    bytes_done = bytes_done + %(end_offset)s - %(start_offset)s,
+    line_no = line_no + %(end_line)s - %(start_line)s,
     inserted = inserted + %(inserted)s,
     updated = updated + %(updated)s,
     unchanged = unchanged + %(unchanged)s,
@@ -210,7 +233,7 @@ UPDATE import_jobs SET
     -- engine then stops.
     worker = CASE WHEN status = 'running' AND NOT %(eof)s AND rejected + %(rejected)s <= %(reject_limit)s
                   THEN %(worker)s END
-WHERE id = %(job_id)s AND bytes_done = %(start_offset)s AND status = 'running'
+WHERE id = %(job_id)s AND status = 'running'
 RETURNING status, import_job_json(import_jobs.*)
 
 -- name: job_status

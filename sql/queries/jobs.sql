@@ -134,3 +134,13 @@ WHERE job_id = %(id)s
 GROUP BY kind
 ORDER BY rows DESC, kind
 LIMIT %(limit)s
+
+-- name: ranges
+-- The job's range plan (sql/021_*), in file order.
+SELECT start_offset, end_offset, first_line, done_offset, done_line, done FROM import_ranges
+WHERE job_id = %(id)s ORDER BY start_offset
+
+-- name: add_range
+INSERT INTO import_ranges (job_id, start_offset, end_offset, first_line, done_offset, done_line)
+VALUES (%(id)s, %(start_offset)s, %(end_offset)s, %(first_line)s, %(done_offset)s, %(done_line)s)
+ON CONFLICT DO NOTHING
