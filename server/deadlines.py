@@ -36,6 +36,19 @@ async def body_deadline_middleware(request: web.Request, handler) -> web.StreamR
             async with asyncio.timeout(seconds):
                 await request.read()  # kept by the request: the handler reads it again from memory
         except TimeoutError:
-            raise BodyTooSlow(f"the request body did not arrive within {seconds:g} seconds "
-                              "(REQUEST_BODY_TIMEOUT_SECONDS)") from None
+            return await _answer_and_close(request, BodyTooSlow(
+                f"the request body did not arrive within {seconds:g} seconds (REQUEST_BODY_TIMEOUT_SECONDS)"))
     return await handler(request)
+
+
+async def _answer_and_close(request: web.Request, error: BodyTooSlow) -> web.StreamResponse:
+    """The 408, then the connection closed at once. aiohttp would otherwise linger for
+    the rest of the body (up to 10 s), which is right for a client still sending but
+    not for one whose body has stopped coming: the connection would stay open."""
+    response = web.json_response(error.body(), status=error.status, headers=error.headers())
+    response.force_close()
+    await response.prepare(request)
+    await response.write_eof()
+    if request.protocol is not None:
+        request.protocol.force_close()  # after the answer is written: the transport sends it first
+    return response
