@@ -161,7 +161,7 @@ async def test_a_hand_edit_committed_while_the_undo_waits_for_its_row_is_named_i
             # The undo's slice waits for the edited row, then the edit commits.
             deadline = asyncio.get_running_loop().time() + 30
             while not await db.value("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                                     "AND application_name LIKE %s", (f"csv-import job {undo['id']} %",)):
+                                     "AND datname = current_database() AND application_name LIKE %s", (f"csv-import job {undo['id']} %",)):
                 assert asyncio.get_running_loop().time() < deadline, "the undo never waited for the row"
                 await asyncio.sleep(0.01)
             await cur.execute("COMMIT")
