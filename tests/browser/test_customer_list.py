@@ -22,6 +22,20 @@ async def loaded(page) -> tuple[int, bool]:
     return int(state.get("loaded", 0)), state.get("done") == "true"
 
 
+async def scroll_to_the_end(page, *, pages: int) -> None:
+    """Jump to the list's bottom until it has loaded its last page (at most `pages` jumps),
+    each time waiting until the jump brought more rows."""
+    viewport = page.locator("#list-viewport")
+    for _ in range(pages):
+        count, done = await loaded(page)
+        if done:
+            return
+        await viewport.evaluate("v => { v.scrollTop = v.scrollHeight; }")
+        await page.wait_for_function(
+            f"(() => {{ const d = document.getElementById('list-viewport').dataset;"
+            f" return Number(d.loaded) > {count} || d.done === 'true'; }})()", polling="raf")
+
+
 async def test_scrolling_100000_customers_keeps_few_rows_and_scrolling_back_asks_nothing(page, live_app, db):
     url, _ = live_app
     await insert_customers(db, 100_000)
@@ -33,14 +47,7 @@ async def test_scrolling_100000_customers_keeps_few_rows_and_scrolling_back_asks
     viewport = page.locator("#list-viewport")
 
     # Down to the end: each jump to the bottom brings the next page.
-    for _ in range(2000):
-        count, done = await loaded(page)
-        if done:
-            break
-        await viewport.evaluate("v => { v.scrollTop = v.scrollHeight; }")
-        await page.wait_for_function(
-            f"(() => {{ const d = document.getElementById('list-viewport').dataset;"
-            f" return Number(d.loaded) > {count} || d.done === 'true'; }})()", polling="raf")
+    await scroll_to_the_end(page, pages=2000)
     assert await loaded(page) == (100_000, True)
     await viewport.evaluate("v => { v.scrollTop = v.scrollHeight; }")
     last_row = page.locator(f'{ROWS}[data-index="99999"]')
@@ -194,14 +201,7 @@ async def test_a_search_stopped_at_its_work_budget_says_more_may_match(page, liv
     await expect(page.locator(ROWS).first).to_contain_text("First1")
     # The list asks on from where each budget stopped, to the last customer.
     viewport = page.locator("#list-viewport")
-    for _ in range(100):
-        count, done = await loaded(page)
-        if done:
-            break
-        await viewport.evaluate("v => { v.scrollTop = v.scrollHeight; }")
-        await page.wait_for_function(
-            f"(() => {{ const d = document.getElementById('list-viewport').dataset;"
-            f" return Number(d.loaded) > {count} || d.done === 'true'; }})()", polling="raf")
+    await scroll_to_the_end(page, pages=100)
     assert await loaded(page) == (300, True)
     await viewport.evaluate("v => { v.scrollTop = v.scrollHeight; }")
     await expect(page.locator(f'{ROWS}[data-index="299"]')).to_contain_text("First300")
