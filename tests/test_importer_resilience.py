@@ -153,7 +153,11 @@ def _die_halfway_through_a_reply() -> None:
 
 
 @pytest.mark.slow
-async def test_a_parse_worker_killed_halfway_through_a_reply_is_a_transient_stop(client, db, messy_file):
+async def test_a_parse_worker_killed_halfway_through_a_reply_is_a_transient_stop(client_as, config, db, messy_file):
+    # One pipeline, so one parse process: the dying task waits in its queue behind the job's
+    # batch in flight, and the job's next batch meets the broken pool. With two, the job could
+    # end before an idle process took the task, and nothing would be tested.
+    client = await client_as("admin", app=create_app(dataclasses.replace(config, import_workers=1)))
     await _reset(db)
     runner = client.app[runner_key]
     job = await start(client.app, messy_file)
