@@ -103,8 +103,9 @@ IGNORED_HEADERS = ("index",)
 # The customer as the API and the export show it: the table's own columns around the imported ones.
 CUSTOMER_FIELDS = ("id", *IMPORTED_NAMES, "created_at", "updated_at", "updated_manually_at",
                    "updated_manually_by")
-# Columns of `customers` no API or export shows: the job that wrote the row last, and its line (sql/021_*).
-TABLE_ONLY = ("import_job_id", "import_line")
+# Columns of `customers` no API or export shows: the job that wrote the row last, its line (sql/021_*)
+# and that line's digest (sql/023_*).
+TABLE_ONLY = ("import_job_id", "import_line", "import_digest")
 EDITABLE = IMPORTED_NAMES
 CUSTOMER_ID = IMPORTED_NAMES.index("customer_id")
 SUBSCRIPTION_DATE = IMPORTED_NAMES.index("subscription_date")

@@ -25,10 +25,12 @@ def test_the_import_writers_column_lists_are_the_imported_fields_in_copy_order()
     sql = queries("import_writer")
     expected = [*fields.IMPORTED_NAMES, "import_job_id"]
     # New customers come with ids reserved from the sequence first (their search rows need them).
-    # And the line of the file that wrote each, which the pipelines' upsert checks (sql/021_*).
-    assert column_list(sql["copy_customers"], "COPY customers (") == ["id", *expected, "import_line"]
+    # And the line of the file that wrote each, which the pipelines' upsert checks (sql/021_*),
+    # and that line's digest, which a re-import's look-up checks (sql/023_*).
+    written = [*expected, "import_line", "import_digest"]
+    assert column_list(sql["copy_customers"], "COPY customers (") == ["id", *written]
     assert column_list(sql["create_stage"], "import_stage (") == expected
-    assert column_list(sql["insert_from_stage"], "INSERT INTO customers AS c (") == [*expected, "import_line"]
+    assert column_list(sql["insert_from_stage"], "INSERT INTO customers AS c (") == written
 
 
 def test_the_upsert_compares_and_sets_every_imported_field_but_the_key_when_the_file_has_it():

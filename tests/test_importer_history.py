@@ -5,7 +5,7 @@ import datetime
 from server import history
 from server.keys import pool_key
 
-from tests.importing import HEADER, import_file, row, write_csv
+from tests.importing import HEADER, TERMINAL, import_file, row, wait_for_status, write_csv
 
 XMINS = "SELECT customer_id, xmin::text FROM customers ORDER BY customer_id"
 UPDATES = "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'customers'"
@@ -64,6 +64,50 @@ async def test_a_re_import_with_one_changed_row_writes_that_row_only(client, db,
                                                                              "changed@example.com"],
                                    "about": ["Likes tea", "Likes coffee"]}
     assert items[0]["by"] is None
+
+
+async def test_a_re_import_puts_back_what_any_other_writer_changed(client, db, tmp_path):
+    """An unchanged line is known by its digest (sql/023_*) only while no one else wrote the row:
+    a hand edit (then released), an UPDATE from psql and an undo each make the next import compare."""
+    lines = [HEADER] + [row(i, f"W{i}", f"N{i}") for i in range(1, 6)]
+    first = await import_file(client.app, write_csv(tmp_path / "a.csv", lines))
+    assert first["inserted"] == 5
+    w1 = await db.value("SELECT id FROM customers WHERE customer_id = 'W1'")
+    resp = await client.patch(f"/customers/{w1}", json={"city": "Bergen"})
+    assert resp.status == 200, await resp.text()
+    resp = await client.post(f"/customers/{w1}/release")
+    assert resp.status == 200, await resp.text()
+    await db.all("UPDATE customers SET company = 'Other Ltd' WHERE customer_id = 'W2'")
+    lines[3] = row(3, "W3", "Changed")
+    second = await import_file(client.app, write_csv(tmp_path / "b.csv", lines))
+    assert (second["updated"], second["unchanged"]) == (3, 2), second
+    assert await db.all("SELECT customer_id, city, company, first_name FROM customers "
+                        "WHERE customer_id IN ('W1', 'W2', 'W3') ORDER BY 1") == [
+        ("W1", "Oslo", "Acme", "N1"), ("W2", "Oslo", "Acme", "N2"), ("W3", "Oslo", "Acme", "Changed")]
+
+    resp = await client.post(f"/import/jobs/{second['id']}/undo")
+    assert resp.status == 202, await resp.text()
+    undo = await wait_for_status(client.app, (await resp.json())["id"], TERMINAL)
+    assert (undo["status"], undo["updated"]) == ("completed", 3), undo
+    assert await db.value("SELECT first_name FROM customers WHERE customer_id = 'W3'") == "N3"
+    third = await import_file(client.app, write_csv(tmp_path / "c.csv", lines))
+    assert (third["updated"], third["unchanged"]) == (3, 2), third
+    assert await db.value("SELECT first_name FROM customers WHERE customer_id = 'W3'") == "Changed"
+
+
+async def test_a_file_without_a_column_leaves_no_digest_a_whole_line_could_match(client, db, tmp_path):
+    """A line of a file without Email that is byte for byte a whole file's line with an empty
+    Email still changes the row: the first left the stored email, the second clears it."""
+    await import_file(client.app, write_csv(tmp_path / "a.csv", [HEADER, row(1, "E1", "Ann")]))
+    narrow = "Customer Id,First Name,Last Name,Company,City,Country,Phone 1,Phone 2,Subscription Date,Website,About Customer"
+    values = "E1,Bea,Lee,Acme,Oslo,Norway,+47 1234,,2021-05-06,https://example.com,Likes tea"
+    job = await import_file(client.app, write_csv(tmp_path / "b.csv", [narrow, values]))
+    assert job["updated"] == 1, job
+    assert await db.one("SELECT first_name, email FROM customers") == ("Bea", "ann@example.com")
+    whole = narrow.replace("Phone 2,", "Phone 2,Email,")
+    job = await import_file(client.app, write_csv(tmp_path / "c.csv", [whole, values.replace("+47 1234,,", "+47 1234,,,")]))
+    assert (job["updated"], job["unchanged"]) == (1, 0), job
+    assert await db.one("SELECT first_name, email FROM customers") == ("Bea", None)
 
 
 async def test_a_dry_run_counts_unchanged_rows_too(client, db, tmp_path):

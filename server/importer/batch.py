@@ -23,6 +23,9 @@ class Batch:
     # change nothing, so they count as unchanged, as they would in batches of their own.
     same_repeats: dict[str, int] = dataclasses.field(default_factory=dict)
     start_line: int = 0            # physical line number at start_offset
+    # Per id: a 64-bit hash of its line without the job's id, parallel to ids
+    # (customers.import_digest, sql/023_*): equal digests, equal values.
+    digests: list[int] = dataclasses.field(default_factory=list)
 
     @property
     def accepted(self) -> int:

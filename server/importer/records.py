@@ -20,6 +20,7 @@ The rules (docs/parsing.md says why):
 from __future__ import annotations
 
 import csv
+import hashlib
 import operator
 from collections import deque
 from collections.abc import Callable
@@ -158,7 +159,7 @@ class BatchBuilder:
             repeats=self.repeats, rejects=self.rejects, recent=self._recent_rows(),
             line_nos=[self.line_of[customer_id] for customer_id in self.by_id],
             same_repeats=self.same_repeats, accepted_lines=self.accepted_lines, blank_lines=self.blank_lines,
-            start_line=self.start_line,
+            start_line=self.start_line, digests=digests(self.by_id.values(), len(self.job_id)),
         )
 
     def reject_long_line(self, head: bytes, length: int) -> None:
@@ -378,6 +379,13 @@ def _transcoded_lines(data: bytes, codec: str) -> tuple[list[bytes], list[int]]:
         found = _lines(data)
     pieces = [piece.decode(codec, "surrogateescape").encode("utf-8", "surrogateescape") for piece in found]
     return pieces, [len(piece) for piece in found]
+
+
+def digests(lines, job_id_length: int) -> list[int]:
+    """customers.import_digest of each COPY line: its values, without the job's id that ends it."""
+    tail = job_id_length + 2  # "\t<job id>\n"
+    return [int.from_bytes(hashlib.blake2b(memoryview(line)[:-tail], digest_size=8).digest(), "big", signed=True)
+            for line in lines]
 
 
 def unguard(value: str) -> str:

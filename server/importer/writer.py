@@ -25,6 +25,7 @@ import psycopg2.errors
 from psycopg2.extras import execute_values
 
 from ..sqlfiles import queries
+from .header import CUSTOMER_COLUMNS
 from .parse import Batch
 
 SQL = queries("import_writer")
@@ -100,31 +101,36 @@ def _write(conn, job_id: int, worker: str, batch: Batch, present, reject_limit: 
     counts = {"inserted": 0, "updated": 0, "unchanged": 0, "skipped_manual": 0}
     skipped_ids: set[str] = set()
     with conn.cursor() as cur:
-        existing: set[str] = set()
+        # Customer Id -> the digest of the line that wrote it (None: unknown, compare in full).
+        existing: dict[str, int | None] = {}
         if existing_from == "stage":
-            existing = set(batch.ids)
+            existing = dict.fromkeys(batch.ids)
         elif existing_from == "look" and batch.ids:
             cur.execute(SQL["existing_ids"], {"ids": batch.ids})
-            existing = {row[0] for row in cur.fetchall()}
-        rows = list(zip(batch.ids, batch.lines, batch.line_nos))
+            existing = dict(cur.fetchall())
+        rows = list(zip(batch.ids, batch.lines, batch.line_nos, batch.digests))
         new = [row for row in rows if row[0] not in existing]
-        old = [row for row in rows if row[0] in existing]
+        # The same digest: the same values, so nothing to write, lock or compare.
+        old = [row for row in rows if row[0] in existing and existing[row[0]] != row[3]]
+        counts["unchanged"] += len(rows) - len(new) - len(old)
         if new:
             cur.execute(SQL["new_ids"], {"n": len(new)})
             ids = [row[0] for row in cur.fetchall()]
-            copied = io.BytesIO(b"".join(b"%d\t%b\t%d\n" % (id_, line[:-1], line_no)
-                                         for id_, (_, line, line_no) in zip(ids, new)))
+            copied = io.BytesIO(b"".join(b"%d\t%b\t%d\t%d\n" % (id_, line[:-1], line_no, digest)
+                                         for id_, (_, line, line_no, digest) in zip(ids, new)))
             cur.copy_expert(SQL["copy_customers"], copied, size=COPY_BUFFER)
             cur.execute(SQL["search_add"], {"ids": ids})
             cur.execute(SQL["history_inserted"], {"job_id": job_id, "ids": ids,
-                                                  "lines": [line_no for _, _, line_no in new]})
+                                                  "lines": [row[2] for row in new]})
             counts["inserted"] += len(new)
         if old:
-            cur.copy_expert(SQL["copy_stage"], payload([line for _, line, _ in old]), size=COPY_BUFFER)
-            keys = {"job_id": job_id, "ids": [cid for cid, _, _ in old], "lines": [n for _, _, n in old]}
+            cur.copy_expert(SQL["copy_stage"], payload([row[1] for row in old]), size=COPY_BUFFER)
+            keys = {"job_id": job_id, "ids": [row[0] for row in old], "lines": [row[2] for row in old],
+                    "digests": [row[3] for row in old]}
             cur.execute(SQL["insert_from_stage"], keys)
             added = cur.fetchone()[0]
-            cur.execute(SQL["update_from_stage"], {**keys, "present": list(present)})
+            cur.execute(SQL["update_from_stage"], {**keys, "present": list(present),
+                                                   "whole": set(CUSTOMER_COLUMNS) <= set(present)})
             updated, skipped = cur.fetchone()
             skipped_ids = set(skipped)
             counts["inserted"] += added

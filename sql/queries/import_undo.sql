@@ -111,6 +111,7 @@ WITH slice AS (
         website = CASE WHEN b.old ? 'website' THEN b.old ->> 'website' ELSE c.website END,
         about = CASE WHEN b.old ? 'about' THEN b.old ->> 'about' ELSE c.about END,
         import_job_id = %(job_id)s,
+        import_digest = NULL,  -- no line of a file made these values (sql/023_*)
         updated_at = now()
     FROM before b
     WHERE NOT %(dry_run)s AND c.id = b.id AND c.updated_manually_at IS NULL

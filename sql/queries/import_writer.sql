@@ -45,11 +45,14 @@ SELECT set_config('maintenance_work_mem', %(kilobytes)s || 'kB', true)
 CREATE INDEX IF NOT EXISTS customer_search_trgm ON customer_search USING gin (doc gin_trgm_ops)
 
 -- name: existing_ids
-SELECT customer_id FROM customers WHERE customer_id = ANY(%(ids)s)
+-- With the digest of the line that wrote each (sql/023_*): a row whose digest
+-- equals its line's in this batch is unchanged, and goes no further.
+SELECT customer_id, import_digest FROM customers WHERE customer_id = ANY(%(ids)s)
 
 -- name: copy_customers
 COPY customers (id, customer_id, first_name, last_name, company, city, country,
-                phone_1, phone_2, email, subscription_date, website, about, import_job_id, import_line)
+                phone_1, phone_2, email, subscription_date, website, about, import_job_id, import_line,
+                import_digest)
 FROM STDIN
 
 -- name: create_stage
@@ -77,12 +80,13 @@ SELECT id, 'insert', %(job_id)s, line_no FROM unnest(%(ids)s::bigint[], %(lines)
 -- look-up, or all of them when the batch goes this way): inserted, with their
 -- search rows and history. One that appears meanwhile is left to the update.
 WITH batch AS (
-    SELECT * FROM unnest(%(ids)s::text[], %(lines)s::bigint[]) AS b (customer_id, line_no)
+    SELECT * FROM unnest(%(ids)s::text[], %(lines)s::bigint[], %(digests)s::bigint[])
+                  AS b (customer_id, line_no, digest)
 ), added AS (
     INSERT INTO customers AS c (customer_id, first_name, last_name, company, city, country,
                                 phone_1, phone_2, email, subscription_date, website, about,
-                                import_job_id, import_line)
-    SELECT s.*, b.line_no FROM import_stage s JOIN batch b ON b.customer_id = s.customer_id
+                                import_job_id, import_line, import_digest)
+    SELECT s.*, b.line_no, b.digest FROM import_stage s JOIN batch b ON b.customer_id = s.customer_id
     WHERE NOT EXISTS (SELECT 1 FROM customers o WHERE o.customer_id = s.customer_id)
     ON CONFLICT (customer_id) DO NOTHING
     RETURNING id, customer_id, customer_search_doc(first_name, last_name, email, company, city, country) AS doc
@@ -104,11 +108,12 @@ SELECT count(*) FROM added
 -- keeps that line's values, and this occurrence counts as updated if its
 -- values differ from them, else as unchanged.
 WITH batch AS (
-    SELECT * FROM unnest(%(ids)s::text[], %(lines)s::bigint[]) AS b (customer_id, line_no)
+    SELECT * FROM unnest(%(ids)s::text[], %(lines)s::bigint[], %(digests)s::bigint[])
+                  AS b (customer_id, line_no, digest)
 ), found AS (
     SELECT o.id, s.customer_id, o.updated_manually_at IS NOT NULL AS manual, d.differs,
            coalesce(o.import_job_id = %(job_id)s AND o.import_line > b.line_no, false) AS superseded,
-           b.line_no,
+           b.line_no, b.digest,
            -- Before-images only for what changes: an unchanged row costs no JSON.
            CASE WHEN d.differs AND o.updated_manually_at IS NULL
                 THEN customer_changes(to_jsonb(o), to_jsonb(o) || (
@@ -129,7 +134,7 @@ WITH batch AS (
         OR ('website' = ANY(%(present)s) AND s.website IS DISTINCT FROM o.website)
         OR ('about' = ANY(%(present)s) AND s.about IS DISTINCT FROM o.about) AS differs) AS d
 ), changed AS (
-    SELECT f.id, f.changes, f.line_no, s.* FROM found f JOIN import_stage s USING (customer_id)
+    SELECT f.id, f.changes, f.line_no, f.digest, s.* FROM found f JOIN import_stage s USING (customer_id)
     WHERE f.differs AND NOT f.manual AND NOT f.superseded
 ), written AS (
     UPDATE customers c SET
@@ -147,6 +152,8 @@ WITH batch AS (
         about = CASE WHEN 'about' = ANY(%(present)s) THEN d.about ELSE c.about END,
         import_job_id = d.import_job_id,
         import_line = d.line_no,
+        -- The line's digest is the row's only when the line holds every column.
+        import_digest = CASE WHEN %(whole)s THEN d.digest END,
         updated_at = now()
     FROM changed d
     -- The ids as an array as well: the planner takes `changed` for far more rows
