@@ -33,7 +33,7 @@ def messy_file(tmp_path):
 
 
 async def _reset(db) -> None:
-    await db.all("TRUNCATE customers, import_jobs, import_ranges, import_rejects")
+    await db.all("TRUNCATE customers, import_jobs, import_ranges, import_seen, import_rejects")
     await db.all("INSERT INTO customers (customer_id, first_name, updated_manually_at) "
                  "VALUES ('HAND-EDITED', 'ByHand', now())")
 

@@ -231,7 +231,7 @@ async def test_a_gzip_import_killed_mid_way_resumes_to_the_clean_result(db, db_u
     clean_rejects = await db.all(REJECTS)
     assert len(clean_rejects) == 3
     clean_job = await db.value(LAST_JOB)
-    await db.all("TRUNCATE customers, import_jobs, import_ranges, import_rejects")
+    await db.all("TRUNCATE customers, import_jobs, import_ranges, import_seen, import_rejects")
 
     proc = cli("import", str(packed), "--no-progress", env=env)
     job = await kill_past(db, proc, 30)

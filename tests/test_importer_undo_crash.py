@@ -28,7 +28,7 @@ def _files(tmp_path):
 
 async def _set_the_stage(db, env, base, later) -> int:
     """Both files imported, one customer edited by hand since; the id of the job to undo."""
-    await db.all("TRUNCATE customers, import_jobs, import_ranges, import_rejects, customer_history")
+    await db.all("TRUNCATE customers, import_jobs, import_ranges, import_seen, import_rejects, customer_history")
     for path in (base, later):
         proc = cli("import", str(path), "--no-progress", env=env)
         _, err = proc.communicate(timeout=240)

@@ -43,10 +43,14 @@ class CheckpointMoved(Exception):
     """The range's checkpoint is not where this batch started: someone else wrote it."""
 
 
+class LaterLineClash(Exception):
+    """Another pipeline's batch and this one met on a customer: the later line must win, so this batch goes again."""
+
+
 # Another pipeline writing the same customer at the same time: the batch again, all
 # through the stage (its ON CONFLICT and line check take either order in stride).
 _CLASHES = (psycopg2.errors.UniqueViolation, psycopg2.errors.DeadlockDetected,
-            psycopg2.errors.SerializationFailure)
+            psycopg2.errors.SerializationFailure, LaterLineClash)
 CLASH_ATTEMPTS = 5
 
 
@@ -101,17 +105,26 @@ def _write(conn, job_id: int, worker: str, batch: Batch, present, reject_limit: 
     counts = {"inserted": 0, "updated": 0, "unchanged": 0, "skipped_manual": 0}
     skipped_ids: set[str] = set()
     with conn.cursor() as cur:
-        # Customer Id -> the digest of the line that wrote it (None: unknown, compare in full).
-        existing: dict[str, int | None] = {}
+        cur.execute(SQL["earlier_range_open"], {"job_id": job_id, "range_start": range_start})
+        later = _LaterLines(job_id, range_start, batch.start_offset, earlier_open=cur.fetchone()[0])
+        # Customer Id -> the digest of the line that wrote it (None: unknown, compare in
+        # full) and the row's version then.
+        existing: dict[str, tuple[int | None, str | None]] = {}
         if existing_from == "stage":
-            existing = dict.fromkeys(batch.ids)
+            existing = dict.fromkeys(batch.ids, (None, None))
         elif existing_from == "look" and batch.ids:
             cur.execute(SQL["existing_ids"], {"ids": batch.ids})
-            existing = dict(cur.fetchall())
+            existing = {cid: (digest, version) for cid, digest, version in cur.fetchall()}
         rows = list(zip(batch.ids, batch.lines, batch.line_nos, batch.digests))
         new = [row for row in rows if row[0] not in existing]
-        # The same digest: the same values, so nothing to write, lock or compare.
-        old = [row for row in rows if row[0] in existing and existing[row[0]] != row[3]]
+        old = []
+        for row in rows:
+            if row[0] in existing:
+                digest, version = existing[row[0]]
+                if digest == row[3]:  # the same values: nothing to write, lock or compare
+                    later.left(row[0], row[2], version)
+                else:
+                    old.append(row)
         counts["unchanged"] += len(rows) - len(new) - len(old)
         if new:
             cur.execute(SQL["new_ids"], {"n": len(new)})
@@ -125,14 +138,17 @@ def _write(conn, job_id: int, worker: str, batch: Batch, present, reject_limit: 
             counts["inserted"] += len(new)
         if old:
             cur.copy_expert(SQL["copy_stage"], payload([row[1] for row in old]), size=COPY_BUFFER)
-            keys = {"job_id": job_id, "ids": [row[0] for row in old], "lines": [row[2] for row in old],
-                    "digests": [row[3] for row in old]}
+            old_ids, old_lines = [row[0] for row in old], [row[2] for row in old]
+            keys = {"job_id": job_id, "ids": old_ids, "lines": old_lines, "digests": [row[3] for row in old]}
             cur.execute(SQL["insert_from_stage"], keys)
             added = cur.fetchone()[0]
-            cur.execute(SQL["update_from_stage"], {**keys, "present": list(present),
+            cur.execute(SQL["update_from_stage"], {**keys, "present": list(present), "range_start": range_start,
                                                    "whole": set(CUSTOMER_COLUMNS) <= set(present)})
-            updated, skipped = cur.fetchone()
+            updated, skipped, left_ids, left_lines, left_versions = cur.fetchone()
             skipped_ids = set(skipped)
+            later.wrote(set(old_ids) - set(left_ids), dict(zip(old_ids, old_lines)))
+            for left in zip(left_ids, left_lines, left_versions):
+                later.left(*left)
             counts["inserted"] += added
             counts["updated"] += updated
             counts["skipped_manual"] += len(skipped_ids)
@@ -147,18 +163,62 @@ def _write(conn, job_id: int, worker: str, batch: Batch, present, reject_limit: 
                 counts["unchanged"] += same
                 counts["updated"] += extra - same
         return checkpoint_batch(conn, cur, job_id, worker, batch, counts, reject_limit, build_kilobytes,
-                                range_start=range_start)
+                                at_lock=later.check, range_start=range_start)
+
+
+class _LaterLines:
+    """What keeps the last line of the file winning when pipelines write customers out of order.
+
+    A batch leaves some customers as they were (their lines change nothing) and
+    so leaves no mark on them. Under the job's lock, before the checkpoint, it
+    goes again when a batch of an earlier line wrote one of them since its
+    look-up, or when a later range noted one it wrote (import_seen, sql/024_*);
+    and while a range before its own is still being read, it notes them itself.
+    """
+
+    def __init__(self, job_id: int, range_start: int, batch_start: int, *, earlier_open: bool):
+        self.keys = {"job_id": job_id, "range_start": range_start, "batch_start": batch_start}
+        self.earlier_open = earlier_open
+        self.left_ids: list[str] = []
+        self.left_lines: list[int] = []
+        self.left_versions: list[str | None] = []
+        self.wrote_ids: list[str] = []
+        self.wrote_lines: list[int] = []
+
+    def left(self, customer_id: str, line: int, version: str | None) -> None:
+        self.left_ids.append(customer_id)
+        self.left_lines.append(line)
+        self.left_versions.append(version)
+
+    def wrote(self, ids: set[str], lines: dict[str, int]) -> None:
+        self.wrote_ids += ids
+        self.wrote_lines += [lines[cid] for cid in ids]
+
+    def check(self, cur) -> None:
+        """Under the job's lock: raise LaterLineClash, or note what this batch left as it was."""
+        if self.wrote_ids:
+            cur.execute(SQL["seen_at_later_line"], {**self.keys, "ids": self.wrote_ids, "lines": self.wrote_lines})
+            if cur.fetchone()[0]:
+                raise LaterLineClash
+        if self.earlier_open and self.left_ids:
+            left = {**self.keys, "ids": self.left_ids, "lines": self.left_lines}
+            cur.execute(SQL["written_by_earlier_line"], {**left, "versions": self.left_versions})
+            if cur.fetchone()[0]:
+                raise LaterLineClash
+            cur.execute(SQL["note_seen"], left)
 
 
 def checkpoint_batch(conn, cur, job_id: int, worker: str, batch: Batch, counts: dict[str, int],
                      reject_limit: int, build_kilobytes: int | None,
-                     at_end: Callable[[Any], None] | None = None, *, range_start: int) -> Written:
+                     at_end: Callable[[Any], None] | None = None, *, range_start: int,
+                     at_lock: Callable[[Any], None] | None = None) -> Written:
     """The batch's rejects, counters and its range's checkpoint, then the commit of its transaction.
 
-    The batch that ends the job's last open range ends the job: it builds the
-    trigram index if it is missing, unless `build_kilobytes` is None (a dry run,
-    which leaves the index as it is), and runs `at_end` on its cursor, before
-    the job's end commits.
+    `at_lock` runs on the cursor once the job's row is taken (the checkpoints go
+    one at a time from there). The batch that ends the job's last open range
+    ends the job: it builds the trigram index if it is missing, unless
+    `build_kilobytes` is None (a dry run, which leaves the index as it is), and
+    runs `at_end` on its cursor, before the job's end commits.
     """
     # Before the job's row is taken: a wait here must not hold up a pause or cancel.
     if batch.rejects:
@@ -177,6 +237,8 @@ def checkpoint_batch(conn, cur, job_id: int, worker: str, batch: Batch, counts: 
                 build_search_index(conn, build_kilobytes)
             return Written(status=row[0], job=row[1])
         raise CheckpointMoved(f"job {job_id} is gone")
+    if at_lock is not None:
+        at_lock(cur)
     keys = {"job_id": job_id, "worker": worker, "range_start": range_start,
             "start_offset": batch.start_offset, "end_offset": batch.end_offset,
             "start_line": batch.start_line, "end_line": batch.end_line, "eof": batch.eof}
@@ -186,6 +248,8 @@ def checkpoint_batch(conn, cur, job_id: int, worker: str, batch: Batch, counts: 
         conn.rollback()
         raise CheckpointMoved(f"job {job_id}: its range at byte {range_start} is no longer at byte "
                               f"{batch.start_offset}")
+    if batch.eof:  # a range done: notes that no range before theirs can use go (sql/024_*)
+        cur.execute(SQL["forget_seen"], {"job_id": job_id})
     cur.execute(SQL["checkpoint"], {
         **keys, "eof": ended[0], "rejected": len(batch.rejects), "recent": json.dumps(batch.recent),
         "reject_limit": reject_limit, **counts,

@@ -47,7 +47,8 @@ CREATE INDEX IF NOT EXISTS customer_search_trgm ON customer_search USING gin (do
 -- name: existing_ids
 -- With the digest of the line that wrote each (sql/023_*): a row whose digest
 -- equals its line's in this batch is unchanged, and goes no further.
-SELECT customer_id, import_digest FROM customers WHERE customer_id = ANY(%(ids)s)
+-- Its version (xmin) too: the look-up is what a row left as it is was judged by.
+SELECT customer_id, import_digest, xmin::text FROM customers WHERE customer_id = ANY(%(ids)s)
 
 -- name: copy_customers
 COPY customers (id, customer_id, first_name, last_name, company, city, country,
@@ -110,10 +111,17 @@ SELECT count(*) FROM added
 WITH batch AS (
     SELECT * FROM unnest(%(ids)s::text[], %(lines)s::bigint[], %(digests)s::bigint[])
                   AS b (customer_id, line_no, digest)
+), seen AS (
+    -- Later lines of these customers that a later range read and left as they were.
+    SELECT x.customer_id, max(x.line_no) AS line_no
+    FROM import_seen u CROSS JOIN unnest(u.customer_ids, u.lines) AS x (customer_id, line_no)
+    WHERE u.job_id = %(job_id)s AND u.range_start > %(range_start)s AND x.customer_id = ANY(%(ids)s)
+    GROUP BY x.customer_id
 ), found AS (
     SELECT o.id, s.customer_id, o.updated_manually_at IS NOT NULL AS manual, d.differs,
-           coalesce(o.import_job_id = %(job_id)s AND o.import_line > b.line_no, false) AS superseded,
-           b.line_no, b.digest,
+           coalesce(o.import_job_id = %(job_id)s AND o.import_line > b.line_no, false)
+               OR coalesce(seen.line_no > b.line_no, false) AS superseded,
+           b.line_no, b.digest, o.xmin::text AS version,
            -- Before-images only for what changes: an unchanged row costs no JSON.
            CASE WHEN d.differs AND o.updated_manually_at IS NULL
                 THEN customer_changes(to_jsonb(o), to_jsonb(o) || (
@@ -121,6 +129,7 @@ WITH batch AS (
                          WHERE key = ANY(%(present)s))) END AS changes
     FROM import_stage s JOIN customers o ON o.customer_id = s.customer_id
     JOIN batch b ON b.customer_id = s.customer_id
+    LEFT JOIN seen ON seen.customer_id = s.customer_id
     CROSS JOIN LATERAL (SELECT
            ('first_name' = ANY(%(present)s) AND s.first_name IS DISTINCT FROM o.first_name)
         OR ('last_name' = ANY(%(present)s) AND s.last_name IS DISTINCT FROM o.last_name)
@@ -180,7 +189,48 @@ WITH batch AS (
 )
 SELECT (SELECT count(*) FROM written) + (SELECT count(*) FROM found WHERE superseded AND differs AND NOT manual),
        (SELECT coalesce(array_agg(customer_id), '{}') FROM found
-        WHERE manual OR (differs AND NOT superseded AND id NOT IN (SELECT id FROM written)))
+        WHERE manual OR (differs AND NOT superseded AND id NOT IN (SELECT id FROM written))),
+       -- The customers read and left as they were, with their lines and versions.
+       (SELECT coalesce(array_agg(customer_id ORDER BY id), '{}') FROM found WHERE id NOT IN (SELECT id FROM written)),
+       (SELECT coalesce(array_agg(line_no ORDER BY id), '{}') FROM found WHERE id NOT IN (SELECT id FROM written)),
+       (SELECT coalesce(array_agg(version ORDER BY id), '{}') FROM found WHERE id NOT IN (SELECT id FROM written))
+
+-- name: earlier_range_open
+-- Whether a range before this one is still being read: its batches may yet
+-- write a customer this batch reads (import_seen, sql/024_*).
+SELECT EXISTS (SELECT 1 FROM import_ranges
+               WHERE job_id = %(job_id)s AND start_offset < %(range_start)s AND NOT done)
+
+-- name: written_by_earlier_line
+-- After the job's lock: a customer this batch left as it was, written since
+-- its look-up (its version moved) from an earlier line of the file. The batch
+-- goes again, and judges it by what is stored now.
+SELECT EXISTS (SELECT 1 FROM unnest(%(ids)s::text[], %(lines)s::bigint[], %(versions)s::text[])
+                                 AS b (customer_id, line_no, version)
+               JOIN customers c ON c.customer_id = b.customer_id
+               WHERE c.import_job_id = %(job_id)s AND c.import_line < b.line_no AND c.xmin::text <> b.version)
+
+-- name: seen_at_later_line
+-- After the job's lock: a customer this batch wrote that a later range read
+-- at a later line and left as it was. The batch goes again, and leaves it.
+SELECT EXISTS (SELECT 1 FROM import_seen u
+               CROSS JOIN unnest(u.customer_ids, u.lines) AS x (customer_id, line_no)
+               JOIN unnest(%(ids)s::text[], %(lines)s::bigint[]) AS w (customer_id, line_no)
+                 ON w.customer_id = x.customer_id AND x.line_no > w.line_no
+               WHERE u.job_id = %(job_id)s AND u.range_start > %(range_start)s)
+
+-- name: note_seen
+INSERT INTO import_seen (job_id, range_start, batch_start, customer_ids, lines)
+VALUES (%(job_id)s, %(range_start)s, %(batch_start)s, %(ids)s, %(lines)s)
+ON CONFLICT (job_id, range_start, batch_start)
+DO UPDATE SET customer_ids = excluded.customer_ids, lines = excluded.lines
+
+-- name: forget_seen
+-- Notes no earlier range needs any more: every range before theirs is done.
+DELETE FROM import_seen s
+WHERE s.job_id = %(job_id)s
+  AND NOT EXISTS (SELECT 1 FROM import_ranges r
+                  WHERE r.job_id = %(job_id)s AND NOT r.done AND r.start_offset < s.range_start)
 
 -- name: insert_rejects
 INSERT INTO import_rejects (job_id, line_no, byte_offset, reason, raw)
