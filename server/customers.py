@@ -22,7 +22,7 @@ from aiohttp import web
 
 from .fields import CUSTOMER_FIELDS, EDITABLE
 from .errors import Conflict, DomainError, NotFound
-from .keys import pool_key
+from .keys import pool_key, warming_key
 from .sqlfiles import queries
 from .tasks import cancel_and_wait
 
@@ -389,7 +389,15 @@ async def export_rows(pool: aiopg.Pool, q: str | None = None,
         after = rows[page_size - 1][0] if len(rows) > page_size else searched_to
 
 
-async def warm(pool: aiopg.Pool) -> int:
+@dataclass
+class Warming:
+    """How far the start-up read of search's relations has got (GET /metrics shows it)."""
+    running: bool = True
+    bytes_read: int = 0
+    seconds: float | None = None  # once it ended
+
+
+async def warm(pool: aiopg.Pool, warming: Warming | None = None) -> int:
     """Read search's relations into memory (pg_prewarm), most used first; the bytes read.
 
     Right after PostgreSQL or the service starts, the first searches would
@@ -397,34 +405,37 @@ async def warm(pool: aiopg.Pool) -> int:
     10,000,000 customers). What fits in nine tenths of shared_buffers goes
     there, the rest into the OS cache only. Nothing without pg_prewarm.
     """
+    warming = warming or Warming()
     async with pool.acquire() as conn, conn.cursor() as cur:
         await cur.execute(SQL["warm_plan"])
         plan = await cur.fetchall()
         room = plan[0][2] * 9 // 10 if plan else 0
-        done = 0
         for name, size, _, available in plan:
             if not available:
                 return 0
             await cur.execute(SQL["warm"], {"name": name, "mode": "buffer" if size <= room else "read"})
             room -= size if size <= room else 0
-            done += size
-        return done
+            warming.bytes_read += size
+        return warming.bytes_read
 
 
-async def _warm_once(pool: aiopg.Pool) -> None:
+async def _warm_once(pool: aiopg.Pool, warming: Warming) -> None:
     started = time.monotonic()
     try:
-        done = await warm(pool)
+        done = await warm(pool, warming)
     except (psycopg2.Error, OSError, asyncio.TimeoutError):
         log.warning("could not read the search's relations into memory; searches warm as they go", exc_info=True)
         return
+    finally:
+        warming.running, warming.seconds = False, time.monotonic() - started
     if done:
-        log.info("search relations read into memory: %d MB in %.1f s", done // 2**20, time.monotonic() - started)
+        log.info("search relations read into memory: %d MB in %.1f s", done // 2**20, warming.seconds)
 
 
 async def warming_ctx(app: web.Application) -> AsyncIterator[None]:
     """warm() in the background while the service starts answering: owned by the app, cancelled at cleanup."""
-    task = asyncio.create_task(_warm_once(app[pool_key]), name="search-warming")
+    warming = app[warming_key] = Warming()
+    task = asyncio.create_task(_warm_once(app[pool_key], warming), name="search-warming")
     yield
     with contextlib.suppress(Exception):
         await cancel_and_wait(task)

@@ -12,6 +12,7 @@ from .capacity import Slots
 
 if TYPE_CHECKING:
     from .auth.cache import AccessCache
+    from .customers import Warming
     from .events import EventHub
     from .importer.runner import JobRunner
     from .lag import LoopLag
@@ -31,3 +32,4 @@ exports_key = web.AppKey("exports", Slots)    # CSV downloads in progress
 metrics_key: web.AppKey["Metrics"] = web.AppKey("metrics")  # this app's Prometheus registry
 access_cache_key: web.AppKey["AccessCache"] = web.AppKey("access_cache")  # tokens and sessions seen lately
 reads_key: web.AppKey["Reads"] = web.AppKey("reads")  # the read standby (DATABASE_READ_URL), when named
+warming_key: web.AppKey["Warming"] = web.AppKey("warming")  # search's relations read into memory at start

@@ -17,7 +17,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from .importer.batch import Batch
-from .keys import events_key, lag_key, metrics_key, pool_key, reads_key, uploads_key
+from .keys import events_key, lag_key, metrics_key, pool_key, reads_key, uploads_key, warming_key
 from .replica import Reads
 
 # A batch is 8 MB by default and commits in tens of milliseconds to seconds.
@@ -84,6 +84,13 @@ class _AppState(Collector):
         reads = app.get(reads_key)
         if reads is not None:
             yield from _standby_figures(reads)
+        warming = app.get(warming_key)
+        if warming is not None:
+            yield _gauge("csv_import_search_warming",
+                         "1 while the service reads search's relations into memory after its start, else 0",
+                         int(warming.running))
+            yield _gauge("csv_import_search_warmed_bytes", "Bytes of search's relations read into memory at start",
+                         warming.bytes_read)
         lag = app.get(lag_key)
         if lag is not None:
             family = GaugeMetricFamily("csv_import_event_loop_lag_seconds",

@@ -5,7 +5,6 @@ import dataclasses
 import psycopg2
 import pytest
 
-from server.importer import jobs
 from server.importer.parse import parse_batch, read_header
 from server.importer.ranges import count_lines, plan_cuts
 from server.importer.writer import prepare_session, write_batch
