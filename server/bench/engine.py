@@ -59,7 +59,7 @@ def run_engine_bench(config: Config, *, backfill_rows: int) -> int:
         result = _import(_fresh_database(server_url), path, {"REJECT_LIMIT": limit})
         print(f"  {title}: {result['seconds']:.1f} s, {result['job']['status']}, "
               f"{result['job']['rejected']:,} rejected; loop lag p50 / p99 "
-              f"{result['lag']['p50']} / {result['lag']['p99']} ms; peak RSS main / with parse worker "
+              f"{result['lag']['p50']} / {result['lag']['p99']} ms; peak MB main RSS / PSS with parse worker "
               f"{result['rss_mb'][0]:.0f} / {result['rss_mb'][1]:.0f} MB")
 
     if backfill_rows:
