@@ -55,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
                        help="the import engine's figures: stray quotes, tiny bad rows, search backfill")
     bench.add_argument("--backfill-rows", type=int, default=10_000_000,
                        help="customers for the search-table backfill figure of --engine (0: skip it)")
+    bench.add_argument("--imports-only", action="store_true",
+                       help="only the imports side by side: the \\copy baselines, 1 and N workers, pinned to cores")
     bench.add_argument("--api-only", action="store_true",
                        help="only the customers API's pages and search, on the bench database as it is "
                             "(our import loads the file first only if it holds no customer)")
@@ -127,7 +129,10 @@ def main(argv: list[str] | None = None) -> int:
 
             return run_engine_bench(config, backfill_rows=args.backfill_rows)
         from .bench import run_api_bench, run_bench
+        from .bench.runner import run_import_bench
 
+        if args.imports_only:
+            return run_import_bench(config, args.rows or 2_000_000, about_bytes=args.about_bytes)
         if args.api_only:
             return run_api_bench(config, args.rows or 2_000_000, about_bytes=args.about_bytes)
         if args.ten_gb:

@@ -104,7 +104,7 @@ def run_api_bench(config: Config, rows: int, *, about_bytes: int = 1000) -> int:
         print(f"generating {csv_path} ...", file=sys.stderr)
         generate(csv_path, rows, seed=1, about_bytes=about_bytes)
     server_url = asyncio.run(resolve_database_url(config))
-    db_url = _kept_database(server_url)
+    db_url = _kept_database(server_url, f"{BENCH_DB}_{rows}")
     started = time.perf_counter()
     applied = asyncio.run(migrate_database(db_url))
     if applied:
@@ -130,14 +130,15 @@ def _print_rss_marks(run: dict) -> None:
                       for mark in MARKS))
 
 
-def _kept_database(server_url: str) -> str:
-    """The bench database as it is, created if missing."""
+def _kept_database(server_url: str, name: str) -> str:
+    """A kept bench database as it is, created if missing: one per size, apart from the full bench's
+    `csvimp_bench`, which every full run makes afresh (a 10 M table takes minutes to load again)."""
     import psycopg2
 
     with contextlib.closing(psycopg2.connect(server_url)) as conn, conn.cursor() as cur:
-        cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (BENCH_DB,))
+        cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
         exists = cur.fetchone() is not None
-    return with_database(server_url, BENCH_DB) if exists else recreate_database(server_url, BENCH_DB)
+    return with_database(server_url, name) if exists else recreate_database(server_url, name)
 
 
 def _customer_count(db_url: str) -> int:
