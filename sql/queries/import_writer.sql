@@ -188,12 +188,23 @@ WITH batch AS (
     FROM written w JOIN changed d ON d.id = w.id
 )
 SELECT (SELECT count(*) FROM written) + (SELECT count(*) FROM found WHERE superseded AND differs AND NOT manual),
+       -- Left alone: edited by hand, or (the writer checks) deleted since the read.
        (SELECT coalesce(array_agg(customer_id), '{}') FROM found
         WHERE manual OR (differs AND NOT superseded AND id NOT IN (SELECT id FROM written))),
+       -- The staged customers found: fewer than were staged when one was deleted
+       -- after insert_from_stage looked (the writer sends the batch again).
+       (SELECT count(*) FROM found),
        -- The customers read and left as they were, with their lines and versions.
        (SELECT coalesce(array_agg(customer_id ORDER BY id), '{}') FROM found WHERE id NOT IN (SELECT id FROM written)),
        (SELECT coalesce(array_agg(line_no ORDER BY id), '{}') FROM found WHERE id NOT IN (SELECT id FROM written)),
        (SELECT coalesce(array_agg(version ORDER BY id), '{}') FROM found WHERE id NOT IN (SELECT id FROM written))
+
+-- name: deleted_since
+-- Whether a customer the update left alone is gone now (deleted by someone
+-- else after the update's read, before its row lock): the file is the later
+-- writer, so the batch goes again and inserts it.
+SELECT EXISTS (SELECT 1 FROM unnest(%(ids)s::text[]) AS b (customer_id)
+               WHERE NOT EXISTS (SELECT 1 FROM customers c WHERE c.customer_id = b.customer_id))
 
 -- name: earlier_range_open
 -- Whether a range before this one is still being read: its batches may yet
