@@ -14,9 +14,8 @@ from server.importer.header import read_header
 from server.importer.parse import parse_batch
 from server.importer.runner import JobRunner
 from server.importer.writer import SQL as WRITER_SQL, prepare_session, write_batch
-from server.keys import config_key, database_url_key, pool_key, runner_key
-from tests.importing import (HEADER, TERMINAL, row, wait_for_status,
-                             wait_for_the_import_to_wait_on_a_lock, write_csv)
+from server.keys import config_key, database_url_key, pool_key
+from tests.importing import HEADER, import_while_held, row, write_csv
 
 
 async def test_two_concurrent_starts_create_exactly_one_job(client, db, tmp_path):
@@ -82,15 +81,8 @@ async def test_a_customer_deleted_while_its_update_waits_ends_with_the_files_val
     # import's update has read D2 and waits for its row: the update finds it gone.
     await _d1_and_d2_stored(db)
     path = write_csv(tmp_path / "a.csv", FILE)
-    async with db.pool.acquire() as conn, conn.cursor() as cur:
-        await cur.execute("BEGIN")
-        await cur.execute("DELETE FROM customers WHERE customer_id = 'D2'")
-        job = await jobs.create(client.app[pool_key], filename=path.name, path=path,
-                                bytes_total=path.stat().st_size)
-        client.app[runner_key].wake()
-        await wait_for_the_import_to_wait_on_a_lock(db, "the deleted D2")
-        await cur.execute("COMMIT")
-    job = await wait_for_status(client.app, job["id"], TERMINAL)
+    job = await import_while_held(client.app, db, path, "DELETE FROM customers WHERE customer_id = 'D2'",
+                                  "the deleted D2")
     assert {k: job[k] for k in OUTCOME} == {"status": "completed", "inserted": 2, "updated": 1, "unchanged": 0,
                                             "skipped_manual": 0, "rows_done": 3}
     assert await db.all("SELECT customer_id, first_name FROM customers ORDER BY customer_id") == [

@@ -3,11 +3,9 @@ import asyncio
 import datetime
 
 from server import history
-from server.importer import jobs
-from server.keys import pool_key, runner_key
+from server.keys import pool_key
 
-from tests.importing import (HEADER, TERMINAL, import_file, row, wait_for_status,
-                             wait_for_the_import_to_wait_on_a_lock, write_csv)
+from tests.importing import HEADER, TERMINAL, import_file, import_while_held, row, wait_for_status, write_csv
 
 XMINS = "SELECT customer_id, xmin::text FROM customers ORDER BY customer_id"
 UPDATES = "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'customers'"
@@ -199,15 +197,8 @@ async def test_a_row_another_writer_changed_while_the_import_waited_has_its_true
     # and waits to write it: the history's old values are those psql left, not those read.
     await import_file(client.app, write_csv(tmp_path / "a.csv", [HEADER, row(1, "P1", "Old")]))
     path = write_csv(tmp_path / "b.csv", [HEADER, row(1, "P1", "New")])
-    async with db.pool.acquire() as conn, conn.cursor() as cur:
-        await cur.execute("BEGIN")
-        await cur.execute("UPDATE customers SET first_name = 'Psql', city = 'Bergen' WHERE customer_id = 'P1'")
-        job = await jobs.create(client.app[pool_key], filename=path.name, path=path,
-                                bytes_total=path.stat().st_size)
-        client.app[runner_key].wake()
-        await wait_for_the_import_to_wait_on_a_lock(db, "P1, held by psql")
-        await cur.execute("COMMIT")
-    job = await wait_for_status(client.app, job["id"], TERMINAL)
+    job = await import_while_held(client.app, db, path, "UPDATE customers SET first_name = 'Psql', "
+                                  "city = 'Bergen' WHERE customer_id = 'P1'", "P1, held by psql")
     assert (job["status"], job["updated"], job["unchanged"], job["skipped_manual"]) == ("completed", 1, 0, 0), job
     p1 = await db.value("SELECT id FROM customers WHERE customer_id = 'P1'")
     assert await db.one("SELECT first_name, city FROM customers WHERE id = %s", (p1,)) == ("New", "Oslo")
