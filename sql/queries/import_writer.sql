@@ -107,7 +107,10 @@ SELECT count(*) FROM added
 -- a search row where their text changed. A customer this job already wrote
 -- from a later line of its file (another pipeline's range) is superseded: it
 -- keeps that line's values, and this occurrence counts as updated if its
--- values differ from them, else as unchanged.
+-- values differ from them, else as unchanged. Only the version read is
+-- written, so the history's old values are the row's: one that another
+-- writer changed or deleted since comes back in the fourth column, and the
+-- writer looks again (written_since).
 WITH batch AS (
     SELECT * FROM unnest(%(ids)s::text[], %(lines)s::bigint[], %(digests)s::bigint[])
                   AS b (customer_id, line_no, digest)
