@@ -109,7 +109,7 @@ SELECT count(*) FROM added
 -- keeps that line's values, and this occurrence counts as updated if its
 -- values differ from them, else as unchanged. Only the version read is
 -- written, so the history's old values are the row's: one that another
--- writer changed or deleted since comes back in the fourth column, and the
+-- writer changed or deleted since comes back in the third column, and the
 -- writer looks again (written_since).
 WITH batch AS (
     SELECT * FROM unnest(%(ids)s::text[], %(lines)s::bigint[], %(digests)s::bigint[])
