@@ -60,6 +60,19 @@ async def wait_for_the_import_to_wait_on_a_lock(db, what: str, timeout: float = 
         await asyncio.sleep(0.05)
 
 
+async def import_while_held(app: web.Application, db, path: Path, statement: str, what: str) -> dict:
+    """Import `path` while the test's transaction, which ran `statement`, holds its row locks:
+    it commits once the import waits for one of them. The finished job."""
+    async with db.pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute("BEGIN")
+        await cur.execute(statement)
+        job = await jobs.create(app[pool_key], filename=path.name, path=path, bytes_total=path.stat().st_size)
+        app[runner_key].wake()
+        await wait_for_the_import_to_wait_on_a_lock(db, what)
+        await cur.execute("COMMIT")
+    return await wait_for_status(app, job["id"], TERMINAL)
+
+
 LAST_JOB = "SELECT import_job_json(j) FROM import_jobs j ORDER BY id DESC LIMIT 1"
 
 

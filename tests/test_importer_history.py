@@ -5,7 +5,7 @@ import datetime
 from server import history
 from server.keys import pool_key
 
-from tests.importing import HEADER, TERMINAL, import_file, row, wait_for_status, write_csv
+from tests.importing import HEADER, TERMINAL, import_file, import_while_held, row, wait_for_status, write_csv
 
 XMINS = "SELECT customer_id, xmin::text FROM customers ORDER BY customer_id"
 UPDATES = "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'customers'"
@@ -189,3 +189,19 @@ async def test_repeats_of_an_id_count_the_same_in_one_batch_as_in_batches_of_the
                                     options={"dry_run": dry_run})
             assert job["status"] == "completed", job
             assert {key: job[key] for key in wanted} == wanted, (prefix, dry_run, job)
+
+
+async def test_a_row_another_writer_changed_while_the_import_waited_has_its_true_old_values_in_the_history(
+        client, db, tmp_path):
+    # An UPDATE from psql holds P1 until the import has read it (first name Old, city Oslo)
+    # and waits to write it: the history's old values are those psql left, not those read.
+    await import_file(client.app, write_csv(tmp_path / "a.csv", [HEADER, row(1, "P1", "Old")]))
+    path = write_csv(tmp_path / "b.csv", [HEADER, row(1, "P1", "New")])
+    job = await import_while_held(client.app, db, path, "UPDATE customers SET first_name = 'Psql', "
+                                  "city = 'Bergen' WHERE customer_id = 'P1'", "P1, held by psql")
+    assert (job["status"], job["updated"], job["unchanged"], job["skipped_manual"]) == ("completed", 1, 0, 0), job
+    p1 = await db.value("SELECT id FROM customers WHERE customer_id = 'P1'")
+    assert await db.one("SELECT first_name, city FROM customers WHERE id = %s", (p1,)) == ("New", "Oslo")
+    items = [i for i in (await _history(client, p1))["items"] if i["job_id"] == job["id"]]
+    assert [i["changes"] for i in items] == [{"first_name": ["Psql", "New"], "city": ["Bergen", "Oslo"],
+                                              "email": ["old@example.com", "new@example.com"]}]

@@ -1,13 +1,16 @@
 """A dry run's batch: the counters an import of the file would report, no customer written.
 
-What the import's upsert would do with each Customer Id is read from the
-customers table (a customer edited by hand is skipped, any other is updated)
-and from the ids this dry run has already counted as inserted
-(import_dry_run_inserted, sql/016_*): an id that is in neither is inserted
-and remembered, so a later batch that meets it again counts it as updated,
-as the import would. Those remembered ids commit with the checkpoint, so a
-resumed dry run counts on where it stopped; Python holds one batch's ids
-only. No customer, search row, sequence value or index is touched.
+What the import's writer would do with each Customer Id is read from the
+customers table (a customer edited by hand is skipped, one whose values the
+line would not change is unchanged, any other is updated) and from the ids
+this dry run has already counted as inserted or updated
+(import_dry_run_inserted, sql/016_* and 025_*), each with the digest of the
+line that would have written it: a later batch that meets the id again
+judges its line by that digest (the same: unchanged, else updated), as the
+import judges it by what its earlier batch wrote. An id in neither is
+inserted. Those remembered ids commit with the checkpoint, so a resumed dry
+run counts on where it stopped; Python holds one batch's ids only. No
+customer, search row, sequence value or index is touched.
 """
 from __future__ import annotations
 
@@ -29,7 +32,8 @@ def count_batch(conn, job_id: int, worker: str, batch: Batch, present: tuple[str
         with conn.cursor() as cur:
             cur.copy_expert(WRITER_SQL["copy_stage"], payload(batch.lines), size=COPY_BUFFER)
             cur.execute(SQL["count_batch"], {
-                "job_id": job_id, "ids": batch.ids, "extra": [batch.repeats.get(cid, 0) for cid in batch.ids],
+                "job_id": job_id, "ids": batch.ids, "digests": batch.digests,
+                "extra": [batch.repeats.get(cid, 0) for cid in batch.ids],
                 "same": [batch.same_repeats.get(cid, 0) for cid in batch.ids],
                 "present": list(present)})
             inserted, updated, unchanged, skipped_manual = cur.fetchone()

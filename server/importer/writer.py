@@ -47,10 +47,20 @@ class LaterLineClash(Exception):
     """Another pipeline's batch and this one met on a customer: the later line must win, so this batch goes again."""
 
 
-# Another pipeline writing the same customer at the same time: the batch again, all
-# through the stage (its ON CONFLICT and line check take either order in stride).
+class WrittenMeanwhile(Exception):
+    """Someone else deleted or wrote a customer between the batch's read of it and its write.
+
+    The batch goes again and judges the customer by what is stored now: a
+    deleted one is inserted (the file is the later writer, as it would be had
+    the delete come a moment earlier), a changed one gets the true old values
+    in its history.
+    """
+
+
+# Another pipeline (or person) writing the same customer at the same time: the batch
+# again, all through the stage (its ON CONFLICT and line check take either order in stride).
 _CLASHES = (psycopg2.errors.UniqueViolation, psycopg2.errors.DeadlockDetected,
-            psycopg2.errors.SerializationFailure, LaterLineClash)
+            psycopg2.errors.SerializationFailure, LaterLineClash, WrittenMeanwhile)
 CLASH_ATTEMPTS = 5
 
 
@@ -144,8 +154,14 @@ def _write(conn, job_id: int, worker: str, batch: Batch, present, reject_limit: 
             added = cur.fetchone()[0]
             cur.execute(SQL["update_from_stage"], {**keys, "present": list(present), "range_start": range_start,
                                                    "whole": set(CUSTOMER_COLUMNS) <= set(present)})
-            updated, skipped, left_ids, left_lines, left_versions = cur.fetchone()
-            skipped_ids = set(skipped)
+            updated, skipped, moved, found, left_ids, left_lines, left_versions = cur.fetchone()
+            if found < len(old):  # deleted between the two statements
+                raise WrittenMeanwhile
+            if moved:  # changed or deleted between the update's read and its row lock
+                cur.execute(SQL["written_since"], {"ids": moved})
+                if cur.fetchone()[0]:
+                    raise WrittenMeanwhile
+            skipped_ids = set(skipped) | set(moved)  # those edited by hand meanwhile
             later.wrote(set(old_ids) - set(left_ids), dict(zip(old_ids, old_lines)))
             for left in zip(left_ids, left_lines, left_versions):
                 later.left(*left)

@@ -1,36 +1,38 @@
 -- A dry run's batch (server/importer/dry_run.py): counted, not written.
 
 -- name: count_batch
--- What the import's upsert (import_writer.sql) would do with each distinct
--- Customer Id of the batch: skip a customer edited by hand, update one in the
--- table or one an earlier batch of this dry run counted as inserted, insert
--- any other, which is remembered from now on. A customer in the table whose
--- stored values equal the staged row's (the columns the file has) is
--- unchanged, as the import would count it. `extra`: the id's repeats
--- within the batch, which find it existing; `same`: those of them whose values
--- equal the occurrence before them, which change nothing. No customer, no search row and no
--- sequence value is touched.
+-- What the import's writer (import_writer.sql) would do with each distinct
+-- Customer Id of the batch: skip a customer edited by hand; judge one this
+-- dry run has counted as inserted or updated by the digest of the line that
+-- would have written it (import_dry_run_inserted, sql/025_*): the same digest
+-- is unchanged, another updated, as the import judges it against what its
+-- earlier batch wrote; judge one in the table by its stored values (the
+-- columns the file has): equal is unchanged, else updated; insert any other.
+-- Each id counted inserted or updated is remembered with its line's digest.
+-- `extra`: the id's repeats within the batch, which find it existing;
+-- `same`: those of them whose values equal the occurrence before them, which
+-- change nothing. No customer, no search row and no sequence value is touched.
 WITH batch AS (
-    SELECT customer_id, extra, same
-    FROM unnest(%(ids)s::text[], %(extra)s::int[], %(same)s::int[]) AS b (customer_id, extra, same)
-), found AS (
-    SELECT b.customer_id, b.extra, b.same,
+    SELECT customer_id, digest, extra, same
+    FROM unnest(%(ids)s::text[], %(digests)s::bigint[], %(extra)s::int[], %(same)s::int[])
+         AS b (customer_id, digest, extra, same)
+), counted AS (
+    SELECT b.customer_id, b.digest, b.extra, b.same,
            CASE WHEN c.updated_manually_at IS NOT NULL THEN 'skipped_manual'
-                WHEN c.id IS NOT NULL AND customer_changes(to_jsonb(c), to_jsonb(c) || (
+                WHEN r.customer_id IS NOT NULL
+                    THEN CASE WHEN r.digest = b.digest THEN 'unchanged' ELSE 'updated' END
+                WHEN c.id IS NULL THEN 'inserted'
+                WHEN customer_changes(to_jsonb(c), to_jsonb(c) || (
                          SELECT jsonb_object_agg(key, value) FROM jsonb_each(to_jsonb(s))
                          WHERE key = ANY(%(present)s))) = '{}' THEN 'unchanged'
-                WHEN c.id IS NOT NULL THEN 'updated' END AS outcome
+                ELSE 'updated' END AS outcome
     FROM batch b LEFT JOIN customers c ON c.customer_id = b.customer_id
                  LEFT JOIN import_stage s ON s.customer_id = b.customer_id
-), inserted AS (
-    INSERT INTO import_dry_run_inserted (job_id, customer_id)
-    SELECT %(job_id)s, customer_id FROM found WHERE outcome IS NULL
-    ON CONFLICT (job_id, customer_id) DO NOTHING
-    RETURNING customer_id
-), counted AS (
-    SELECT coalesce(f.outcome, CASE WHEN i.customer_id IS NULL THEN 'updated' ELSE 'inserted' END) AS outcome,
-           f.extra, f.same
-    FROM found f LEFT JOIN inserted i ON i.customer_id = f.customer_id
+                 LEFT JOIN import_dry_run_inserted r ON r.job_id = %(job_id)s AND r.customer_id = b.customer_id
+), remembered AS (
+    INSERT INTO import_dry_run_inserted AS r (job_id, customer_id, digest)
+    SELECT %(job_id)s, customer_id, digest FROM counted WHERE outcome IN ('inserted', 'updated')
+    ON CONFLICT (job_id, customer_id) DO UPDATE SET digest = excluded.digest
 )
 SELECT count(*) FILTER (WHERE outcome = 'inserted'),
        count(*) FILTER (WHERE outcome = 'updated')

@@ -107,7 +107,10 @@ SELECT count(*) FROM added
 -- a search row where their text changed. A customer this job already wrote
 -- from a later line of its file (another pipeline's range) is superseded: it
 -- keeps that line's values, and this occurrence counts as updated if its
--- values differ from them, else as unchanged.
+-- values differ from them, else as unchanged. Only the version read is
+-- written, so the history's old values are the row's: one that another
+-- writer changed or deleted since comes back in the third column, and the
+-- writer looks again (written_since).
 WITH batch AS (
     SELECT * FROM unnest(%(ids)s::text[], %(lines)s::bigint[], %(digests)s::bigint[])
                   AS b (customer_id, line_no, digest)
@@ -121,7 +124,7 @@ WITH batch AS (
     SELECT o.id, s.customer_id, o.updated_manually_at IS NOT NULL AS manual, d.differs,
            coalesce(o.import_job_id = %(job_id)s AND o.import_line > b.line_no, false)
                OR coalesce(seen.line_no > b.line_no, false) AS superseded,
-           b.line_no, b.digest, o.xmin::text AS version,
+           b.line_no, b.digest, o.xmin::text AS version, o.xmin,
            -- Before-images only for what changes: an unchanged row costs no JSON.
            CASE WHEN d.differs AND o.updated_manually_at IS NULL
                 THEN customer_changes(to_jsonb(o), to_jsonb(o) || (
@@ -143,7 +146,8 @@ WITH batch AS (
         OR ('website' = ANY(%(present)s) AND s.website IS DISTINCT FROM o.website)
         OR ('about' = ANY(%(present)s) AND s.about IS DISTINCT FROM o.about) AS differs) AS d
 ), changed AS (
-    SELECT f.id, f.changes, f.line_no, f.digest, s.* FROM found f JOIN import_stage s USING (customer_id)
+    SELECT f.id, f.changes, f.line_no, f.digest, f.xmin AS read_xmin, s.*
+    FROM found f JOIN import_stage s USING (customer_id)
     WHERE f.differs AND NOT f.manual AND NOT f.superseded
 ), written AS (
     UPDATE customers c SET
@@ -172,9 +176,10 @@ WITH batch AS (
     -- took 434 s at 2,000,000, an unchanged one 66 s). By the array, customers
     -- is read through its primary key, for those rows only.
     WHERE c.id = d.id AND c.id = ANY(ARRAY(SELECT id FROM changed))
-      AND c.updated_manually_at IS NULL  -- a hand edit since the look is kept
-      -- and a later line another pipeline wrote since
-      AND NOT coalesce(c.import_job_id = %(job_id)s AND c.import_line > d.line_no, false)
+      -- Only the version read, whose values `changes` holds: a row another writer
+      -- changed since (a hand edit, psql, another pipeline) or deleted is left,
+      -- and the writer looks again (written_since).
+      AND c.xmin = d.read_xmin
     RETURNING c.id, c.customer_id,
               customer_search_doc(c.first_name, c.last_name, c.email, c.company, c.city, c.country) AS doc,
               (SELECT s.doc FROM customer_search s WHERE s.id = c.id) AS old_doc
@@ -188,12 +193,27 @@ WITH batch AS (
     FROM written w JOIN changed d ON d.id = w.id
 )
 SELECT (SELECT count(*) FROM written) + (SELECT count(*) FROM found WHERE superseded AND differs AND NOT manual),
+       (SELECT coalesce(array_agg(customer_id), '{}') FROM found WHERE manual),
+       -- To change, but another writer changed or deleted the row after the read.
        (SELECT coalesce(array_agg(customer_id), '{}') FROM found
-        WHERE manual OR (differs AND NOT superseded AND id NOT IN (SELECT id FROM written))),
+        WHERE differs AND NOT manual AND NOT superseded AND id NOT IN (SELECT id FROM written)),
+       -- The staged customers found: fewer than were staged when one was deleted
+       -- after insert_from_stage looked (the writer sends the batch again).
+       (SELECT count(*) FROM found),
        -- The customers read and left as they were, with their lines and versions.
        (SELECT coalesce(array_agg(customer_id ORDER BY id), '{}') FROM found WHERE id NOT IN (SELECT id FROM written)),
        (SELECT coalesce(array_agg(line_no ORDER BY id), '{}') FROM found WHERE id NOT IN (SELECT id FROM written)),
        (SELECT coalesce(array_agg(version ORDER BY id), '{}') FROM found WHERE id NOT IN (SELECT id FROM written))
+
+-- name: written_since
+-- Whether a customer the update was to change but found changed since its
+-- read is anything but edited by hand now: deleted, or written by another
+-- writer (psql, another pipeline of this job). The batch then goes again and
+-- judges it by what is stored now: inserts it (the file is the later
+-- writer), or updates it with the true old values in its history.
+SELECT EXISTS (SELECT 1 FROM unnest(%(ids)s::text[]) AS b (customer_id)
+               LEFT JOIN customers c ON c.customer_id = b.customer_id
+               WHERE c.updated_manually_at IS NULL)
 
 -- name: earlier_range_open
 -- Whether a range before this one is still being read: its batches may yet

@@ -1,0 +1,11 @@
+-- A dry run counts a Customer Id repeated across batches as the import would
+-- (docs/history.md, "A dry run").
+--
+-- The import judges a later batch's line against what the earlier batch
+-- wrote: the same values are `unchanged`, others `updated`. A dry run writes
+-- nothing, so it remembers, for every id it counted as inserted or updated,
+-- the digest of the line that would have written it (customers.import_digest,
+-- sql/023_*), and judges a later line of that id by it before the stored row.
+-- NULL for the ids remembered before this migration: a later line of them
+-- counts as updated, as it did.
+ALTER TABLE import_dry_run_inserted ADD COLUMN digest bigint;
