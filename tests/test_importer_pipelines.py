@@ -65,6 +65,10 @@ async def test_the_later_line_wins_when_its_range_commits_first(db, db_url, tmp_
         conn.close()
     assert written.status == "completed"
     assert await db.one("SELECT first_name, about FROM customers WHERE customer_id = 'U1'") == ("Late", "last")
+    # The recent rows of a finished job are the file's last rows, in file order, whichever range
+    # committed last (here the first).
+    recent = await db.value("SELECT recent FROM import_jobs WHERE id = %s", (job.id,))
+    assert [r["customer_id"] for r in recent] == [f"C{i}" for i in range(2080, 2100)]
     if stored is None:
         assert (written.job["inserted"], written.job["updated"]) == (2098, 1)
     else:

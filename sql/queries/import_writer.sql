@@ -291,10 +291,12 @@ UPDATE import_jobs SET
     unchanged = unchanged + %(unchanged)s,
     skipped_manual = skipped_manual + %(skipped_manual)s,
     rejected = rejected + %(rejected)s,
-    recent = (SELECT coalesce(jsonb_agg(row ORDER BY n), '[]')
-              FROM (SELECT row, n FROM jsonb_array_elements(recent || %(recent)s::jsonb)
-                                       WITH ORDINALITY AS r (row, n)
-                    ORDER BY n DESC LIMIT 20) AS latest),
+    -- The 20 furthest rows of the file so far, in file order: pipelines commit their
+    -- ranges' batches in any order, and a finished job shows the file's last rows.
+    recent = (SELECT coalesce(jsonb_agg(row ORDER BY line_no, n), '[]')
+              FROM (SELECT row, n, (row ->> 'line_no')::bigint AS line_no
+                    FROM jsonb_array_elements(recent || %(recent)s::jsonb) WITH ORDINALITY AS r (row, n)
+                    ORDER BY line_no DESC NULLS LAST, n DESC LIMIT 20) AS latest),
     status = CASE WHEN status <> 'running' THEN status
                   WHEN rejected + %(rejected)s > %(reject_limit)s THEN 'failed'
                   WHEN %(eof)s THEN 'completed'
