@@ -394,10 +394,9 @@ class Warming:
     """How far the start-up read of search's relations has got (GET /metrics shows it)."""
     running: bool = True
     bytes_read: int = 0
-    seconds: float | None = None  # once it ended
 
 
-async def warm(pool: aiopg.Pool, warming: Warming | None = None) -> int:
+async def warm(pool: aiopg.Pool, warming: Warming) -> int:
     """Read search's relations into memory (pg_prewarm), most used first; the bytes read.
 
     Right after PostgreSQL or the service starts, the first searches would
@@ -405,7 +404,6 @@ async def warm(pool: aiopg.Pool, warming: Warming | None = None) -> int:
     10,000,000 customers). What fits in nine tenths of shared_buffers goes
     there, the rest into the OS cache only. Nothing without pg_prewarm.
     """
-    warming = warming or Warming()
     async with pool.acquire() as conn, conn.cursor() as cur:
         await cur.execute(SQL["warm_plan"])
         plan = await cur.fetchall()
@@ -427,9 +425,9 @@ async def _warm_once(pool: aiopg.Pool, warming: Warming) -> None:
         log.warning("could not read the search's relations into memory; searches warm as they go", exc_info=True)
         return
     finally:
-        warming.running, warming.seconds = False, time.monotonic() - started
+        warming.running = False
     if done:
-        log.info("search relations read into memory: %d MB in %.1f s", done // 2**20, warming.seconds)
+        log.info("search relations read into memory: %d MB in %.1f s", done // 2**20, time.monotonic() - started)
 
 
 async def warming_ctx(app: web.Application) -> AsyncIterator[None]:

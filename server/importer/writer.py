@@ -115,8 +115,13 @@ def _write(conn, job_id: int, worker: str, batch: Batch, present, reject_limit: 
     counts = {"inserted": 0, "updated": 0, "unchanged": 0, "skipped_manual": 0}
     skipped_ids: set[str] = set()
     with conn.cursor() as cur:
-        cur.execute(SQL["earlier_range_open"], {"job_id": job_id, "range_start": range_start})
-        later = _LaterLines(job_id, range_start, batch.start_offset, earlier_open=cur.fetchone()[0])
+        # Asked before the look-up, whose judgement it qualifies; a batch that looks nothing
+        # up (all new) leaves no customer as it was and need not ask.
+        earlier_open = False
+        if existing_from != "none":
+            cur.execute(SQL["earlier_range_open"], {"job_id": job_id, "range_start": range_start})
+            earlier_open = cur.fetchone()[0]
+        later = _LaterLines(job_id, range_start, batch.start_offset, earlier_open=earlier_open)
         # Customer Id -> the digest of the line that wrote it (None: unknown, compare in
         # full) and the row's version then.
         existing: dict[str, tuple[int | None, str | None]] = {}
@@ -162,7 +167,8 @@ def _write(conn, job_id: int, worker: str, batch: Batch, present, reject_limit: 
                 if cur.fetchone()[0]:
                     raise WrittenMeanwhile
             skipped_ids = set(skipped) | set(moved)  # those edited by hand meanwhile
-            later.wrote(set(old_ids) - set(left_ids), dict(zip(old_ids, old_lines)))
+            left_alone = set(left_ids)
+            later.wrote([(cid, line) for cid, line in zip(old_ids, old_lines) if cid not in left_alone])
             for left in zip(left_ids, left_lines, left_versions):
                 later.left(*left)
             counts["inserted"] += added
@@ -206,9 +212,10 @@ class _LaterLines:
         self.left_lines.append(line)
         self.left_versions.append(version)
 
-    def wrote(self, ids: set[str], lines: dict[str, int]) -> None:
-        self.wrote_ids += ids
-        self.wrote_lines += [lines[cid] for cid in ids]
+    def wrote(self, written: list[tuple[str, int]]) -> None:
+        for customer_id, line in written:
+            self.wrote_ids.append(customer_id)
+            self.wrote_lines.append(line)
 
     def check(self, cur) -> None:
         """Under the job's lock: raise LaterLineClash, or note what this batch left as it was."""

@@ -124,7 +124,7 @@ WITH batch AS (
     SELECT o.id, s.customer_id, o.updated_manually_at IS NOT NULL AS manual, d.differs,
            coalesce(o.import_job_id = %(job_id)s AND o.import_line > b.line_no, false)
                OR coalesce(seen.line_no > b.line_no, false) AS superseded,
-           b.line_no, b.digest, o.xmin::text AS version, o.xmin,
+           b.line_no, b.digest, o.xmin,
            -- Before-images only for what changes: an unchanged row costs no JSON.
            CASE WHEN d.differs AND o.updated_manually_at IS NULL
                 THEN customer_changes(to_jsonb(o), to_jsonb(o) || (
@@ -201,9 +201,10 @@ SELECT (SELECT count(*) FROM written) + (SELECT count(*) FROM found WHERE supers
        -- after insert_from_stage looked (the writer sends the batch again).
        (SELECT count(*) FROM found),
        -- The customers read and left as they were, with their lines and versions.
-       (SELECT coalesce(array_agg(customer_id ORDER BY id), '{}') FROM found WHERE id NOT IN (SELECT id FROM written)),
-       (SELECT coalesce(array_agg(line_no ORDER BY id), '{}') FROM found WHERE id NOT IN (SELECT id FROM written)),
-       (SELECT coalesce(array_agg(version ORDER BY id), '{}') FROM found WHERE id NOT IN (SELECT id FROM written))
+       left_alone.ids, left_alone.lines, left_alone.versions
+FROM (SELECT coalesce(array_agg(customer_id), '{}') AS ids, coalesce(array_agg(line_no), '{}') AS lines,
+             coalesce(array_agg(xmin::text), '{}') AS versions
+      FROM found WHERE id NOT IN (SELECT id FROM written)) AS left_alone
 
 -- name: written_since
 -- Whether a customer the update was to change but found changed since its
